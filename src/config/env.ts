@@ -1,0 +1,54 @@
+import { z } from 'zod';
+
+/** Raised for configuration that can never work; entry points print its one-line message and exit 2. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+const hostPort = z.string().regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
+const nonEmpty = z.string().trim().min(1, 'must not be empty');
+const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optional = <T extends z.ZodTypeAny>(schema: T) => z.preprocess(blankToUndefined, schema.optional());
+
+/** Connection settings shared by the worker and every client (CLI, TollgateClient). */
+export const connectionEnvSchema = z
+  .object({
+    TEMPORAL_ADDRESS: z.preprocess(blankToUndefined, hostPort.default('127.0.0.1:7233')),
+    TEMPORAL_NAMESPACE: z.preprocess(blankToUndefined, nonEmpty.default('default')),
+    TOLLGATE_TASK_QUEUE: z.preprocess(blankToUndefined, nonEmpty.default('tollgate-releases')),
+    TEMPORAL_TLS_CERT_PATH: optional(nonEmpty),
+    TEMPORAL_TLS_KEY_PATH: optional(nonEmpty),
+    TEMPORAL_TLS_CA_PATH: optional(nonEmpty),
+    TEMPORAL_TLS_SERVER_NAME: optional(nonEmpty),
+    TEMPORAL_TLS: optional(z.enum(['true', 'false'])),
+    TEMPORAL_API_KEY: optional(nonEmpty),
+  })
+  .superRefine((env, ctx) => {
+    if (Boolean(env.TEMPORAL_TLS_CERT_PATH) !== Boolean(env.TEMPORAL_TLS_KEY_PATH)) {
+      const missing = env.TEMPORAL_TLS_CERT_PATH ? 'TEMPORAL_TLS_KEY_PATH' : 'TEMPORAL_TLS_CERT_PATH';
+      ctx.addIssue({
+        code: 'custom',
+        path: [missing],
+        message: 'mTLS needs both TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH',
+      });
+    }
+  });
+
+export type ConnectionEnv = z.infer<typeof connectionEnvSchema>;
+
+/** Parses with `schema` and turns the first problem into one line that names the variable. */
+export function parseEnv<T extends z.ZodTypeAny>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const name = issue?.path.join('.') || 'environment';
+    const value =
+      issue && typeof env[name] === 'string' ? ` (got ${JSON.stringify(redactValue(name, env[name]))})` : '';
+    throw new ConfigError(`invalid configuration: ${name}: ${issue?.message ?? 'invalid'}${value}`);
+  }
+  return Object.freeze(result.data) as z.infer<T>;
+}
+
+function redactValue(name: string, value: string | undefined): string | undefined {
+  return /KEY|SECRET|TOKEN|PASSWORD/.test(name) ? '[redacted]' : value;
+}

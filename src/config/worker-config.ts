@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { connectionEnvSchema, parseEnv } from './env';
+
+const durationMs = z
+  .string()
+  .regex(/^\d+(ms|s|m)$/, 'expected a duration such as 30s, 500ms or 2m')
+  .transform((v) => {
+    const n = Number.parseInt(v, 10);
+    return v.endsWith('ms') ? n : v.endsWith('m') ? n * 60_000 : n * 1000;
+  });
+
+const workerEnvSchema = connectionEnvSchema.and(
+  z.object({
+    TOLLGATE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    /** Where the SDK's Prometheus metrics are served; `off` disables them. */
+    TOLLGATE_METRICS_ADDRESS: z
+      .string()
+      .regex(/^(off|[A-Za-z0-9.\-_[\]:]+:\d{1,5})$/, 'expected host:port or "off"')
+      .default('127.0.0.1:9464'),
+    TOLLGATE_SHUTDOWN_GRACE: durationMs.default(30_000),
+    TOLLGATE_POLICY_DIR: z.string().min(1).default('policies'),
+    /** Prebuilt workflow bundle; without it the worker bundles at start, which only development allows. */
+    TOLLGATE_WORKFLOW_BUNDLE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
+    NODE_ENV: z.enum(['production', 'development', 'test']).default('development'),
+  }),
+);
+
+export type WorkerConfig = z.infer<typeof workerEnvSchema>;
+
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  return parseEnv(workerEnvSchema, env);
+}

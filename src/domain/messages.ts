@@ -1,0 +1,47 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { z } from 'zod';
+import type { ReleaseStatus } from './status';
+
+/**
+ * Every way a person steers a release. Each is both a signal (so the Temporal UI's "Send signal" and
+ * `temporal workflow signal` work) and an update of the same name (which answers with the new status or a rejection).
+ */
+
+const actor = z.string().trim().min(1, 'must name a person').max(128, 'at most 128 characters');
+const reason = z.string().trim().min(1, 'a reason is required').max(2000, 'at most 2000 characters');
+
+export const approveInputSchema = z.strictObject({ by: actor, comment: z.string().max(2000).optional() });
+export const abortInputSchema = z.strictObject({ by: actor, reason });
+export const pauseInputSchema = z.strictObject({ by: actor, reason });
+export const resumeInputSchema = z.strictObject({ by: actor });
+export const promoteInputSchema = z.strictObject({ by: actor, reason });
+
+export type ApproveInput = z.infer<typeof approveInputSchema>;
+export type AbortInput = z.infer<typeof abortInputSchema>;
+export type PauseInput = z.infer<typeof pauseInputSchema>;
+export type ResumeInput = z.infer<typeof resumeInputSchema>;
+export type PromoteInput = z.infer<typeof promoteInputSchema>;
+
+export const CONTROL_SCHEMAS = {
+  approve: approveInputSchema,
+  abort: abortInputSchema,
+  pause: pauseInputSchema,
+  resume: resumeInputSchema,
+  promote: promoteInputSchema,
+} as const;
+export type ControlName = keyof typeof CONTROL_SCHEMAS;
+export type ControlInput<N extends ControlName> = z.infer<(typeof CONTROL_SCHEMAS)[N]>;
+
+export const statusQuery = defineQuery<ReleaseStatus>('status');
+
+export const approveSignal = defineSignal<[ApproveInput]>('approve');
+export const abortSignal = defineSignal<[AbortInput]>('abort');
+export const pauseSignal = defineSignal<[PauseInput]>('pause');
+export const resumeSignal = defineSignal<[ResumeInput]>('resume');
+export const promoteSignal = defineSignal<[PromoteInput]>('promote');
+
+export const approveUpdate = defineUpdate<ReleaseStatus, [ApproveInput]>('approve');
+export const abortUpdate = defineUpdate<ReleaseStatus, [AbortInput]>('abort');
+export const pauseUpdate = defineUpdate<ReleaseStatus, [PauseInput]>('pause');
+export const resumeUpdate = defineUpdate<ReleaseStatus, [ResumeInput]>('resume');
+export const promoteUpdate = defineUpdate<ReleaseStatus, [PromoteInput]>('promote');

@@ -1,0 +1,156 @@
+import type { Check, OrgPolicy, PolicyOverride, ResolvedPolicy, ServicePolicy } from './policy';
+
+export interface PolicyIssue {
+  path: string;
+  message: string;
+}
+
+/** A policy that breaks the org minimums or loosens its service's policy; every issue names its field. */
+export class PolicyError extends Error {
+  override readonly name = 'PolicyError';
+  constructor(
+    readonly issues: PolicyIssue[],
+    context: string,
+  ) {
+    super(`${context}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+  }
+}
+
+function mergeChecks(base: Check[], extra: Check[] | undefined): Check[] {
+  if (!extra) return base;
+  const byName = new Map(base.map((c) => [c.name, c]));
+  for (const check of extra) byName.set(check.name, check);
+  return [...byName.values()];
+}
+
+function applyOverride(service: ServicePolicy, o: PolicyOverride): ServicePolicy {
+  return {
+    ...service,
+    trafficCycle: {
+      duration: o.trafficCycle?.duration ?? service.trafficCycle.duration,
+      minCanaryRequests: o.trafficCycle?.minCanaryRequests ?? service.trafficCycle.minCanaryRequests,
+      peakWindows: [...service.trafficCycle.peakWindows, ...(o.trafficCycle?.peakWindows ?? [])],
+    },
+    staging: {
+      smokeChecks: mergeChecks(service.staging.smokeChecks, o.staging?.smokeChecks),
+      bake: o.staging?.bake ?? service.staging.bake,
+    },
+    canary: {
+      poolSize: o.canary?.poolSize ?? service.canary.poolSize,
+      approval: o.canary?.approval ?? service.canary.approval,
+      analysis: {
+        interval: o.canary?.analysis?.interval ?? service.canary.analysis.interval,
+        checks: mergeChecks(service.canary.analysis.checks, o.canary?.analysis?.checks),
+        failureLimit: o.canary?.analysis?.failureLimit ?? service.canary.analysis.failureLimit,
+        inconclusiveLimit: o.canary?.analysis?.inconclusiveLimit ?? service.canary.analysis.inconclusiveLimit,
+      },
+    },
+    production: {
+      approval: o.production?.approval ?? service.production.approval,
+      waves: o.production?.waves ?? service.production.waves,
+    },
+    approvals: { ...service.approvals, fourEyes: o.approvals?.fourEyes ?? service.approvals.fourEyes },
+  };
+}
+
+const totalBake = (p: ServicePolicy) => p.production.waves.reduce((sum, w) => sum + w.bake, 0);
+
+/** Fields a request may move in one direction only: longer bakes, more evidence, stricter limits, more gates. */
+function loosenings(service: ServicePolicy, merged: ServicePolicy): PolicyIssue[] {
+  const issues: PolicyIssue[] = [];
+  const notBelow = (path: string, was: number, now: number) =>
+    now < was &&
+    issues.push({ path, message: `may only be raised by a request (service policy: ${was}, requested: ${now})` });
+  const notAbove = (path: string, was: number, now: number) =>
+    now > was &&
+    issues.push({ path, message: `may only be lowered by a request (service policy: ${was}, requested: ${now})` });
+  const notOff = (path: string, was: boolean, now: boolean) =>
+    was &&
+    !now &&
+    issues.push({ path, message: 'is required by the service policy and cannot be turned off by a request' });
+
+  notBelow('policy.trafficCycle.duration', service.trafficCycle.duration, merged.trafficCycle.duration);
+  notBelow(
+    'policy.trafficCycle.minCanaryRequests',
+    service.trafficCycle.minCanaryRequests,
+    merged.trafficCycle.minCanaryRequests,
+  );
+  notBelow('policy.staging.bake', service.staging.bake, merged.staging.bake);
+  notAbove('policy.canary.analysis.interval', service.canary.analysis.interval, merged.canary.analysis.interval);
+  notAbove(
+    'policy.canary.analysis.failureLimit',
+    service.canary.analysis.failureLimit,
+    merged.canary.analysis.failureLimit,
+  );
+  notAbove(
+    'policy.canary.analysis.inconclusiveLimit',
+    service.canary.analysis.inconclusiveLimit,
+    merged.canary.analysis.inconclusiveLimit,
+  );
+  notOff('policy.canary.approval', service.canary.approval, merged.canary.approval);
+  notOff('policy.production.approval', service.production.approval, merged.production.approval);
+  notOff('policy.approvals.fourEyes', service.approvals.fourEyes, merged.approvals.fourEyes);
+  if (merged.production.waves.length < service.production.waves.length) {
+    issues.push({
+      path: 'policy.production.waves',
+      message: `may not have fewer waves than the service policy (${service.production.waves.length})`,
+    });
+  }
+  notBelow('policy.production.waves (total bake)', totalBake(service), totalBake(merged));
+  return issues;
+}
+
+/** The org's floor, which no service file and no request can go below. */
+export function orgViolations(org: OrgPolicy, p: ServicePolicy, prefix: string): PolicyIssue[] {
+  const issues: PolicyIssue[] = [];
+  const add = (path: string, message: string) => issues.push({ path: `${prefix}${path}`, message });
+  const { trafficCycle: cycle, minimums: min } = org;
+  if (p.trafficCycle.duration < cycle.minDuration) {
+    add('trafficCycle.duration', `is below the org minimum traffic cycle (${cycle.minDuration} ms)`);
+  }
+  if (p.trafficCycle.minCanaryRequests < cycle.minCanaryRequests) {
+    add('trafficCycle.minCanaryRequests', `is below the org minimum (${cycle.minCanaryRequests})`);
+  }
+  if (cycle.requirePeakWindow && p.trafficCycle.peakWindows.length === 0) {
+    add('trafficCycle.peakWindows', 'the org requires every traffic cycle to include at least one peak window');
+  }
+  const checks = p.canary.analysis.checks.length;
+  if (checks < min.analysisChecks)
+    add('canary.analysis.checks', `has ${checks} checks; the org requires at least ${min.analysisChecks}`);
+  if (p.canary.analysis.interval > min.maxAnalysisInterval) {
+    add('canary.analysis.interval', `is longer than the org maximum (${min.maxAnalysisInterval} ms)`);
+  }
+  if (p.canary.analysis.interval < 1000) add('canary.analysis.interval', 'must be at least 1s');
+  if (p.canary.analysis.failureLimit > min.maxFailureLimit) {
+    add('canary.analysis.failureLimit', `is above the org maximum (${min.maxFailureLimit})`);
+  }
+  if (p.canary.analysis.inconclusiveLimit > min.maxInconclusiveLimit) {
+    add('canary.analysis.inconclusiveLimit', `is above the org maximum (${min.maxInconclusiveLimit})`);
+  }
+  if (min.productionApproval && !p.production.approval)
+    add('production.approval', 'the org requires approval before production');
+  if (min.fourEyes && !p.approvals.fourEyes) add('approvals.fourEyes', 'the org requires four-eyes approval');
+  return issues;
+}
+
+export interface PolicySources {
+  org: string;
+  service: string;
+}
+
+/** Service policy + optional request override → the release's effective policy, or a PolicyError naming every bad field. */
+export function resolvePolicy(
+  org: OrgPolicy,
+  service: ServicePolicy,
+  override: PolicyOverride | undefined,
+  sources: PolicySources,
+): ResolvedPolicy {
+  const serviceIssues = orgViolations(org, service, '');
+  if (serviceIssues.length > 0)
+    throw new PolicyError(serviceIssues, `service policy ${sources.service} breaks the org policy`);
+  if (!override) return { ...service, sources: { ...sources, override: false } };
+  const merged = applyOverride(service, override);
+  const issues = [...loosenings(service, merged), ...orgViolations(org, merged, 'policy.')];
+  if (issues.length > 0) throw new PolicyError(issues, 'release policy rejected');
+  return { ...merged, sources: { ...sources, override: true } };
+}

@@ -1,0 +1,196 @@
+import { z } from 'zod';
+import { durationSchema } from './duration';
+
+/**
+ * Policies. The org file says what a traffic cycle is and sets org-wide minimums; each service file sets that
+ * service's cycle and pipeline; a release request may carry an override that only tightens. All times are UTC.
+ */
+
+const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+export type Day = (typeof DAYS)[number];
+
+const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected a UTC time of day as HH:MM, e.g. "12:00"');
+const name = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9_.-]{0,62}$/,
+    'expected a lower-case name: letters, digits, "-", "_" or ".", at most 63 characters',
+  );
+
+/** A daily (or weekday-restricted) window in UTC, e.g. the service's lunchtime peak. */
+export const dailyWindowSchema = z
+  .strictObject({
+    name: name.optional(),
+    days: z.array(z.enum(DAYS)).min(1).max(7).optional(),
+    start: timeOfDay,
+    end: timeOfDay,
+  })
+  .refine((w) => w.start !== w.end, { message: 'start and end must differ', path: ['end'] });
+export type DailyWindow = z.infer<typeof dailyWindowSchema>;
+
+export const freezeSchema = z
+  .strictObject({
+    from: z.iso.datetime({ offset: true }),
+    to: z.iso.datetime({ offset: true }),
+    reason: z.string().min(1).max(200),
+  })
+  .refine((f) => Date.parse(f.to) > Date.parse(f.from), { message: 'must be after "from"', path: ['to'] });
+
+/** One analysis check: an absolute threshold, a comparison with the stable baseline, or both. */
+export const checkSchema = z
+  .strictObject({
+    name,
+    /** A ready-made query (see the README); `query` replaces it with your own PromQL. */
+    template: z.enum(['error-ratio', 'latency-p99', 'request-count']).optional(),
+    query: z.string().min(1).max(4000).optional(),
+    /** Absolute bounds on the canary's value (e.g. error ratio < 0.01). */
+    max: z.number().finite().optional(),
+    min: z.number().finite().optional(),
+    /** Canary vs the stable population over the same window. */
+    baseline: z
+      .strictObject({
+        direction: z.enum(['increase', 'decrease', 'either']).default('increase'),
+        tolerance: z.number().min(0).max(10).default(0.1),
+        minSamples: z.number().int().min(1).max(10_000).default(5),
+      })
+      .optional(),
+    /** A known error: one failure rolls back at once. */
+    critical: z.boolean().default(false),
+  })
+  .refine((c) => c.template !== undefined || c.query !== undefined, {
+    message: 'a check needs a "template" or a "query"',
+    path: ['template'],
+  })
+  .refine((c) => c.max !== undefined || c.min !== undefined || c.baseline !== undefined, {
+    message: 'a check needs "max", "min" or "baseline" to judge by',
+    path: ['max'],
+  });
+export type Check = z.infer<typeof checkSchema>;
+
+const analysisSchema = z.strictObject({
+  interval: durationSchema.default(60_000),
+  checks: z.array(checkSchema).max(50).default([]),
+  failureLimit: z.number().int().min(1).max(100).default(3),
+  inconclusiveLimit: z.number().int().min(1).max(100).default(3),
+});
+export type Analysis = z.infer<typeof analysisSchema>;
+
+const waveSchema = z.strictObject({
+  percent: z.number().int().min(1).max(100),
+  bake: durationSchema.default(0),
+  analysis: analysisSchema.optional(),
+});
+
+export const servicePolicySchema = z.strictObject({
+  service: name,
+  trafficCycle: z.strictObject({
+    duration: durationSchema,
+    minCanaryRequests: z.number().int().min(0).default(0),
+    peakWindows: z.array(dailyWindowSchema).max(10).default([]),
+  }),
+  staging: z
+    .strictObject({
+      smokeChecks: z.array(checkSchema).max(50).default([]),
+      bake: durationSchema.default(0),
+    })
+    .prefault({}),
+  canary: z
+    .strictObject({
+      poolSize: z.number().int().min(1).max(1000).default(1),
+      approval: z.boolean().default(false),
+      analysis: analysisSchema.prefault({}),
+    })
+    .prefault({}),
+  production: z
+    .strictObject({
+      approval: z.boolean().default(true),
+      waves: z
+        .array(waveSchema)
+        .min(1)
+        .max(20)
+        .default([{ percent: 100, bake: 0 }]),
+    })
+    .prefault({})
+    .refine((p) => p.waves.every((w, i, all) => i === 0 || w.percent > all[i - 1]!.percent), {
+      message: 'wave percentages must increase',
+      path: ['waves'],
+    })
+    .refine((p) => p.waves.at(-1)?.percent === 100, { message: 'the last wave must reach 100%', path: ['waves'] }),
+  approvals: z
+    .strictObject({
+      fourEyes: z.boolean().default(false),
+      /** When set, only these people may approve or promote. */
+      approvers: z.array(z.string().min(1).max(128)).max(200).optional(),
+    })
+    .prefault({}),
+  windows: z
+    .strictObject({
+      /** Production steps start only inside one of these; none means any time. */
+      allowed: z.array(dailyWindowSchema).max(20).default([]),
+      freezes: z.array(freezeSchema).max(50).default([]),
+    })
+    .prefault({}),
+});
+export type ServicePolicyInput = z.input<typeof servicePolicySchema>;
+export type ServicePolicy = z.output<typeof servicePolicySchema>;
+
+export const orgPolicySchema = z.strictObject({
+  /** What a traffic cycle must be, whatever the service. */
+  trafficCycle: z
+    .strictObject({
+      minDuration: durationSchema.default(0),
+      minCanaryRequests: z.number().int().min(0).default(0),
+      requirePeakWindow: z.boolean().default(false),
+    })
+    .prefault({}),
+  minimums: z
+    .strictObject({
+      analysisChecks: z.number().int().min(0).default(1),
+      maxAnalysisInterval: durationSchema.default(15 * 60_000),
+      maxFailureLimit: z.number().int().min(1).default(10),
+      maxInconclusiveLimit: z.number().int().min(1).default(10),
+      productionApproval: z.boolean().default(true),
+      fourEyes: z.boolean().default(false),
+    })
+    .prefault({}),
+});
+export type OrgPolicy = z.output<typeof orgPolicySchema>;
+
+/** What a request may carry: any part of a service policy, merged over the service file, tightening only. */
+export const policyOverrideSchema = z.strictObject({
+  trafficCycle: z
+    .strictObject({
+      duration: durationSchema.optional(),
+      minCanaryRequests: z.number().int().min(0).optional(),
+      peakWindows: z.array(dailyWindowSchema).max(10).optional(),
+    })
+    .optional(),
+  staging: z
+    .strictObject({ smokeChecks: z.array(checkSchema).max(50).optional(), bake: durationSchema.optional() })
+    .optional(),
+  canary: z
+    .strictObject({
+      poolSize: z.number().int().min(1).max(1000).optional(),
+      approval: z.boolean().optional(),
+      analysis: z
+        .strictObject({
+          interval: durationSchema.optional(),
+          checks: z.array(checkSchema).max(50).optional(),
+          failureLimit: z.number().int().min(1).max(100).optional(),
+          inconclusiveLimit: z.number().int().min(1).max(100).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
+  production: z
+    .strictObject({ approval: z.boolean().optional(), waves: z.array(waveSchema).min(1).max(20).optional() })
+    .optional(),
+  approvals: z.strictObject({ fourEyes: z.boolean().optional() }).optional(),
+});
+export type PolicyOverride = z.output<typeof policyOverrideSchema>;
+export type PolicyOverrideInput = z.input<typeof policyOverrideSchema>;
+
+/** The effective policy of one release: in its history (computed by an activity) and in `status`. */
+export interface ResolvedPolicy extends ServicePolicy {
+  sources: { org: string; service: string; override: boolean };
+}

@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import { policyOverrideSchema } from './policy';
+
+/** Service names become workflow IDs (`release-<service>`), search attributes and file names. */
+export const serviceNameSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9_.-]{0,62}$/,
+    'expected a lower-case service name: letters, digits, "-", "_" or ".", at most 63 characters',
+  );
+
+export const versionSchema = z
+  .string()
+  .regex(
+    /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/,
+    'expected a version such as 1.4.2 or 2026.11.27-abc123 (at most 64 characters)',
+  );
+
+const actorSchema = z.string().trim().min(1, 'must name a person').max(128, 'at most 128 characters');
+
+export const releaseRequestSchema = z.strictObject({
+  service: serviceNameSchema,
+  version: versionSchema,
+  initiator: actorSchema,
+  reason: z.string().max(2000, 'at most 2000 characters').optional(),
+  policy: policyOverrideSchema.optional(),
+});
+export type ReleaseRequest = z.output<typeof releaseRequestSchema>;
+export type ReleaseRequestInput = z.input<typeof releaseRequestSchema>;
+
+export const releaseWorkflowId = (service: string) => `release-${service}`;
+
+export const STAGES = ['staging', 'canary', 'production', 'done'] as const;
+export type Stage = (typeof STAGES)[number];
+/** The track a log line or metric belongs to: canary traffic is labelled apart from production's. */
+export type Track = 'staging' | 'canary' | 'production';
+
+export type Outcome = 'promoted' | 'rolled_back' | 'aborted';
+
+export interface ReleaseResult {
+  outcome: Outcome;
+  service: string;
+  version: string;
+  /** The version serving when the release ended: the new one when promoted, the previous one otherwise. */
+  stableVersion: string | undefined;
+  /** The stage the release reached (where it failed or was aborted, or `done`). */
+  stage: Stage;
+  reason: string;
+  startedAt: string;
+  endedAt: string;
+}
+
+/** Answers a z.ZodError with "field: message; field: message", naming each bad field. */
+export function describeZodError(error: z.ZodError, root?: string): string {
+  return error.issues
+    .slice(0, 10)
+    .map((issue) => {
+      const path = [root, ...issue.path.map(String)].filter(Boolean).join('.');
+      return `${path || '(input)'}: ${issue.message}`;
+    })
+    .join('; ');
+}

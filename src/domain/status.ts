@@ -1,0 +1,89 @@
+import type { AnalysisCounters, CheckResult } from './analysis';
+import type { ResolvedPolicy } from './policy';
+import type { Outcome, Stage } from './release';
+
+/** An explicit phase enum, as Flagger keeps one: what the release is doing right now. */
+export const RELEASE_STATES = [
+  'resolving-policy',
+  'deploying',
+  'smoke-testing',
+  'baking',
+  'awaiting-approval',
+  'paused',
+  'waiting-for-window',
+  'rolling-back',
+  'done',
+] as const;
+export type ReleaseState = (typeof RELEASE_STATES)[number];
+
+export type GateName = 'canary' | 'production' | 'inconclusive';
+
+export interface PeakWindowProgress {
+  window: string;
+  seen: boolean;
+}
+
+export interface BakeProgress {
+  stage: Stage;
+  wave?: number;
+  startedAt: string;
+  /** Required baking time (the traffic cycle for the canary, the wave's bake otherwise). */
+  cycleMs: number;
+  /** Baked so far; paused time does not count. */
+  elapsedMs: number;
+  remainingMs: number;
+  requestsSeen: number;
+  requestsRequired: number;
+  peakWindows: PeakWindowProgress[];
+  /** Why the bake is not complete yet, in words ("3h12m left", "12/500 requests", "peak lunch not seen"). */
+  waitingFor: string[];
+}
+
+export interface AuditEntry {
+  at: string;
+  actor: string;
+  action: string;
+  accepted: boolean;
+  detail?: string;
+}
+
+export interface WaveStatus {
+  index: number;
+  percent: number;
+  state: 'pending' | 'waiting-for-window' | 'deploying' | 'baking' | 'done' | 'rolled-back';
+}
+
+export interface RollbackStatus {
+  reason: string;
+  startedAt: string;
+  /** Undo attempts that failed and were retried; rollback never gives up. */
+  failedAttempts: number;
+  lastError?: string;
+  undone: string[];
+  finishedAt?: string;
+}
+
+export interface ReleaseStatus {
+  releaseId: string;
+  service: string;
+  version: string;
+  initiator: string;
+  reason?: string;
+  stableVersion: string | undefined;
+  stage: Stage;
+  state: ReleaseState;
+  outcome?: Outcome;
+  policy?: ResolvedPolicy;
+  bake?: BakeProgress;
+  analysis: AnalysisCounters & { checks: CheckResult[] };
+  waves: WaveStatus[];
+  gate?: { name: GateName; since: string; message: string };
+  pause?: { by: string; reason: string; since: string };
+  waitingForWindowUntil?: string;
+  deployedSteps: string[];
+  rollback?: RollbackStatus;
+  audit: AuditEntry[];
+  /** Entries dropped from the front of `audit` to keep the status small. */
+  auditDropped: number;
+  updatedAt: string;
+}

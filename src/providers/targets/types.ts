@@ -1,0 +1,36 @@
+import type { Track } from '../../domain/release';
+
+/** One change to a fleet, named so that applying it twice is a no-op. */
+export interface DeployStep {
+  /** `<releaseId>/<step>`, unique per release and step: the idempotency key. */
+  key: string;
+  releaseId: string;
+  service: string;
+  version: string;
+  /** What `undo` puts back: the last known stable version (undefined for a service's first release). */
+  stableVersion: string | undefined;
+  track: Track;
+  /** canary: instances in the canary pool; production: share of the fleet on `version` once the step is done. */
+  canaryInstances?: number;
+  percent?: number;
+}
+
+export interface DeployReceipt {
+  key: string;
+  /** False when the step had already been applied (a retried or replayed deploy). */
+  applied: boolean;
+  /** Human-readable summary, e.g. "web-3 → 1.4.2 (canary)". */
+  changes: string[];
+}
+
+/** Where releases land. Small on purpose (Argo Rollouts' SetWeight/VerifyWeight spirit). */
+export interface DeploymentTarget {
+  readonly kind: string;
+  apply(step: DeployStep): Promise<DeployReceipt>;
+  /** Reverts what `apply(step)` did, back to `step.stableVersion`; safe to call again, or for a step never applied. */
+  undo(step: DeployStep): Promise<DeployReceipt>;
+  /** The version the service's production fleet treats as stable, if the target knows one. */
+  stableVersion(service: string): Promise<string | undefined>;
+  /** Called once a release is promoted: `version` becomes the service's last known stable version. */
+  markStable(service: string, version: string): Promise<void>;
+}

@@ -1,0 +1,2 @@
+// The workflows this worker hosts; the bundler starts here.
+export {};
