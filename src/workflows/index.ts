@@ -1,2 +1,2 @@
 // The workflows this worker hosts; the bundler starts here.
-export {};
+export { releaseWorkflow } from './release';

@@ -1,0 +1,104 @@
+import type { AnalysisCounters, AnalysisDecision, CheckResult } from '../domain/analysis';
+import { checkQueries } from '../domain/check-templates';
+import { judgeCheck } from '../domain/judge';
+import type { Check } from '../domain/policy';
+import type { MetricsProvider, RangeWindow } from '../providers/metrics/types';
+import type { ReleaseContext } from './types';
+
+const REQUEST_COUNT: Check = { name: 'requests', template: 'request-count', min: 0, critical: false };
+
+/** How many per-interval samples a round reads: enough for the baseline test, one for a plain threshold. */
+const samplesFor = (check: Check) => check.baseline?.minSamples ?? 1;
+
+async function samples(metrics: MetricsProvider, query: string, window: RangeWindow): Promise<number[]> {
+  return metrics.queryRange(query, window);
+}
+
+/** One analysis round: every check judged on the canary's (and baseline's) per-interval samples up to `now`. */
+export async function analysisRound(
+  metrics: MetricsProvider,
+  context: ReleaseContext,
+  checks: Check[],
+  intervalMs: number,
+  now: Date,
+): Promise<{ results: CheckResult[]; requests: number }> {
+  const stepSeconds = Math.max(1, Math.round(intervalMs / 1000));
+  const ctx = { ...context, stableVersion: context.stableVersion, stepSeconds };
+  const windowFor = (n: number): RangeWindow => ({
+    start: new Date(now.getTime() - (n - 1) * stepSeconds * 1000),
+    end: now,
+    stepSeconds,
+  });
+  const at = now.toISOString();
+  const results = await Promise.all(
+    checks.map(async (check): Promise<CheckResult> => {
+      try {
+        const queries = checkQueries(check, ctx);
+        const window = windowFor(samplesFor(check));
+        const [canary, baseline] = await Promise.all([
+          samples(metrics, queries.canary, window),
+          queries.baseline ? samples(metrics, queries.baseline, window) : Promise.resolve([]),
+        ]);
+        return judgeCheck(check, { canary, baseline }, at);
+      } catch (err) {
+        // A provider that cannot answer is missing evidence: inconclusive, never a pass.
+        return {
+          check: check.name,
+          verdict: 'inconclusive',
+          critical: check.critical,
+          reason: (err as Error).message,
+          at,
+        };
+      }
+    }),
+  );
+  let requests = 0;
+  try {
+    const counted = await metrics.queryRange(checkQueries(REQUEST_COUNT, ctx).canary, windowFor(1));
+    requests = Math.round(counted.at(-1) ?? 0);
+  } catch {
+    // Unknown request counts only delay the minimum-requests rule; they never satisfy it.
+  }
+  return { results, requests };
+}
+
+/** Folds one round into the counters and says whether the stage must stop. */
+export function decide(
+  counters: AnalysisCounters,
+  results: CheckResult[],
+  requests: number,
+  limits: { failureLimit: number; inconclusiveLimit: number },
+): { counters: AnalysisCounters; decision: AnalysisDecision; reason: string } {
+  const failed = results.filter((r) => r.verdict === 'fail');
+  const inconclusive = results.filter((r) => r.verdict === 'inconclusive');
+  const next: AnalysisCounters = {
+    rounds: counters.rounds + 1,
+    failures: counters.failures + (failed.length > 0 ? 1 : 0),
+    inconclusive:
+      failed.length === 0 && inconclusive.length > 0
+        ? counters.inconclusive + 1
+        : failed.length > 0
+          ? counters.inconclusive
+          : 0,
+    requests: counters.requests + requests,
+  };
+  const describe = (rs: CheckResult[]) => rs.map((r) => `${r.check}: ${r.reason}`).join('; ');
+  const critical = failed.filter((r) => r.critical);
+  if (critical.length > 0)
+    return { counters: next, decision: 'critical', reason: `critical check failed — ${describe(critical)}` };
+  if (next.failures >= limits.failureLimit) {
+    return {
+      counters: next,
+      decision: 'failed',
+      reason: `${next.failures} failed analysis rounds (limit ${limits.failureLimit}) — ${describe(failed)}`,
+    };
+  }
+  if (next.inconclusive >= limits.inconclusiveLimit) {
+    return {
+      counters: next,
+      decision: 'inconclusive',
+      reason: `${next.inconclusive} inconclusive analysis rounds in a row (limit ${limits.inconclusiveLimit}) — ${describe(inconclusive)}`,
+    };
+  }
+  return { counters: next, decision: 'healthy', reason: failed.length > 0 ? describe(failed) : 'healthy' };
+}

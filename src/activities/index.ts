@@ -1,0 +1,126 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { CheckResult } from '../domain/analysis';
+import { PolicyError, resolvePolicy } from '../domain/policy-resolution';
+import type { ResolvedPolicy } from '../domain/policy';
+import { PolicyFileError, type PolicyStore } from '../config/policies';
+import type { Logger } from '../logger';
+import type { MetricsProvider } from '../providers/metrics/types';
+import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
+import { analysisRound, decide } from './analysis';
+import type {
+  AnalysisHeartbeat,
+  AnalysisSegment,
+  AnalyzeInput,
+  ReleaseContext,
+  ResolvePolicyInput,
+  SmokeCheckInput,
+} from './types';
+
+export interface ActivityDeps {
+  target: DeploymentTarget;
+  metrics: MetricsProvider;
+  policies: PolicyStore;
+  logger: Logger;
+  /** How often a long analysis heartbeats while it waits between rounds (tests shorten it). */
+  heartbeatEveryMs?: number;
+}
+
+/** Heartbeats while waiting, so a cancelled or crashed attempt is noticed long before the next round. */
+async function waitHeartbeating(ms: number, everyMs: number, details: unknown): Promise<void> {
+  const ctx = Context.current();
+  const until = Date.now() + ms;
+  for (let left = ms; left > 0; left = until - Date.now()) {
+    ctx.heartbeat(details);
+    await ctx.sleep(Math.min(left, everyMs));
+  }
+}
+
+export function createActivities({ target, metrics, policies, logger, heartbeatEveryMs = 5_000 }: ActivityDeps) {
+  const releaseLog = (c: Pick<ReleaseContext, 'releaseId' | 'service' | 'version' | 'stage' | 'track'>) =>
+    logger.child({ releaseId: c.releaseId, service: c.service, version: c.version, stage: c.stage, track: c.track });
+  const stepLog = (step: DeployStep) =>
+    releaseLog({ ...step, stage: step.track === 'production' ? 'production' : step.track });
+
+  return {
+    async resolvePolicy({ service, override }: ResolvePolicyInput): Promise<ResolvedPolicy> {
+      try {
+        const [org, servicePolicy] = await Promise.all([policies.org(), policies.service(service)]);
+        return resolvePolicy(org, servicePolicy, override, {
+          org: policies.orgPath(),
+          service: policies.servicePath(service),
+        });
+      } catch (err) {
+        if (err instanceof PolicyError || err instanceof PolicyFileError) {
+          throw ApplicationFailure.nonRetryable(err.message, err.name);
+        }
+        throw err;
+      }
+    },
+
+    stableVersion(service: string): Promise<string | undefined> {
+      return target.stableVersion(service);
+    },
+
+    async deploy(step: DeployStep): Promise<DeployReceipt> {
+      Context.current().heartbeat();
+      const receipt = await target.apply(step);
+      stepLog(step).info({ key: step.key, applied: receipt.applied, changes: receipt.changes }, 'deploy step');
+      return receipt;
+    },
+
+    async undo(step: DeployStep): Promise<DeployReceipt> {
+      Context.current().heartbeat();
+      const receipt = await target.undo(step);
+      stepLog(step).warn({ key: step.key, applied: receipt.applied, changes: receipt.changes }, 'undo step');
+      return receipt;
+    },
+
+    async smokeCheck({ context, checks }: SmokeCheckInput): Promise<CheckResult[]> {
+      const { results } = await analysisRound(metrics, context, checks, 60_000, new Date());
+      releaseLog(context).info({ results }, 'smoke checks');
+      return results;
+    },
+
+    /** Runs rounds of analysis, one per interval, until a decision or `maxRounds`; resumes from heartbeats on retry. */
+    async analyze(input: AnalyzeInput): Promise<AnalysisSegment> {
+      const ctx = Context.current();
+      const log = releaseLog(input.context);
+      const resumed = ctx.info.heartbeatDetails as AnalysisHeartbeat | undefined;
+      let beat: AnalysisHeartbeat = resumed ?? { counters: input.counters, checks: [] };
+      const firstRound = beat.counters.rounds - input.counters.rounds;
+      for (let round = firstRound; round < input.maxRounds; round++) {
+        await waitHeartbeating(input.intervalMs, heartbeatEveryMs, beat);
+        const { results, requests } = await analysisRound(
+          metrics,
+          input.context,
+          input.checks,
+          input.intervalMs,
+          new Date(),
+        );
+        const before = beat.counters.requests;
+        const { counters, decision, reason } = decide(beat.counters, results, requests, input);
+        beat = { counters, checks: results };
+        ctx.heartbeat(beat);
+        log.info({ round: counters.rounds, decision, counters, results }, 'analysis round');
+        if (decision !== 'healthy') return { ...beat, decision, reason };
+        const requestsMet =
+          input.requestsRequired > 0 && before < input.requestsRequired && counters.requests >= input.requestsRequired;
+        if (requestsMet) return { ...beat, decision, reason: `${counters.requests} requests served` };
+      }
+      return { ...beat, decision: 'healthy', reason: 'healthy' };
+    },
+
+    async markStable({
+      service,
+      version,
+      releaseId,
+    }: {
+      service: string;
+      version: string;
+      releaseId: string;
+    }): Promise<void> {
+      await target.markStable(service, version);
+      releaseLog({ releaseId, service, version, stage: 'done', track: 'production' }).info('marked stable');
+    },
+  };
+}

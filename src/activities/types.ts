@@ -1,0 +1,50 @@
+import type { AnalysisCounters, AnalysisDecision, CheckResult } from '../domain/analysis';
+import type { Check, PolicyOverride } from '../domain/policy';
+import type { Stage, Track } from '../domain/release';
+
+/** Who a step belongs to; every activity log line carries these. */
+export interface ReleaseContext {
+  releaseId: string;
+  service: string;
+  version: string;
+  stableVersion: string | undefined;
+  stage: Stage;
+  track: Track;
+}
+
+export interface ResolvePolicyInput {
+  service: string;
+  override?: PolicyOverride;
+}
+
+export interface SmokeCheckInput {
+  context: ReleaseContext;
+  checks: Check[];
+}
+
+export interface AnalyzeInput {
+  context: ReleaseContext;
+  checks: Check[];
+  intervalMs: number;
+  /** Rounds to run before reporting back, unless a decision comes first. */
+  maxRounds: number;
+  counters: AnalysisCounters;
+  failureLimit: number;
+  inconclusiveLimit: number;
+  /** Report back as soon as the canary has served this many requests (0: no requirement). */
+  requestsRequired: number;
+}
+
+export interface AnalysisSegment {
+  counters: AnalysisCounters;
+  /** The latest result of every check. */
+  checks: CheckResult[];
+  decision: AnalysisDecision;
+  reason: string;
+}
+
+/** Heartbeat details of a running analysis: what a retry resumes from and what `tollgate status` shows live. */
+export interface AnalysisHeartbeat {
+  counters: AnalysisCounters;
+  checks: CheckResult[];
+}

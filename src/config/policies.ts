@@ -1,0 +1,55 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import type { z } from 'zod';
+import { orgPolicySchema, servicePolicySchema, type OrgPolicy, type ServicePolicy } from '../domain/policy';
+import { describeZodError } from '../domain/release';
+
+/** A policy file that is missing, unreadable or invalid; the message names the file and the field. */
+export class PolicyFileError extends Error {
+  override readonly name = 'PolicyFileError';
+}
+
+async function readYaml<T extends z.ZodTypeAny>(path: string, schema: T, what: string): Promise<z.output<T>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PolicyFileError(
+      code === 'ENOENT' ? `no ${what} at ${path}` : `cannot read ${path}: ${code ?? String(err)}`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = parse(text);
+  } catch (err) {
+    throw new PolicyFileError(`${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const parsed = schema.safeParse(data ?? {});
+  if (!parsed.success) throw new PolicyFileError(`${path}: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+/**
+ * Policy files: `<dir>/org.yaml` and `<dir>/services/<service>.yaml`. Read on every release, so an edited policy
+ * applies to the next release without restarting the worker.
+ */
+export class PolicyStore {
+  constructor(readonly dir: string) {}
+
+  orgPath = () => join(this.dir, 'org.yaml');
+  servicePath = (service: string) => join(this.dir, 'services', `${service}.yaml`);
+
+  org(): Promise<OrgPolicy> {
+    return readYaml(this.orgPath(), orgPolicySchema, 'org policy');
+  }
+
+  async service(service: string): Promise<ServicePolicy> {
+    const path = this.servicePath(service);
+    const policy = await readYaml(path, servicePolicySchema, `policy for service "${service}"`);
+    if (policy.service !== service)
+      throw new PolicyFileError(`${path}: service: says "${policy.service}", expected "${service}"`);
+    return policy;
+  }
+}

@@ -1,0 +1,52 @@
+import { setCurrentDetails } from '@temporalio/workflow';
+import { formatDuration } from '../domain/duration';
+import type { ReleaseStatus } from '../domain/status';
+
+const bar = (fraction: number, width = 20) => {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
+};
+
+/** The Temporal UI's "current details" (markdown): what a person watching the release needs at a glance. */
+export function renderDetails(status: ReleaseStatus): void {
+  const lines = [
+    `**${status.service} ${status.version}** — stage **${status.stage}**, state **${status.state}**` +
+      (status.outcome ? `, outcome **${status.outcome}**` : ''),
+    `stable version: ${status.stableVersion ?? 'none yet'}`,
+  ];
+  if (status.gate) lines.push(`⏸ awaiting approval (${status.gate.name}): ${status.gate.message}`);
+  if (status.pause) lines.push(`⏸ paused by ${status.pause.by}: ${status.pause.reason}`);
+  if (status.waitingForWindowUntil) lines.push(`waiting for a deployment window until ${status.waitingForWindowUntil}`);
+  const bake = status.bake;
+  if (bake) {
+    const fraction = bake.cycleMs > 0 ? bake.elapsedMs / bake.cycleMs : 1;
+    lines.push(
+      `bake ${bar(fraction)} ${Math.floor(fraction * 100)}% — ${formatDuration(bake.elapsedMs)} of ${formatDuration(bake.cycleMs)}, ` +
+        `${formatDuration(bake.remainingMs)} left; requests ${bake.requestsSeen}/${bake.requestsRequired}`,
+    );
+    for (const peak of bake.peakWindows) lines.push(`- peak ${peak.window}: ${peak.seen ? 'seen' : 'not yet seen'}`);
+    if (bake.waitingFor.length > 0) lines.push(`waiting for: ${bake.waitingFor.join(', ')}`);
+  }
+  const a = status.analysis;
+  if (a.checks.length > 0) {
+    lines.push('', `analysis: ${a.rounds} rounds, ${a.failures} failed, ${a.inconclusive} inconclusive in a row`);
+    lines.push('| check | verdict | canary | baseline | why |', '| --- | --- | --- | --- | --- |');
+    for (const c of a.checks) {
+      lines.push(
+        `| ${c.check}${c.critical ? ' (critical)' : ''} | ${c.verdict} | ${c.canary ?? '—'} | ${c.baseline ?? '—'} | ${c.reason} |`,
+      );
+    }
+  }
+  if (status.waves.length > 1)
+    lines.push('', `waves: ${status.waves.map((w) => `${w.percent}% ${w.state}`).join(' → ')}`);
+  if (status.rollback) {
+    const r = status.rollback;
+    lines.push(
+      '',
+      `**rollback**: ${r.reason}; undone ${r.undone.length} steps, ${r.failedAttempts} failed attempts retried`,
+    );
+    if (r.lastError) lines.push(`last error: ${r.lastError}`);
+  }
+  // The UI caps details at 20 KB; the analysis table is the only part that can grow.
+  setCurrentDetails(lines.join('\n').slice(0, 16_000));
+}

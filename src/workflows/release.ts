@@ -1,0 +1,665 @@
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  log,
+  proxyActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  type SignalDefinition,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { UpdateDefinition } from '@temporalio/common';
+import type { createActivities } from '../activities';
+import type { DeployStep } from '../providers/targets/types';
+import type { CheckResult } from '../domain/analysis';
+import { rejectionFor, type ControlView } from '../domain/controls';
+import { formatDuration } from '../domain/duration';
+import {
+  abortSignal,
+  abortUpdate,
+  approveSignal,
+  approveUpdate,
+  pauseSignal,
+  pauseUpdate,
+  promoteSignal,
+  promoteUpdate,
+  resumeSignal,
+  resumeUpdate,
+  statusQuery,
+  type ControlName,
+  type ControlInput,
+} from '../domain/messages';
+import type { Analysis, ResolvedPolicy } from '../domain/policy';
+import { describeZodError, releaseRequestSchema, type ReleaseResult, type Stage, type Track } from '../domain/release';
+import { TollgateService, TollgateStage, TollgateState, TollgateVersion } from '../domain/search-attributes';
+import type { AuditEntry, GateName, ReleaseState, ReleaseStatus } from '../domain/status';
+import {
+  activeFreeze,
+  nextAllowedTime,
+  observationTime,
+  observedIn,
+  windowLabel,
+  type Occurrence,
+} from '../domain/windows';
+import { renderDetails } from './details';
+
+type Activities = ReturnType<typeof createActivities>;
+
+const quick = proxyActivities<Activities>({
+  startToCloseTimeout: '1m',
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
+});
+/** Deploys wait for a cancelled attempt to finish: an undo must never race the step it reverts. */
+const deploys = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '1m',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5 },
+});
+/** One attempt per call: the workflow retries undos itself so every failed attempt shows in `status`. */
+const undos = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '1m',
+  retry: { maximumAttempts: 1 },
+});
+const analyses = proxyActivities<Activities>({
+  startToCloseTimeout: '1m', // replaced per call with the segment's length
+  heartbeatTimeout: '30s',
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5 },
+});
+
+/** Longest stretch of analysis rounds before the activity reports back; bounds history at ~1 event per 10 rounds. */
+export const SEGMENT_MAX_ROUNDS = 60;
+const AUDIT_LIMIT = 200;
+const UNDO_RETRY_MAX_MS = 60_000;
+
+/** A known error: the release cannot go on and must be rolled back. */
+class ReleaseFailure extends Error {}
+
+/** The innermost message: an ActivityFailure says only "Activity task failed"; its cause says why. */
+function failureMessage(err: unknown): string {
+  let current = err;
+  while (current instanceof Error && current.cause instanceof Error) current = current.cause;
+  return current instanceof Error ? current.message : String(current);
+}
+
+export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
+  const parsed = releaseRequestSchema.safeParse(input);
+  if (!parsed.success) {
+    throw ApplicationFailure.nonRetryable(
+      `invalid release request: ${describeZodError(parsed.error)}`,
+      'InvalidRequest',
+    );
+  }
+  const request = parsed.data;
+  const info = workflowInfo();
+  const releaseId = `${info.workflowId}/${info.firstExecutionRunId}`;
+  const startedAt = new Date().toISOString();
+
+  const status: ReleaseStatus = {
+    releaseId,
+    service: request.service,
+    version: request.version,
+    initiator: request.initiator,
+    ...(request.reason !== undefined && { reason: request.reason }),
+    stableVersion: undefined,
+    stage: 'staging',
+    state: 'resolving-policy',
+    analysis: { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] },
+    waves: [],
+    deployedSteps: [],
+    audit: [],
+    auditDropped: 0,
+    updatedAt: startedAt,
+  };
+  let policy: ResolvedPolicy | undefined;
+  const deployed: DeployStep[] = [];
+  let abortRequest: { by: string; reason: string } | undefined;
+  let promoteRequested = false;
+  let approvedGate: GateName | undefined;
+  /** Bumped on every human message, so waits can wake on "something changed". */
+  let controlEpoch = 0;
+
+  // ---- status, search attributes, UI details, logs ----
+  const trackOf = (stage: Stage): Track => (stage === 'done' ? 'production' : stage);
+  const logFields = () => ({
+    service: request.service,
+    version: request.version,
+    stage: status.stage,
+    track: trackOf(status.stage),
+    releaseId,
+  });
+  let indexed = { stage: '', state: '' };
+  const refresh = () => {
+    status.updatedAt = new Date().toISOString();
+    if (indexed.stage !== status.stage || indexed.state !== status.state) {
+      indexed = { stage: status.stage, state: status.state };
+      upsertSearchAttributes([
+        { key: TollgateStage, value: status.stage },
+        { key: TollgateState, value: status.state },
+      ]);
+    }
+    renderDetails(status);
+  };
+  const setState = (state: ReleaseState) => {
+    status.state = state;
+    refresh();
+  };
+  const audit = (entry: Omit<AuditEntry, 'at'>) => {
+    status.audit.push({ at: new Date().toISOString(), ...entry });
+    if (status.audit.length > AUDIT_LIMIT) {
+      status.audit.shift();
+      status.auditDropped++;
+    }
+  };
+
+  // ---- human control: one decision function for updates (validator) and signals (audit) ----
+  const controlView = (): ControlView => ({
+    state: status.state,
+    gate: status.gate?.name,
+    paused: status.pause !== undefined,
+    baking: status.bake !== undefined,
+    initiator: request.initiator,
+    fourEyes: policy?.approvals.fourEyes ?? true,
+    approvers: policy?.approvals.approvers,
+  });
+  let forward: CancellationScope | undefined;
+  const apply = <N extends ControlName>(name: N, input: ControlInput<N>): void => {
+    controlEpoch++;
+    const detail = 'reason' in input ? input.reason : 'comment' in input ? input.comment : undefined;
+    audit({ actor: input.by, action: name, accepted: true, ...(detail !== undefined && { detail }) });
+    log.info(`${name} by ${input.by}`, { ...logFields(), actor: input.by, detail });
+    switch (name) {
+      case 'approve':
+        // Approving inconclusive analysis means "carry on baking with the evidence so far"; health is still required.
+        if (status.gate?.name === 'inconclusive') clearInconclusivePause();
+        else {
+          approvedGate = status.gate?.name;
+          status.gate = undefined;
+        }
+        break;
+      case 'abort':
+        abortRequest = { by: input.by, reason: (input as ControlInput<'abort'>).reason };
+        forward?.cancel();
+        status.state = 'rolling-back';
+        break;
+      case 'pause':
+        status.pause = {
+          by: input.by,
+          reason: (input as ControlInput<'pause'>).reason,
+          since: new Date().toISOString(),
+        };
+        break;
+      case 'resume':
+        if (status.gate?.name === 'inconclusive') clearInconclusivePause();
+        status.pause = undefined;
+        break;
+      case 'promote':
+        promoteRequested = true;
+        break;
+    }
+    refresh();
+  };
+  const clearInconclusivePause = () => {
+    status.pause = undefined;
+    status.gate = undefined;
+    status.analysis.inconclusive = 0;
+  };
+  const register = <N extends ControlName>(
+    name: N,
+    signal: SignalDefinition<[ControlInput<N>]>,
+    update: UpdateDefinition<ReleaseStatus, [ControlInput<N>]>,
+  ) => {
+    setHandler(signal, (payload: unknown) => {
+      const rejection = rejectionFor(name, payload, controlView());
+      if (rejection) {
+        const by =
+          typeof payload === 'object' && payload && 'by' in payload ? String(payload.by).slice(0, 128) : 'unknown';
+        audit({ actor: by, action: name, accepted: false, detail: rejection });
+        log.warn(`${name} signal rejected: ${rejection}`, logFields());
+        refresh();
+        return;
+      }
+      apply(name, payload as ControlInput<N>);
+    });
+    setHandler(
+      update,
+      (payload: unknown) => {
+        apply(name, payload as ControlInput<N>);
+        return status;
+      },
+      {
+        validator: (payload: unknown) => {
+          const rejection = rejectionFor(name, payload, controlView());
+          if (rejection) throw new Error(rejection);
+        },
+      },
+    );
+  };
+  register('approve', approveSignal, approveUpdate);
+  register('abort', abortSignal, abortUpdate);
+  register('pause', pauseSignal, pauseUpdate);
+  register('resume', resumeSignal, resumeUpdate);
+  register('promote', promoteSignal, promoteUpdate);
+  setHandler(statusQuery, () => status);
+
+  upsertSearchAttributes([
+    { key: TollgateService, value: request.service },
+    { key: TollgateVersion, value: request.version },
+  ]);
+  audit({
+    actor: request.initiator,
+    action: 'start',
+    accepted: true,
+    ...(request.reason && { detail: request.reason }),
+  });
+  refresh();
+
+  // ---- steps ----
+  const context = (stage: Stage) => ({
+    releaseId,
+    service: request.service,
+    version: request.version,
+    stableVersion: status.stableVersion,
+    stage,
+    track: trackOf(stage),
+  });
+
+  /** Waits while paused: progression stops, but analysis and automatic rollback carry on. */
+  const whileUnpaused = async () => {
+    if (status.pause) {
+      const before = status.state;
+      setState('paused');
+      await condition(() => status.pause === undefined);
+      setState(before);
+    }
+  };
+
+  const deployStep = async (
+    name: string,
+    step: Omit<DeployStep, 'key' | 'releaseId' | 'service' | 'version' | 'stableVersion'>,
+  ) => {
+    await whileUnpaused();
+    setState('deploying');
+    const full: DeployStep = {
+      key: `${releaseId}/${name}`,
+      releaseId,
+      service: request.service,
+      version: request.version,
+      stableVersion: status.stableVersion,
+      ...step,
+    };
+    // Registered before the deploy starts: undoing a step that never applied is a no-op, missing one is not.
+    deployed.push(full);
+    status.deployedSteps.push(full.key);
+    const receipt = await deploys.deploy.executeWithOptions({ summary: `deploy ${name}: ${request.version}` }, [full]);
+    log.info(`deployed ${name}`, { ...logFields(), changes: receipt.changes, applied: receipt.applied });
+  };
+
+  const gate = async (name: GateName, message: string) => {
+    await whileUnpaused();
+    approvedGate = undefined;
+    status.gate = { name, since: new Date().toISOString(), message };
+    setState('awaiting-approval');
+    log.info(`awaiting approval: ${message}`, logFields());
+    await condition(() => approvedGate === name);
+    status.gate = undefined;
+    refresh();
+  };
+
+  /**
+   * Bakes until the required time has passed unpaused, the canary served enough requests, every peak window was
+   * observed and the latest analysis is healthy — or a human promotes. Analysis runs in stretches of rounds as one
+   * heartbeating activity each, which keeps history small however long the cycle is.
+   */
+  const bake = async (opts: {
+    stage: Stage;
+    wave?: number;
+    durationMs: number;
+    analysis: Analysis | undefined;
+    requestsRequired: number;
+    peakWindows: ResolvedPolicy['trafficCycle']['peakWindows'];
+  }) => {
+    promoteRequested = false;
+    const checks = opts.analysis?.checks ?? [];
+    const intervals: Occurrence[] = [];
+    let openSince: number | undefined = status.pause ? undefined : Date.now();
+    const bakeStartedAt = new Date().toISOString();
+    status.analysis = { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] };
+    let latest: CheckResult[] = [];
+    const baked = () =>
+      intervals.reduce((s, iv) => s + iv.end - iv.start, 0) + (openSince !== undefined ? Date.now() - openSince : 0);
+    const allIntervals = () =>
+      openSince !== undefined ? [...intervals, { start: openSince, end: Date.now() }] : intervals;
+    const healthy = () => checks.length === 0 || (latest.length > 0 && latest.every((r) => r.verdict === 'pass'));
+
+    const progress = () => {
+      const elapsedMs = baked();
+      const peaks = opts.peakWindows.map((w) => ({ window: windowLabel(w), seen: observedIn(w, allIntervals()) }));
+      const waitingFor = [
+        ...(elapsedMs < opts.durationMs ? [`${formatDuration(opts.durationMs - elapsedMs)} of baking`] : []),
+        ...(status.analysis.requests < opts.requestsRequired
+          ? [`${status.analysis.requests}/${opts.requestsRequired} requests`]
+          : []),
+        ...peaks.filter((p) => !p.seen).map((p) => `peak ${p.window}`),
+        ...(healthy() ? [] : ['healthy analysis']),
+        ...(status.pause ? ['resume (paused)'] : []),
+      ];
+      status.bake = {
+        stage: opts.stage,
+        ...(opts.wave !== undefined && { wave: opts.wave }),
+        startedAt: bakeStartedAt,
+        cycleMs: opts.durationMs,
+        elapsedMs,
+        remainingMs: Math.max(0, opts.durationMs - elapsedMs),
+        requestsSeen: status.analysis.requests,
+        requestsRequired: opts.requestsRequired,
+        peakWindows: peaks,
+        waitingFor,
+      };
+      return waitingFor;
+    };
+    /** Next moment the bake could become complete by time alone: the cycle's end or an unseen peak's end. */
+    const nextTimeMilestone = (): number | undefined => {
+      if (openSince === undefined) return undefined;
+      const now = Date.now();
+      const candidates = [
+        ...(baked() < opts.durationMs ? [now + opts.durationMs - baked()] : []),
+        ...opts.peakWindows
+          .filter((w) => !observedIn(w, allIntervals()))
+          .map((w) => observationTime(w, openSince!))
+          .filter((t): t is number => t !== undefined && t > now),
+      ];
+      return candidates.length > 0 ? Math.min(...candidates) : undefined;
+    };
+
+    let segment:
+      | {
+          scope: CancellationScope;
+          startedAt: number;
+          result?: Awaited<ReturnType<Activities['analyze']>>;
+          error?: unknown;
+        }
+      | undefined;
+    /**
+     * A stretch's rounds take real time; the next stretch starts no earlier than the last one's rounds could have
+     * taken, so an analysis that answers instantly (a broken provider, a test double) never spins a hot loop.
+     */
+    let nextSegmentAt = 0;
+    const startSegment = () => {
+      // Sized to report back when the bake clock runs out, so completion is judged on fresh results; once time is
+      // done, short stretches keep "healthy" fresh, except while only requests are missing (reported as they arrive).
+      const remainingMs = Math.max(0, opts.durationMs - baked());
+      const maxRounds =
+        remainingMs > 0
+          ? Math.min(SEGMENT_MAX_ROUNDS, Math.ceil(remainingMs / opts.analysis!.interval))
+          : status.analysis.requests < opts.requestsRequired
+            ? SEGMENT_MAX_ROUNDS
+            : 1;
+      const scope = new CancellationScope();
+      const current: NonNullable<typeof segment> = { scope, startedAt: Date.now() };
+      segment = current;
+      scope
+        .run(() =>
+          analyses.analyze.executeWithOptions(
+            {
+              summary: `analyse ${opts.stage}: ${maxRounds} rounds every ${formatDuration(opts.analysis!.interval)}`,
+              startToCloseTimeout: maxRounds * opts.analysis!.interval + 5 * 60_000,
+            },
+            [
+              {
+                context: context(opts.stage),
+                checks,
+                intervalMs: opts.analysis!.interval,
+                maxRounds,
+                counters: { ...status.analysis },
+                failureLimit: opts.analysis!.failureLimit,
+                inconclusiveLimit: opts.analysis!.inconclusiveLimit,
+                requestsRequired: opts.requestsRequired,
+              },
+            ],
+          ),
+        )
+        .then(
+          (result) => void (current.result = result),
+          (error: unknown) => void (current.error = error instanceof Error ? error : new Error(String(error))),
+        );
+    };
+
+    /** The bake clock only runs while unpaused. */
+    const syncClock = () => {
+      if (status.pause && openSince !== undefined) {
+        intervals.push({ start: openSince, end: Date.now() });
+        openSince = undefined;
+      } else if (!status.pause && openSince === undefined) {
+        openSince = Date.now();
+      }
+    };
+    try {
+      for (;;) {
+        if (checks.length > 0 && !segment && Date.now() >= nextSegmentAt) startSegment();
+        syncClock();
+        const waitingFor = progress();
+        setState(status.pause ? 'paused' : 'baking');
+        if (promoteRequested && !status.pause) {
+          log.info('bake skipped by promote', logFields());
+          break;
+        }
+        if (waitingFor.length === 0) break;
+
+        const epoch = controlEpoch;
+        const milestone = [nextTimeMilestone(), checks.length > 0 && !segment ? nextSegmentAt : undefined]
+          .filter((t): t is number => t !== undefined)
+          .reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
+        const woke = () => controlEpoch !== epoch || segment?.result !== undefined || segment?.error !== undefined;
+        if (milestone === undefined) await condition(woke);
+        else await condition(woke, Math.max(1, milestone - Date.now()));
+
+        if (segment?.error !== undefined) {
+          const { error } = segment;
+          segment = undefined;
+          if (isCancellation(error)) throw error;
+          pauseForHuman('inconclusive', `analysis could not run: ${failureMessage(error)}`);
+        } else if (segment?.result) {
+          const { result } = segment;
+          nextSegmentAt =
+            segment.startedAt + (result.counters.rounds - status.analysis.rounds) * opts.analysis!.interval;
+          segment = undefined;
+          status.analysis = { ...result.counters, checks: result.checks };
+          latest = result.checks;
+          if (result.decision === 'critical' || result.decision === 'failed') throw new ReleaseFailure(result.reason);
+          if (result.decision === 'inconclusive') pauseForHuman('inconclusive', result.reason);
+        }
+      }
+    } finally {
+      segment?.scope.cancel();
+      status.bake = undefined;
+      promoteRequested = false;
+    }
+  };
+
+  const pauseForHuman = (gateName: GateName, reason: string) => {
+    if (!status.pause) status.pause = { by: 'tollgate', reason, since: new Date().toISOString() };
+    status.gate = {
+      name: gateName,
+      since: new Date().toISOString(),
+      message: `${reason} — approve to continue baking, or abort`,
+    };
+    audit({ actor: 'tollgate', action: 'pause', accepted: true, detail: reason });
+    log.warn(`paused for a human: ${reason}`, logFields());
+  };
+
+  const waitForWindow = async (wave: number) => {
+    const p = policy!;
+    const now = Date.now();
+    const allowedAt = nextAllowedTime(now, p.windows.allowed, p.windows.freezes);
+    if (allowedAt === now) return;
+    if (allowedAt === undefined) throw new ReleaseFailure('no deployment window opens in the next two weeks');
+    const freeze = activeFreeze(now, p.windows.freezes);
+    status.waitingForWindowUntil = new Date(allowedAt).toISOString();
+    status.waves[wave]!.state = 'waiting-for-window';
+    setState('waiting-for-window');
+    log.info(`waiting for a deployment window until ${status.waitingForWindowUntil}`, {
+      ...logFields(),
+      freeze: freeze?.reason,
+    });
+    await sleep(allowedAt - now, { summary: `deployment window opens ${status.waitingForWindowUntil}` });
+    status.waitingForWindowUntil = undefined;
+  };
+
+  const undoAll = async () => {
+    const rollback = status.rollback!;
+    for (const step of [...deployed].reverse()) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await undos.undo.executeWithOptions(
+            { summary: `undo ${step.key.split('/').pop()} → ${step.stableVersion ?? 'nothing'}` },
+            [step],
+          );
+          rollback.undone.push(step.key);
+          refresh();
+          break;
+        } catch (err) {
+          rollback.failedAttempts++;
+          rollback.lastError = `${step.key}: ${failureMessage(err)}`;
+          log.error(`rollback step failed (attempt ${attempt}); retrying`, {
+            ...logFields(),
+            error: rollback.lastError,
+          });
+          refresh();
+          await sleep(Math.min(UNDO_RETRY_MAX_MS, 1000 * 2 ** Math.min(attempt, 6)), {
+            summary: `retry undo of ${step.key}`,
+          });
+        }
+      }
+    }
+    for (const wave of status.waves) if (wave.state !== 'pending') wave.state = 'rolled-back';
+  };
+
+  const finish = (outcome: ReleaseResult['outcome'], reason: string): ReleaseResult => {
+    status.outcome = outcome;
+    if (outcome === 'promoted') status.stage = 'done';
+    setState('done');
+    audit({ actor: 'tollgate', action: outcome, accepted: true, detail: reason });
+    refresh();
+    log.info(`release ${outcome}: ${reason}`, logFields());
+    return {
+      outcome,
+      service: request.service,
+      version: request.version,
+      stableVersion: outcome === 'promoted' ? request.version : status.stableVersion,
+      stage: status.stage,
+      reason,
+      startedAt,
+      endedAt: new Date().toISOString(),
+    };
+  };
+
+  // ---- the pipeline ----
+  try {
+    policy = await quick.resolvePolicy.executeWithOptions({ summary: `resolve policy for ${request.service}` }, [
+      { service: request.service, ...(request.policy && { override: request.policy }) },
+    ]);
+  } catch (err) {
+    // Nothing has been deployed; a policy that can never be valid fails the release outright.
+    throw ApplicationFailure.nonRetryable(failureMessage(err), 'InvalidPolicy');
+  }
+  status.policy = policy;
+
+  const pipeline = async () => {
+    policy = policy!;
+    status.stableVersion = await quick.stableVersion.executeWithOptions({ summary: 'look up stable version' }, [
+      request.service,
+    ]);
+    status.waves = policy.production.waves.map((w, index) => ({ index, percent: w.percent, state: 'pending' }));
+    refresh();
+
+    // staging
+    status.stage = 'staging';
+    await deployStep('staging', { track: 'staging' });
+    if (policy.staging.smokeChecks.length > 0) {
+      setState('smoke-testing');
+      const results = await quick.smokeCheck.executeWithOptions(
+        { summary: `smoke checks: ${policy.staging.smokeChecks.length}` },
+        [{ context: context('staging'), checks: policy.staging.smokeChecks }],
+      );
+      status.analysis.checks = results;
+      const bad = results.filter((r) => r.verdict !== 'pass');
+      if (bad.length > 0)
+        throw new ReleaseFailure(`smoke checks failed: ${bad.map((r) => `${r.check} (${r.reason})`).join('; ')}`);
+    }
+    if (policy.staging.bake > 0) {
+      await bake({
+        stage: 'staging',
+        durationMs: policy.staging.bake,
+        analysis: undefined,
+        requestsRequired: 0,
+        peakWindows: [],
+      });
+    }
+
+    // canary
+    status.stage = 'canary';
+    refresh();
+    if (policy.canary.approval) await gate('canary', `approve ${request.version} for canary`);
+    await deployStep('canary', { track: 'canary', canaryInstances: policy.canary.poolSize });
+    await bake({
+      stage: 'canary',
+      durationMs: policy.trafficCycle.duration,
+      analysis: policy.canary.analysis,
+      requestsRequired: policy.trafficCycle.minCanaryRequests,
+      peakWindows: policy.trafficCycle.peakWindows,
+    });
+
+    // production
+    status.stage = 'production';
+    refresh();
+    if (policy.production.approval) await gate('production', `approve ${request.version} for production`);
+    for (const [index, wave] of policy.production.waves.entries()) {
+      await waitForWindow(index);
+      status.waves[index]!.state = 'deploying';
+      await deployStep(`wave-${index + 1}`, { track: 'production', percent: wave.percent });
+      if (wave.bake > 0) {
+        status.waves[index]!.state = 'baking';
+        await bake({
+          stage: 'production',
+          wave: index,
+          durationMs: wave.bake,
+          analysis: wave.analysis ?? policy.canary.analysis,
+          requestsRequired: 0,
+          peakWindows: [],
+        });
+      }
+      status.waves[index]!.state = 'done';
+    }
+    await quick.markStable.executeWithOptions({ summary: `mark ${request.version} stable` }, [
+      { service: request.service, version: request.version, releaseId },
+    ]);
+  };
+
+  try {
+    forward = new CancellationScope();
+    await forward.run(pipeline);
+    return finish('promoted', `${request.version} serves all production traffic`);
+  } catch (err) {
+    const cancelled = isCancellation(err);
+    // Unknown errors (a deploy that kept failing, a bug) roll back too: production is never left half-changed.
+    if (!(err instanceof ReleaseFailure) && !cancelled)
+      log.error(`release failed: ${failureMessage(err)}`, logFields());
+    const reason = abortRequest
+      ? `aborted by ${abortRequest.by}: ${abortRequest.reason}`
+      : cancelled
+        ? 'workflow cancelled'
+        : failureMessage(err);
+    status.rollback = { reason, startedAt: new Date().toISOString(), failedAttempts: 0, undone: [] };
+    setState('rolling-back');
+    log.warn(`rolling back: ${reason}`, logFields());
+    await CancellationScope.nonCancellable(undoAll);
+    status.rollback.finishedAt = new Date().toISOString();
+    return finish(abortRequest || cancelled ? 'aborted' : 'rolled_back', reason);
+  }
+}

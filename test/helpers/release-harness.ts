@@ -1,0 +1,109 @@
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import pino from 'pino';
+import { stringify } from 'yaml';
+import { createActivities } from '../../src/activities';
+import type { AnalysisSegment, AnalyzeInput } from '../../src/activities/types';
+import type { CheckResult } from '../../src/domain/analysis';
+import type { OrgPolicy, ServicePolicyInput } from '../../src/domain/policy';
+import { PolicyStore } from '../../src/config/policies';
+import type { MetricsProvider } from '../../src/providers/metrics/types';
+import { DryRunTarget } from '../../src/providers/targets/dry-run';
+import type { DeployStep } from '../../src/providers/targets/types';
+import { workflowBundle } from './bundles';
+import { taskQueueForTest } from './temporal';
+
+export const silentLogger = pino({ level: 'silent' });
+
+export function writePolicies(org: Partial<Record<keyof OrgPolicy, unknown>>, services: ServicePolicyInput[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-policies-'));
+  mkdirSync(join(dir, 'services'));
+  writeFileSync(join(dir, 'org.yaml'), stringify(org));
+  for (const s of services) writeFileSync(join(dir, 'services', `${s.service}.yaml`), stringify(s));
+  return dir;
+}
+
+export const pass = (check: string, at = '2026-01-01T00:00:00Z'): CheckResult => ({
+  check,
+  verdict: 'pass',
+  critical: false,
+  reason: 'within bounds',
+  canary: 0.001,
+  at,
+});
+
+/** What the scripted analysis answers to each call, instantly; past the script's end every stretch is healthy. */
+export type AnalysisScript = Array<(input: AnalyzeInput) => AnalysisSegment>;
+
+export const healthy =
+  (requests = 0): ((input: AnalyzeInput) => AnalysisSegment) =>
+  (input) => ({
+    counters: {
+      ...input.counters,
+      rounds: input.counters.rounds + input.maxRounds,
+      requests: input.counters.requests + requests,
+    },
+    checks: input.checks.map((c) => pass(c.name)),
+    decision: 'healthy',
+    reason: 'healthy',
+  });
+
+/** A test double for the analysis activity: answers from a script, then behaves like a long healthy stretch. */
+function scriptedAnalysis(script: AnalysisScript, calls: AnalyzeInput[]) {
+  return (input: AnalyzeInput): Promise<AnalysisSegment> => {
+    const step = script[calls.length] ?? healthy();
+    calls.push(input);
+    return Promise.resolve(step(input));
+  };
+}
+
+export interface HarnessOptions {
+  policyDir: string;
+  analysis?: AnalysisScript;
+  stable?: Record<string, string>;
+  undoFailures?: number;
+  metrics?: MetricsProvider;
+}
+
+const noMetrics: MetricsProvider = {
+  kind: 'none',
+  isOnline: () => Promise.resolve(false),
+  query: () => Promise.resolve(undefined),
+  queryRange: () => Promise.resolve([]),
+};
+
+/** A worker on the test's own task queue, with the real activities over a dry-run target and scripted analysis. */
+export async function releaseHarness(env: TestWorkflowEnvironment, opts: HarnessOptions) {
+  const taskQueue = taskQueueForTest();
+  const target = new DryRunTarget(opts.stable ?? { checkout: '1.0.0' });
+  const analyzeCalls: AnalyzeInput[] = [];
+  const real = createActivities({
+    target,
+    metrics: opts.metrics ?? noMetrics,
+    policies: new PolicyStore(opts.policyDir),
+    logger: silentLogger,
+  });
+  let undoFailuresLeft = opts.undoFailures ?? 0;
+  const undoAttempts: string[] = [];
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: workflowBundle('release'),
+    activities: {
+      ...real,
+      analyze: scriptedAnalysis(opts.analysis ?? [], analyzeCalls),
+      undo: async (step: DeployStep) => {
+        undoAttempts.push(step.key);
+        if (undoFailuresLeft > 0) {
+          undoFailuresLeft--;
+          throw new Error('load balancer API unavailable');
+        }
+        return real.undo(step);
+      },
+    },
+  });
+  return { worker, taskQueue, target, analyzeCalls, undoAttempts };
+}

@@ -1,0 +1,82 @@
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowHandle } from '@temporalio/client';
+import { approveUpdate, statusQuery } from '../../src/domain/messages';
+import type { ReleaseStatus } from '../../src/domain/status';
+import { releaseWorkflow } from '../../src/workflows';
+import { healthy, releaseHarness, writePolicies } from '../helpers/release-harness';
+import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
+
+const HOUR = 3_600_000;
+
+async function until(
+  env: TestWorkflowEnvironment,
+  handle: WorkflowHandle,
+  ok: (s: ReleaseStatus) => boolean,
+): Promise<ReleaseStatus> {
+  for (let i = 0; i < 100; i++) {
+    const status = await handle.query(statusQuery);
+    if (ok(status)) return status;
+    await env.sleep('1h');
+  }
+  throw new Error(`condition not reached: ${JSON.stringify(await handle.query(statusQuery), null, 1).slice(0, 3000)}`);
+}
+
+describe('release workflow: happy path', () => {
+  let env: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    env = await startTimeSkipping();
+  });
+  afterAll(() => env?.teardown());
+
+  it('bakes the canary for a 24-hour traffic cycle, then promotes through three waves in seconds', async () => {
+    const policyDir = writePolicies({ minimums: { analysisChecks: 1 } }, [
+      {
+        service: 'checkout',
+        trafficCycle: { duration: '24h' },
+        canary: { analysis: { interval: '1m', checks: [{ name: 'errors', template: 'error-ratio', max: 0.01 }] } },
+        production: {
+          waves: [
+            { percent: 25, bake: '1h' },
+            { percent: 50, bake: '1h' },
+            { percent: 100, bake: '1h' },
+          ],
+        },
+      },
+    ]);
+    const { worker, taskQueue, target, analyzeCalls } = await releaseHarness(env, { policyDir, analysis: [healthy()] });
+    const wallStart = Date.now();
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(releaseWorkflow, {
+        taskQueue,
+        workflowId: randomWorkflowId('release-checkout'),
+        args: [{ service: 'checkout', version: '1.1.0', initiator: 'alice' }],
+      });
+      const gate = await until(env, handle, (s) => s.state === 'awaiting-approval');
+      expect(gate.stage).toBe('production');
+      expect(gate.gate?.name).toBe('production');
+      const approved = await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
+      expect(approved.gate).toBeUndefined();
+      const result = await handle.result();
+      expect(result).toMatchObject({
+        outcome: 'promoted',
+        service: 'checkout',
+        version: '1.1.0',
+        stableVersion: '1.1.0',
+        stage: 'done',
+      });
+      const final = await handle.query(statusQuery);
+      expect(final.waves.map((w) => w.state)).toEqual(['done', 'done', 'done']);
+      expect(Date.parse(result.endedAt) - Date.parse(result.startedAt)).toBeGreaterThanOrEqual(27 * HOUR);
+    });
+    expect(Date.now() - wallStart).toBeLessThan(60_000);
+    expect(target.actions.map((a) => `${a.action} ${a.detail}`)).toEqual([
+      'apply staging → 1.1.0',
+      'apply 1 canary instance(s) → 1.1.0',
+      'apply 25% of production → 1.1.0',
+      'apply 50% of production → 1.1.0',
+      'apply 100% of production → 1.1.0',
+      'mark-stable 1.1.0 is stable',
+    ]);
+    expect(analyzeCalls[0]?.maxRounds).toBe(60);
+  });
+});
