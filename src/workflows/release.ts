@@ -382,7 +382,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
           scope: CancellationScope;
           startedAt: number;
           result?: Awaited<ReturnType<Activities['analyze']>>;
-          error?: unknown;
+          error?: Error;
         }
       | undefined;
     /**
