@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from './activities';
 import { ConfigError } from './config/env';
+import { PolicyStore } from './config/policies';
+import { createMetrics, createTarget } from './providers';
 import { connectionSettings } from './config/connection';
 import { loadWorkerConfig, type WorkerConfig } from './config/worker-config';
 import { createLogger, PinoSdkLogger, type Logger } from './logger';
@@ -29,7 +32,16 @@ export async function runWorker(config: WorkerConfig, logger: Logger): Promise<v
       namespace: config.TEMPORAL_NAMESPACE,
       taskQueue: config.TOLLGATE_TASK_QUEUE,
       ...workflowSource(config, logger),
-      activities: {},
+      activities: createActivities({
+        target: await createTarget(config.TOLLGATE_TARGETS_FILE, logger),
+        metrics: createMetrics(
+          config.TOLLGATE_METRICS,
+          config.TOLLGATE_PROMETHEUS_URL,
+          config.TOLLGATE_METRICS_TIMEOUT,
+        ),
+        policies: new PolicyStore(config.TOLLGATE_POLICY_DIR),
+        logger,
+      }),
       shutdownGraceTime: config.TOLLGATE_SHUTDOWN_GRACE,
     });
     logger.info(

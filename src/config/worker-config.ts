@@ -19,6 +19,11 @@ const workerEnvSchema = connectionEnvSchema.and(
       .default('127.0.0.1:9464'),
     TOLLGATE_SHUTDOWN_GRACE: durationMs.default(30_000),
     TOLLGATE_POLICY_DIR: z.string().min(1).default('policies'),
+    /** YAML file mapping services to deployment targets; without it every service goes to the dry-run target. */
+    TOLLGATE_TARGETS_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
+    TOLLGATE_METRICS: z.enum(['prometheus', 'none']).default('prometheus'),
+    TOLLGATE_PROMETHEUS_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:9090'),
+    TOLLGATE_METRICS_TIMEOUT: durationMs.default(5_000),
     /** Prebuilt workflow bundle; without it the worker bundles at start, which only development allows. */
     TOLLGATE_WORKFLOW_BUNDLE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
     NODE_ENV: z.enum(['production', 'development', 'test']).default('development'),

@@ -1,6 +1,8 @@
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { Duration } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import pino from 'pino';
@@ -8,7 +10,9 @@ import { stringify } from 'yaml';
 import { createActivities } from '../../src/activities';
 import type { AnalysisSegment, AnalyzeInput } from '../../src/activities/types';
 import type { CheckResult } from '../../src/domain/analysis';
+import { statusQuery } from '../../src/domain/messages';
 import type { OrgPolicy, ServicePolicyInput } from '../../src/domain/policy';
+import type { ReleaseStatus } from '../../src/domain/status';
 import { PolicyStore } from '../../src/config/policies';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
 import { DryRunTarget } from '../../src/providers/targets/dry-run';
@@ -107,3 +111,38 @@ export async function releaseHarness(env: TestWorkflowEnvironment, opts: Harness
   });
   return { worker, taskQueue, target, analyzeCalls, undoAttempts };
 }
+
+/** Polls `status`, letting server time skip ahead by `step` between polls, until `ok` holds. */
+export async function until(
+  env: TestWorkflowEnvironment,
+  handle: WorkflowHandle,
+  ok: (s: ReleaseStatus) => boolean,
+  step: Duration = '1h',
+  polls = 200,
+): Promise<ReleaseStatus> {
+  let status: ReleaseStatus | undefined;
+  for (let i = 0; i < polls; i++) {
+    status = await handle.query(statusQuery);
+    if (ok(status)) return status;
+    await env.sleep(step);
+  }
+  throw new Error(`status never matched; last: ${JSON.stringify({ ...status, policy: undefined })}`);
+}
+
+export const failing =
+  (reason: string, critical = false) =>
+  (input: AnalyzeInput): AnalysisSegment => ({
+    counters: { ...input.counters, rounds: input.counters.rounds + 1, failures: input.counters.failures + 1 },
+    checks: input.checks.map((c) => ({ ...pass(c.name), verdict: 'fail', critical, reason })),
+    decision: critical ? 'critical' : 'failed',
+    reason,
+  });
+
+export const inconclusive =
+  (reason: string) =>
+  (input: AnalyzeInput): AnalysisSegment => ({
+    counters: { ...input.counters, rounds: input.counters.rounds + 3, inconclusive: input.counters.inconclusive + 3 },
+    checks: input.checks.map((c) => ({ ...pass(c.name), verdict: 'inconclusive', reason })),
+    decision: 'inconclusive',
+    reason,
+  });

@@ -1,25 +1,10 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowHandle } from '@temporalio/client';
 import { approveUpdate, statusQuery } from '../../src/domain/messages';
-import type { ReleaseStatus } from '../../src/domain/status';
 import { releaseWorkflow } from '../../src/workflows';
-import { healthy, releaseHarness, writePolicies } from '../helpers/release-harness';
+import { healthy, releaseHarness, until, writePolicies } from '../helpers/release-harness';
 import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
 
 const HOUR = 3_600_000;
-
-async function until(
-  env: TestWorkflowEnvironment,
-  handle: WorkflowHandle,
-  ok: (s: ReleaseStatus) => boolean,
-): Promise<ReleaseStatus> {
-  for (let i = 0; i < 100; i++) {
-    const status = await handle.query(statusQuery);
-    if (ok(status)) return status;
-    await env.sleep('1h');
-  }
-  throw new Error(`condition not reached: ${JSON.stringify(await handle.query(statusQuery), null, 1).slice(0, 3000)}`);
-}
 
 describe('release workflow: happy path', () => {
   let env: TestWorkflowEnvironment;

@@ -23,6 +23,8 @@ const describe = (step: DeployStep) =>
 export class DryRunTarget implements DeploymentTarget {
   readonly kind = 'dry-run';
   readonly actions: DryRunAction[] = [];
+  /** Every key ever applied: a key never applies twice, even after undo, so a late retry cannot redeploy. */
+  private readonly seen = new Set<string>();
   private readonly applied = new Set<string>();
   private readonly stable = new Map<string, string>();
 
@@ -46,7 +48,8 @@ export class DryRunTarget implements DeploymentTarget {
   }
 
   apply(step: DeployStep): Promise<DeployReceipt> {
-    if (this.applied.has(step.key)) return Promise.resolve({ key: step.key, applied: false, changes: [] });
+    if (this.seen.has(step.key)) return Promise.resolve({ key: step.key, applied: false, changes: [] });
+    this.seen.add(step.key);
     this.applied.add(step.key);
     const detail = describe(step);
     this.record('apply', step, detail);

@@ -1,0 +1,217 @@
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { AnalysisHeartbeat } from '../activities/types';
+import {
+  abortUpdate,
+  approveUpdate,
+  CONTROL_SCHEMAS,
+  pauseUpdate,
+  promoteUpdate,
+  resumeUpdate,
+  statusQuery,
+  type ControlInput,
+  type ControlName,
+} from '../domain/messages';
+import {
+  describeZodError,
+  releaseRequestSchema,
+  releaseWorkflowId,
+  serviceNameSchema,
+  type ReleaseRequestInput,
+  type ReleaseResult,
+} from '../domain/release';
+import { TollgateService, TollgateState, TollgateVersion } from '../domain/search-attributes';
+import type { ReleaseStatus } from '../domain/status';
+import type { ConnectionSettings } from '../config/connection';
+import type { releaseWorkflow } from '../workflows';
+import { TollgateError } from './errors';
+
+const UPDATES = {
+  approve: approveUpdate,
+  abort: abortUpdate,
+  pause: pauseUpdate,
+  resume: resumeUpdate,
+  promote: promoteUpdate,
+} as const;
+
+export interface ReleaseSummary {
+  service: string;
+  version: string;
+  workflowId: string;
+  runId: string;
+  status: string;
+  state: string | undefined;
+  startTime: string;
+  closeTime: string | undefined;
+}
+
+function serviceOf(service: string): string {
+  const parsed = serviceNameSchema.safeParse(service);
+  if (!parsed.success) throw new TollgateError(`invalid service: ${describeZodError(parsed.error)}`, 'invalid-input');
+  return parsed.data;
+}
+
+const quote = (v: string) => `'${v.replace(/'/g, "\\'")}'`;
+
+/** The typed way to start and steer releases; the `tollgate` CLI is a thin shell over it. */
+export class TollgateClient {
+  constructor(
+    readonly client: Client,
+    readonly taskQueue = 'tollgate-releases',
+  ) {}
+
+  static async connect(settings: ConnectionSettings, taskQueue?: string): Promise<TollgateClient> {
+    let connection: Connection;
+    try {
+      connection = await Connection.connect({
+        address: settings.address,
+        ...(settings.tls !== undefined && { tls: settings.tls }),
+        ...(settings.apiKey && { apiKey: settings.apiKey }),
+        connectTimeout: '5s',
+      });
+    } catch (err) {
+      throw new TollgateError(`cannot reach Temporal at ${settings.address}: ${(err as Error).message}`, 'unreachable');
+    }
+    return new TollgateClient(new Client({ connection, namespace: settings.namespace }), taskQueue);
+  }
+
+  close(): Promise<void> {
+    return this.client.connection.close();
+  }
+
+  /** Validates everything first: a refused request starts nothing. */
+  async start(input: ReleaseRequestInput): Promise<WorkflowHandle<typeof releaseWorkflow>> {
+    const parsed = releaseRequestSchema.safeParse(input);
+    if (!parsed.success)
+      throw new TollgateError(`invalid release request: ${describeZodError(parsed.error)}`, 'invalid-input');
+    const request = parsed.data;
+    const workflowId = releaseWorkflowId(request.service);
+    try {
+      return await this.client.workflow.start('releaseWorkflow', {
+        taskQueue: this.taskQueue,
+        workflowId,
+        args: [input],
+        // One release per service: Temporal's own workflow-ID rule, not a home-made lock.
+        workflowIdConflictPolicy: 'FAIL',
+        typedSearchAttributes: [
+          { key: TollgateService, value: request.service },
+          { key: TollgateVersion, value: request.version },
+          { key: TollgateState, value: 'resolving-policy' },
+        ],
+        staticSummary: `${request.service} ${request.version}: staging → canary → production`,
+        staticDetails: `started by ${request.initiator}${request.reason ? `: ${request.reason}` : ''}`,
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        const running = await this.describeRunning(request.service).catch(() => undefined);
+        throw new TollgateError(
+          `${request.service} already has a release in flight: ${workflowId}${running ? ` (${running})` : ''}; ` +
+            'wait for it to end or abort it',
+          'release-in-flight',
+        );
+      }
+      throw err;
+    }
+  }
+
+  private async describeRunning(service: string): Promise<string> {
+    const status = await this.status(service);
+    return `version ${status.version}, ${status.stage}/${status.state}, started by ${status.initiator}`;
+  }
+
+  handle(service: string): WorkflowHandle<typeof releaseWorkflow> {
+    return this.client.workflow.getHandle(releaseWorkflowId(serviceOf(service)));
+  }
+
+  /** The workflow's status, with the running analysis's latest round (from its heartbeat) when there is one. */
+  async status(service: string): Promise<ReleaseStatus> {
+    const handle = this.handle(service);
+    try {
+      const [status, description] = await Promise.all([handle.query(statusQuery), handle.describe()]);
+      const live = description.raw.pendingActivities?.find((a) => a.activityType?.name === 'analyze')?.heartbeatDetails
+        ?.payloads?.[0];
+      if (live) {
+        const beat = defaultPayloadConverter.fromPayload<AnalysisHeartbeat>(live);
+        if (beat.counters.rounds > status.analysis.rounds) {
+          status.analysis = { ...beat.counters, checks: beat.checks.length > 0 ? beat.checks : status.analysis.checks };
+        }
+      }
+      return status;
+    } catch (err) {
+      throw this.translate(err, service);
+    }
+  }
+
+  async result(service: string): Promise<ReleaseResult> {
+    return this.handle(service).result();
+  }
+
+  async control<N extends ControlName>(name: N, service: string, input: ControlInput<N>): Promise<ReleaseStatus> {
+    const parsed = CONTROL_SCHEMAS[name].safeParse(input);
+    if (!parsed.success) throw new TollgateError(`invalid ${name}: ${describeZodError(parsed.error)}`, 'invalid-input');
+    try {
+      return await this.handle(service).executeUpdate(UPDATES[name] as typeof approveUpdate, {
+        args: [parsed.data as ControlInput<'approve'>],
+      });
+    } catch (err) {
+      throw this.translate(err, service);
+    }
+  }
+
+  approve = (service: string, input: ControlInput<'approve'>) => this.control('approve', service, input);
+  abort = (service: string, input: ControlInput<'abort'>) => this.control('abort', service, input);
+  pause = (service: string, input: ControlInput<'pause'>) => this.control('pause', service, input);
+  resume = (service: string, input: ControlInput<'resume'>) => this.control('resume', service, input);
+  promote = (service: string, input: ControlInput<'promote'>) => this.control('promote', service, input);
+
+  /** Releases by visibility query: running ones by default, filtered by service and state. */
+  async list(filter: { service?: string; state?: string; closed?: boolean } = {}): Promise<ReleaseSummary[]> {
+    const clauses = ["WorkflowType = 'releaseWorkflow'"];
+    if (filter.service) clauses.push(`TollgateService = ${quote(serviceOf(filter.service))}`);
+    if (filter.state) clauses.push(`TollgateState = ${quote(filter.state)}`);
+    if (filter.closed !== undefined)
+      clauses.push(filter.closed ? "ExecutionStatus != 'Running'" : "ExecutionStatus = 'Running'");
+    const summaries: ReleaseSummary[] = [];
+    for await (const wf of this.client.workflow.list({ query: clauses.join(' AND ') })) {
+      summaries.push({
+        service: wf.typedSearchAttributes.get(TollgateService) ?? '',
+        version: wf.typedSearchAttributes.get(TollgateVersion) ?? '',
+        workflowId: wf.workflowId,
+        runId: wf.runId,
+        status: wf.status.name,
+        state: wf.typedSearchAttributes.get(TollgateState),
+        startTime: wf.startTime.toISOString(),
+        closeTime: wf.closeTime?.toISOString(),
+      });
+      if (summaries.length >= 1000) break;
+    }
+    return summaries;
+  }
+
+  history(service: string): Promise<ReleaseSummary[]> {
+    return this.list({ service, closed: true });
+  }
+
+  private translate(err: unknown, service: string): unknown {
+    if (err instanceof WorkflowNotFoundError) {
+      return new TollgateError(
+        `no release found for service ${service} (workflow ${releaseWorkflowId(service)})`,
+        'unknown-release',
+      );
+    }
+    if (err instanceof WorkflowUpdateFailedError) {
+      return new TollgateError(`rejected: ${err.cause?.message ?? err.message}`, 'rejected');
+    }
+    if (err instanceof Error && /not found|ExecutionAlreadyCompleted|already completed/i.test(err.message)) {
+      return new TollgateError(`no running release for service ${service}: ${err.message}`, 'unknown-release');
+    }
+    return err;
+  }
+}

@@ -1,0 +1,83 @@
+import { readFile } from 'node:fs/promises';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../config/env';
+import { describeZodError } from '../domain/release';
+import type { Logger } from '../logger';
+import { PrometheusProvider } from './metrics/prometheus';
+import type { MetricsProvider } from './metrics/types';
+import { DryRunTarget } from './targets/dry-run';
+import { HaproxyFleetTarget, haproxyFleetOptionsSchema } from './targets/haproxy-fleet';
+import type { DeploymentTarget, DeployReceipt, DeployStep } from './targets/types';
+
+const targetSpecSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('dry-run'), stable: z.record(z.string(), z.string()).optional() }),
+  haproxyFleetOptionsSchema.extend({ kind: z.literal('haproxy-fleet'), service: z.string().optional() }),
+]);
+const targetsFileSchema = z.strictObject({
+  /** Used for services without their own entry; leave out to refuse unknown services. */
+  default: targetSpecSchema.optional(),
+  services: z.record(z.string(), targetSpecSchema).default({}),
+});
+type TargetSpec = z.infer<typeof targetSpecSchema>;
+
+function build(spec: TargetSpec, service: string | undefined, logger: Logger): DeploymentTarget {
+  switch (spec.kind) {
+    case 'dry-run':
+      return new DryRunTarget(spec.stable);
+    case 'haproxy-fleet': {
+      const fleetService = spec.service ?? service;
+      if (!fleetService) throw new ConfigError('invalid configuration: a haproxy-fleet target needs a "service"');
+      return new HaproxyFleetTarget({ ...spec, service: fleetService, logger });
+    }
+  }
+}
+
+/** Sends each step to its service's target; a service without one is refused, never deployed somewhere else. */
+export class RoutingTarget implements DeploymentTarget {
+  readonly kind = 'routing';
+  constructor(
+    private readonly targets: Map<string, DeploymentTarget>,
+    private readonly fallback: DeploymentTarget | undefined,
+  ) {}
+
+  private for(service: string): DeploymentTarget {
+    const target = this.targets.get(service) ?? this.fallback;
+    if (!target) throw new ConfigError(`no deployment target configured for service "${service}"`);
+    return target;
+  }
+  apply = (step: DeployStep): Promise<DeployReceipt> => this.for(step.service).apply(step);
+  undo = (step: DeployStep): Promise<DeployReceipt> => this.for(step.service).undo(step);
+  stableVersion = (service: string) => this.for(service).stableVersion(service);
+  markStable = (service: string, version: string) => this.for(service).markStable(service, version);
+}
+
+/** Targets from a YAML file (`TOLLGATE_TARGETS_FILE`); without one, every service goes to the dry-run target. */
+export async function createTarget(file: string | undefined, logger: Logger): Promise<DeploymentTarget> {
+  if (!file) return new DryRunTarget();
+  let data: unknown;
+  try {
+    data = parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(
+      `invalid configuration: TOLLGATE_TARGETS_FILE: cannot read ${file}: ${(err as Error).message}`,
+    );
+  }
+  const parsed = targetsFileSchema.safeParse(data);
+  if (!parsed.success) throw new ConfigError(`invalid configuration: ${file}: ${describeZodError(parsed.error)}`);
+  const targets = new Map(
+    Object.entries(parsed.data.services).map(([service, spec]) => [service, build(spec, service, logger)]),
+  );
+  return new RoutingTarget(targets, parsed.data.default && build(parsed.data.default, undefined, logger));
+}
+
+export function createMetrics(kind: 'prometheus' | 'none', url: string, timeoutMs: number): MetricsProvider {
+  if (kind === 'prometheus') return new PrometheusProvider({ url, timeoutMs });
+  // No metrics source: every check is inconclusive, so releases pause for a human instead of promoting blind.
+  return {
+    kind: 'none',
+    isOnline: () => Promise.resolve(false),
+    query: () => Promise.resolve(undefined),
+    queryRange: () => Promise.resolve([]),
+  };
+}

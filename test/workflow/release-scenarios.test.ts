@@ -1,0 +1,260 @@
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import {
+  abortUpdate,
+  approveUpdate,
+  pauseUpdate,
+  promoteUpdate,
+  resumeUpdate,
+  statusQuery,
+} from '../../src/domain/messages';
+import type { ServicePolicyInput } from '../../src/domain/policy';
+import { releaseWorkflow } from '../../src/workflows';
+import {
+  failing,
+  healthy,
+  inconclusive,
+  releaseHarness,
+  until,
+  writePolicies,
+  type HarnessOptions,
+} from '../helpers/release-harness';
+import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
+
+const HOUR = 3_600_000;
+const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
+
+function policy(overrides: Partial<ServicePolicyInput> = {}): ServicePolicyInput {
+  return {
+    service: 'checkout',
+    trafficCycle: { duration: '24h' },
+    canary: { analysis: { interval: '1m', checks: [errors] } },
+    production: {
+      approval: false,
+      waves: [
+        { percent: 50, bake: '1h' },
+        { percent: 100, bake: '1h' },
+      ],
+    },
+    ...overrides,
+  };
+}
+
+describe('release workflow scenarios (time-skipping)', () => {
+  let env: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    env = await startTimeSkipping();
+  });
+  afterAll(() => env?.teardown());
+
+  async function run(
+    opts: Omit<HarnessOptions, 'policyDir'> & { policy?: ServicePolicyInput; org?: Record<string, unknown> },
+    drive: (
+      handle: Awaited<ReturnType<typeof env.client.workflow.start<typeof releaseWorkflow>>>,
+    ) => Promise<void> = async () => undefined,
+  ) {
+    const policyDir = writePolicies(opts.org ?? { minimums: { productionApproval: false } }, [opts.policy ?? policy()]);
+    const harness = await releaseHarness(env, { ...opts, policyDir });
+    return harness.worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(releaseWorkflow, {
+        taskQueue: harness.taskQueue,
+        workflowId: randomWorkflowId('release-checkout'),
+        args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice' }],
+      });
+      await drive(handle);
+      const result = await handle.result();
+      const status = await handle.query(statusQuery);
+      const history = await handle.fetchHistory();
+      return { result, status, history, ...harness };
+    });
+  }
+  const applied = (actions: { action: string; key: string }[]) =>
+    actions.map((a) => `${a.action} ${a.key.split('/').pop()}`);
+
+  it('rolls back on canary metric failures and completes with outcome rolled_back', async () => {
+    const { result, status, target } = await run({ analysis: [healthy(), failing('error ratio 0.2 > max 0.01')] });
+    expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary', stableVersion: '1.0.0' });
+    expect(result.reason).toContain('error ratio 0.2');
+    expect(applied(target.actions)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
+    expect(status.rollback?.undone).toHaveLength(2);
+    expect(await target.stableVersion('checkout')).toBe('1.0.0');
+  });
+
+  it('rolls back at once on a critical (known) error', async () => {
+    const { result, analyzeCalls, status } = await run({ analysis: [failing('panic: nil pointer in 5xx logs', true)] });
+    expect(result.outcome).toBe('rolled_back');
+    expect(result).toMatchObject({ stage: 'canary', reason: 'panic: nil pointer in 5xx logs' });
+    expect(analyzeCalls).toHaveLength(1);
+    expect(status.analysis.rounds).toBe(1);
+  });
+
+  it('pauses for a human on inconclusive analysis and carries on when approved', async () => {
+    const { result, status } = await run(
+      { analysis: [inconclusive('no data: Prometheus unreachable')] },
+      async (handle) => {
+        const paused = await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        expect(paused.state).toBe('paused');
+        expect(paused.pause?.reason).toContain('Prometheus unreachable');
+        await env.sleep('30h'); // paused: the bake clock must not run
+        const still = await handle.query(statusQuery);
+        expect(still.state).toBe('paused');
+        expect(still.bake!.elapsedMs).toBeLessThan(HOUR);
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'metrics back' }] });
+      },
+    );
+    expect(result.outcome).toBe('promoted');
+    expect(status.audit.map((a) => a.action)).toEqual(expect.arrayContaining(['pause', 'approve', 'promoted']));
+  });
+
+  it('aborted while paused on inconclusive analysis, undoes everything', async () => {
+    const { result, target } = await run({ analysis: [inconclusive('no data')] }, async (handle) => {
+      await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+      await handle.executeUpdate(abortUpdate, { args: [{ by: 'bob', reason: 'cannot judge it' }] });
+    });
+    expect(result).toMatchObject({ outcome: 'aborted', stage: 'canary' });
+    expect(applied(target.actions)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
+  });
+
+  it.each([
+    [
+      'staging',
+      (s: { stage: string; state: string }) => s.stage === 'staging' && s.state === 'baking',
+      ['apply staging', 'undo staging'],
+    ],
+    [
+      'canary',
+      (s: { stage: string; state: string }) => s.stage === 'canary' && s.state === 'baking',
+      ['apply staging', 'apply canary', 'undo canary', 'undo staging'],
+    ],
+    [
+      'production',
+      (s: { stage: string; state: string }) => s.stage === 'production' && s.state === 'baking',
+      ['apply staging', 'apply canary', 'apply wave-1', 'undo wave-1', 'undo canary', 'undo staging'],
+    ],
+  ])('abort during %s undoes exactly what was deployed, in reverse', async (_stage, at, expected) => {
+    const { result, target } = await run({ policy: policy({ staging: { bake: '2h' } }) }, async (handle) => {
+      await until(env, handle, at, '20m');
+      const answer = await handle.executeUpdate(abortUpdate, { args: [{ by: 'carol', reason: 'customer reports' }] });
+      expect(answer.state).toBe('rolling-back');
+    });
+    expect(result.outcome).toBe('aborted');
+    expect(result.reason).toBe('aborted by carol: customer reports');
+    expect(applied(target.actions)).toEqual(expected);
+  });
+
+  it('pause freezes the bake clock, resume continues it, promote skips the rest', async () => {
+    const { result, status } = await run({}, async (handle) => {
+      await until(env, handle, (s) => s.stage === 'canary' && s.state === 'baking', '10m');
+      await env.sleep('2h');
+      const paused = await handle.executeUpdate(pauseUpdate, { args: [{ by: 'dave', reason: 'incident elsewhere' }] });
+      expect(paused.pause?.by).toBe('dave');
+      await env.sleep('48h');
+      const frozen = await handle.query(statusQuery);
+      expect(frozen.state).toBe('paused');
+      expect(frozen.bake!.elapsedMs).toBeGreaterThanOrEqual(2 * HOUR);
+      expect(frozen.bake!.elapsedMs).toBeLessThan(3 * HOUR);
+      await expect(handle.executeUpdate(promoteUpdate, { args: [{ by: 'dave', reason: 'hurry' }] })).rejects.toThrow(
+        WorkflowUpdateFailedError,
+      );
+      await handle.executeUpdate(resumeUpdate, { args: [{ by: 'dave' }] });
+      await env.sleep('3h');
+      const resumed = await handle.query(statusQuery);
+      expect(resumed.bake!.elapsedMs).toBeGreaterThanOrEqual(5 * HOUR);
+      const promoted = await handle.executeUpdate(promoteUpdate, { args: [{ by: 'erin', reason: 'fix needed now' }] });
+      expect(promoted.audit.at(-1)).toMatchObject({ action: 'promote', actor: 'erin', detail: 'fix needed now' });
+    });
+    expect(result.outcome).toBe('promoted');
+    // 2h + 3h of canary, 48h paused, 2h of waves: well short of 24h of canary baking.
+    expect(Date.parse(result.endedAt) - Date.parse(result.startedAt)).toBeLessThan(60 * HOUR);
+    expect(status.audit.map((a) => a.action)).toEqual(['start', 'pause', 'resume', 'promote', 'promoted']);
+  });
+
+  it('extends the bake until the canary has served the minimum requests', async () => {
+    const { result, history } = await run(
+      {
+        policy: policy({ trafficCycle: { duration: '1h', minCanaryRequests: 1000 } }),
+        analysis: [healthy(300), healthy(0), healthy(0), healthy(700)],
+      },
+      async (handle) => {
+        const waiting = await until(env, handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, '20m');
+        expect(waiting.stage).toBe('canary');
+        expect(waiting.bake?.waitingFor).toEqual(['300/1000 requests']);
+      },
+    );
+    expect(result.outcome).toBe('promoted');
+    expect(history.events?.length).toBeGreaterThan(0);
+  });
+
+  it('extends the bake until every peak window has been observed unpaused', async () => {
+    const { result } = await run(
+      {
+        policy: policy({
+          trafficCycle: { duration: '1h', peakWindows: [{ name: 'lunch', start: '12:00', end: '14:00' }] },
+        }),
+      },
+      async (handle) => {
+        const waiting = await until(env, handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, '20m');
+        const now = Date.parse(waiting.updatedAt);
+        const lunchEnd = new Date(now);
+        lunchEnd.setUTCHours(14, 0, 0, 0);
+        const stillAhead =
+          lunchEnd.getTime() > now + 5 * 60_000 && Date.parse(waiting.bake!.startedAt) <= lunchEnd.getTime() - 2 * HOUR;
+        if (stillAhead || lunchEnd.getTime() <= now) {
+          expect(waiting.bake?.waitingFor).toContain('peak lunch');
+          expect(waiting.bake?.peakWindows).toEqual([{ window: 'lunch', seen: false }]);
+        }
+      },
+    );
+    expect(result.outcome).toBe('promoted');
+    const canaryBakeEnd = Date.parse(result.endedAt) - 2 * HOUR; // two 1h waves follow the canary
+    expect(new Date(canaryBakeEnd).getUTCHours()).toBe(14);
+  });
+
+  it('waits for a deployment window before production changes', async () => {
+    const { result, status } = await run(
+      { policy: policy({ windows: { allowed: [{ days: ['tue', 'wed', 'thu'], start: '09:00', end: '11:00' }] } }) },
+      async (handle) => {
+        const waiting = await until(env, handle, (s) => s.state === 'waiting-for-window', '2h');
+        const opens = new Date(waiting.waitingForWindowUntil!);
+        expect(opens.getUTCHours()).toBe(9);
+        expect(['2', '3', '4']).toContain(String(opens.getUTCDay()));
+      },
+    );
+    expect(result.outcome).toBe('promoted');
+    const waveStarts = status.audit.length; // audit carries start/promoted; the window shows in the end time
+    expect(waveStarts).toBeGreaterThan(0);
+    const end = new Date(result.endedAt);
+    expect([2, 3, 4]).toContain(end.getUTCDay());
+  });
+
+  it('retries an undo that fails twice, shows the retries in status, and completes the rollback', async () => {
+    const { result, status, undoAttempts } = await run({
+      analysis: [failing('error ratio 0.3 > max 0.01')],
+      undoFailures: 2,
+    });
+    expect(result.outcome).toBe('rolled_back');
+    expect(status.rollback).toMatchObject({
+      failedAttempts: 2,
+      undone: [expect.stringMatching(/canary$/), expect.stringMatching(/staging$/)],
+    });
+    expect(status.rollback?.lastError).toContain('load balancer API unavailable');
+    expect(undoAttempts.map((k) => k.split('/').pop())).toEqual(['canary', 'canary', 'canary', 'staging']);
+  });
+
+  it.each([
+    ['1-hour', '1h'],
+    ['24-hour', '24h'],
+    ['7-day', '7d'],
+  ])('keeps a %s traffic cycle analysed every minute far below the history limits', async (label, duration) => {
+    const { result, history } = await run({
+      policy: policy({
+        trafficCycle: { duration },
+        production: { approval: false, waves: [{ percent: 100, bake: 0 }] },
+      }),
+    });
+    expect(result.outcome).toBe('promoted');
+    const events = history.events?.length ?? 0;
+    console.log(`history: ${label} traffic cycle at 1-minute analysis → ${events} events in one run`);
+    expect(events).toBeLessThan(4096);
+  });
+});
