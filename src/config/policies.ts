@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { z } from 'zod';
 import { orgPolicySchema, servicePolicySchema, type OrgPolicy, type ServicePolicy } from '../domain/policy';
-import { describeZodError } from '../domain/release';
+import { describeZodError, serviceNameSchema } from '../domain/release';
 
 /** A policy file that is missing, unreadable or invalid; the message names the file and the field. */
 export class PolicyFileError extends Error {
@@ -46,6 +46,8 @@ export class PolicyStore {
   }
 
   async service(service: string): Promise<ServicePolicy> {
+    const name = serviceNameSchema.safeParse(service);
+    if (!name.success) throw new PolicyFileError(`invalid service "${service}": ${describeZodError(name.error)}`);
     const path = this.servicePath(service);
     const policy = await readYaml(path, servicePolicySchema, `policy for service "${service}"`);
     if (policy.service !== service)

@@ -16,14 +16,25 @@ export class PolicyError extends Error {
   }
 }
 
-function mergeChecks(base: Check[], extra: Check[] | undefined): Check[] {
+/** A request may add checks; replacing one of the service's (and so perhaps loosening it) is refused. */
+function mergeChecks(base: Check[], extra: Check[] | undefined, path: string, issues: PolicyIssue[]): Check[] {
   if (!extra) return base;
   const byName = new Map(base.map((c) => [c.name, c]));
-  for (const check of extra) byName.set(check.name, check);
+  for (const check of extra) {
+    const existing = byName.get(check.name);
+    if (existing && JSON.stringify(existing) !== JSON.stringify(check)) {
+      issues.push({
+        path,
+        message: `may not replace the service's check "${check.name}"; add a check with a new name`,
+      });
+      continue;
+    }
+    byName.set(check.name, check);
+  }
   return [...byName.values()];
 }
 
-function applyOverride(service: ServicePolicy, o: PolicyOverride): ServicePolicy {
+function applyOverride(service: ServicePolicy, o: PolicyOverride, issues: PolicyIssue[]): ServicePolicy {
   return {
     ...service,
     trafficCycle: {
@@ -32,7 +43,12 @@ function applyOverride(service: ServicePolicy, o: PolicyOverride): ServicePolicy
       peakWindows: [...service.trafficCycle.peakWindows, ...(o.trafficCycle?.peakWindows ?? [])],
     },
     staging: {
-      smokeChecks: mergeChecks(service.staging.smokeChecks, o.staging?.smokeChecks),
+      smokeChecks: mergeChecks(
+        service.staging.smokeChecks,
+        o.staging?.smokeChecks,
+        'policy.staging.smokeChecks',
+        issues,
+      ),
       bake: o.staging?.bake ?? service.staging.bake,
     },
     canary: {
@@ -40,7 +56,12 @@ function applyOverride(service: ServicePolicy, o: PolicyOverride): ServicePolicy
       approval: o.canary?.approval ?? service.canary.approval,
       analysis: {
         interval: o.canary?.analysis?.interval ?? service.canary.analysis.interval,
-        checks: mergeChecks(service.canary.analysis.checks, o.canary?.analysis?.checks),
+        checks: mergeChecks(
+          service.canary.analysis.checks,
+          o.canary?.analysis?.checks,
+          'policy.canary.analysis.checks',
+          issues,
+        ),
         failureLimit: o.canary?.analysis?.failureLimit ?? service.canary.analysis.failureLimit,
         inconclusiveLimit: o.canary?.analysis?.inconclusiveLimit ?? service.canary.analysis.inconclusiveLimit,
       },
@@ -149,8 +170,9 @@ export function resolvePolicy(
   if (serviceIssues.length > 0)
     throw new PolicyError(serviceIssues, `service policy ${sources.service} breaks the org policy`);
   if (!override) return { ...service, sources: { ...sources, override: false } };
-  const merged = applyOverride(service, override);
-  const issues = [...loosenings(service, merged), ...orgViolations(org, merged, 'policy.')];
+  const issues: PolicyIssue[] = [];
+  const merged = applyOverride(service, override, issues);
+  issues.push(...loosenings(service, merged), ...orgViolations(org, merged, 'policy.'));
   if (issues.length > 0) throw new PolicyError(issues, 'release policy rejected');
   return { ...merged, sources: { ...sources, override: true } };
 }

@@ -81,6 +81,15 @@ const waveSchema = z.strictObject({
   analysis: analysisSchema.optional(),
 });
 
+const wavesSchema = z
+  .array(waveSchema)
+  .min(1)
+  .max(20)
+  .refine((waves) => waves.every((w, i, all) => i === 0 || w.percent > all[i - 1]!.percent), {
+    message: 'wave percentages must increase',
+  })
+  .refine((waves) => waves.at(-1)?.percent === 100, { message: 'the last wave must reach 100%' });
+
 export const servicePolicySchema = z.strictObject({
   service: name,
   trafficCycle: z.strictObject({
@@ -104,18 +113,9 @@ export const servicePolicySchema = z.strictObject({
   production: z
     .strictObject({
       approval: z.boolean().default(true),
-      waves: z
-        .array(waveSchema)
-        .min(1)
-        .max(20)
-        .default([{ percent: 100, bake: 0 }]),
+      waves: wavesSchema.default([{ percent: 100, bake: 0 }]),
     })
-    .prefault({})
-    .refine((p) => p.waves.every((w, i, all) => i === 0 || w.percent > all[i - 1]!.percent), {
-      message: 'wave percentages must increase',
-      path: ['waves'],
-    })
-    .refine((p) => p.waves.at(-1)?.percent === 100, { message: 'the last wave must reach 100%', path: ['waves'] }),
+    .prefault({}),
   approvals: z
     .strictObject({
       fourEyes: z.boolean().default(false),
@@ -182,9 +182,7 @@ export const policyOverrideSchema = z.strictObject({
         .optional(),
     })
     .optional(),
-  production: z
-    .strictObject({ approval: z.boolean().optional(), waves: z.array(waveSchema).min(1).max(20).optional() })
-    .optional(),
+  production: z.strictObject({ approval: z.boolean().optional(), waves: wavesSchema.optional() }).optional(),
   approvals: z.strictObject({ fourEyes: z.boolean().optional() }).optional(),
 });
 export type PolicyOverride = z.output<typeof policyOverrideSchema>;

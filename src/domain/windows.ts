@@ -54,7 +54,7 @@ export interface Freeze {
 
 /**
  * The earliest moment at or after `now` when production may change: inside an allowed window (any time when
- * none are set) and outside every freeze. Undefined when nothing opens in the next two weeks.
+ * none are set) and outside every freeze. Undefined when nothing opens in the next 15 days.
  */
 export function nextAllowedTime(now: number, allowed: DailyWindow[], freezes: Freeze[]): number | undefined {
   const frozen = freezes.map((f) => ({ start: Date.parse(f.from), end: Date.parse(f.to) }));

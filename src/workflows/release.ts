@@ -498,7 +498,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     const now = Date.now();
     const allowedAt = nextAllowedTime(now, p.windows.allowed, p.windows.freezes);
     if (allowedAt === now) return;
-    if (allowedAt === undefined) throw new ReleaseFailure('no deployment window opens in the next two weeks');
+    if (allowedAt === undefined) throw new ReleaseFailure('no deployment window opens in the next 15 days');
     const freeze = activeFreeze(now, p.windows.freezes);
     status.waitingForWindowUntil = new Date(allowedAt).toISOString();
     status.waves[wave]!.state = 'waiting-for-window';

@@ -51,7 +51,7 @@ describe('release workflow scenarios (time-skipping)', () => {
     opts: Omit<HarnessOptions, 'policyDir'> & { policy?: ServicePolicyInput; org?: Record<string, unknown> },
     drive: (
       handle: Awaited<ReturnType<typeof env.client.workflow.start<typeof releaseWorkflow>>>,
-    ) => Promise<void> = async () => undefined,
+    ) => Promise<void> = () => Promise.resolve(),
   ) {
     const policyDir = writePolicies(opts.org ?? { minimums: { productionApproval: false } }, [opts.policy ?? policy()]);
     const harness = await releaseHarness(env, { ...opts, policyDir });

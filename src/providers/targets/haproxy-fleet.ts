@@ -1,0 +1,278 @@
+import { z } from 'zod';
+import type { Logger } from '../../logger';
+import { FleetOps, type ReconcileReport } from './haproxy-fleet-ops';
+import { FleetStateStore, type FleetState, type StepRecord } from './haproxy-fleet-state';
+import { HaproxyRuntime } from './haproxy-runtime';
+import type { DeployReceipt, DeploymentTarget, DeployStep } from './types';
+
+/**
+ * A fleet of `fleetSize` instances of one service behind a real HAProxy frontend, changed only through
+ * HAProxy's runtime API (no reload): a new instance starts on a fresh port, goes into a free (disabled)
+ * server slot, and only once HAProxy sees it UP is the instance it replaces drained and stopped.
+ *
+ * Labels (the `track` each instance logs and reports metrics with, and its file_sd label):
+ * - staging step: one extra instance on `stagingPort`, not behind the frontend, labelled `staging`;
+ * - canary and production steps: instances running the release's version are labelled `canary` — a
+ *   production wave widens the canary rather than mixing new and old versions under `stable`, so dashboards
+ *   compare new against old until the release is promoted;
+ * - `markStable(service, version)`: those instances are relabelled `stable` by a rolling (drained) restart;
+ * - undo and bootstrap start `stable` instances.
+ *
+ * A step key applied once is never applied again, also after `undo`: a late attempt of an apply activity must
+ * not redeploy a version that was rolled back. (The dry-run target lets a key apply again after undo.)
+ *
+ * State lives in `stateDir` (`<service>.state.json`, an append-only `<service>.actions.jsonl`, instance logs).
+ * The first operation of each target object reconciles it with reality: live instances are re-adopted by PID
+ * (checked against their command line and health check), dead ones restarted in their slot, steps interrupted
+ * half-way finished on their next apply — a restarted worker picks the fleet up where it was.
+ */
+
+const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+export const haproxyFleetOptionsSchema = z.object({
+  service: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'expected a lower-case service name'),
+  haproxySocket: z.string().min(1),
+  backend: z.string().regex(NAME, 'expected an HAProxy backend name'),
+  fleetSize: z.number().int().min(1).max(64),
+  /** Instances get ports from basePort .. basePort + portRange - 1, a fresh one for each new process. */
+  basePort: z.number().int().min(1024).max(65_000),
+  portRange: z.number().int().min(4).max(10_000).default(200),
+  stagingPort: z.number().int().min(1024).max(65_535),
+  /** argv template; {service} {version} {port} {instance} {track} are replaced in each element. */
+  command: z
+    .array(z.string())
+    .min(1)
+    .refine((argv) => argv.some((a) => a.includes('{port}')) && argv.some((a) => a.includes('{instance}')), {
+      message: 'the command must pass {port} and {instance} to the instance',
+    }),
+  cwd: z.string().optional(),
+  env: z.record(z.string(), z.string()).optional(),
+  stateDir: z.string().min(1),
+  fileSdPath: z.string().min(1).optional(),
+  host: z.string().default('127.0.0.1'),
+  healthPath: z.string().startsWith('/').default('/healthz'),
+  timeouts: z
+    .object({
+      startMs: z.number().int().positive().default(20_000),
+      upMs: z.number().int().positive().default(10_000),
+      drainMs: z.number().int().positive().default(30_000),
+      stopMs: z.number().int().positive().default(15_000),
+      lockMs: z.number().int().positive().default(120_000),
+    })
+    .prefault({}),
+});
+export type HaproxyFleetOptions = z.input<typeof haproxyFleetOptionsSchema> & { logger: Logger };
+
+/** Options that can never work (bad name, missing placeholder): fix the configuration. */
+export class FleetConfigError extends Error {
+  override readonly name = 'FleetConfigError';
+}
+
+/** A step this target cannot carry out as given (wrong service, missing size): retrying cannot help. */
+export class FleetStepError extends Error {
+  override readonly name = 'FleetStepError';
+}
+
+export class HaproxyFleetTarget implements DeploymentTarget {
+  readonly kind = 'haproxy-fleet';
+  readonly options: z.output<typeof haproxyFleetOptionsSchema>;
+  private readonly store: FleetStateStore;
+  private readonly ops: FleetOps;
+  private readonly log: Logger;
+  private queue: Promise<unknown> = Promise.resolve();
+  private reconciled: ReconcileReport | undefined;
+
+  constructor({ logger, ...input }: HaproxyFleetOptions) {
+    const parsed = haproxyFleetOptionsSchema.safeParse(input);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new FleetConfigError(
+        `haproxy-fleet options: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+      );
+    }
+    const o = (this.options = parsed.data);
+    this.log = logger.child({ target: this.kind, service: o.service });
+    this.store = new FleetStateStore(o.stateDir, o.service, o.basePort, o.fileSdPath, o.host);
+    const env = o.env ? { ...process.env, ...o.env } : undefined;
+    this.ops = new FleetOps(
+      { ...o, env, cwd: o.cwd, timeouts: o.timeouts },
+      new HaproxyRuntime(o.haproxySocket),
+      this.store,
+      this.log,
+    );
+  }
+
+  apply(step: DeployStep): Promise<DeployReceipt> {
+    const size = this.checkStep(step);
+    return this.exclusive(async (state) => {
+      const done = state.steps[step.key];
+      if (done && done.status !== 'in-progress') return { key: step.key, applied: false, changes: [] };
+      // Saved before the first change, so an interrupted step is finished (or undone) by whoever comes next.
+      const record: StepRecord = done ?? {
+        version: step.version,
+        status: 'in-progress',
+        startedAt: new Date().toISOString(),
+        replaced: [],
+        changes: [],
+      };
+      state.steps[step.key] = record;
+      await this.store.save(state);
+      if (step.track === 'staging') {
+        const before = this.ops.staging(state);
+        if (before?.version !== step.version) {
+          const started = await this.ops.replaceStaging(state, step.version, step.key);
+          record.replaced.push({ instance: started.id, staging: true, fromVersion: before?.version ?? null });
+          record.changes.push(`${started.id} → ${step.version} (staging, port ${started.port})`);
+        }
+      } else {
+        // Nothing to replace would "apply" the step without the version serving anywhere: say so instead.
+        if (this.ops.fleet(state).length === 0) {
+          throw new FleetStepError(`fleet ${this.options.service} has no instances; start it (startFleet) first`);
+        }
+        const onVersion = this.ops.fleet(state).filter((i) => i.version === step.version).length;
+        const outdated = this.ops.fleet(state).filter((i) => i.version !== step.version);
+        for (const old of outdated.slice(0, Math.max(0, size - onVersion))) {
+          const started = await this.ops.replace(state, old, step.version, 'canary', step.key);
+          record.replaced.push({ instance: started.id, staging: false, fromVersion: old.version });
+          record.changes.push(`${old.id} ${old.version} → ${started.id} ${step.version} (canary)`);
+          await this.store.save(state);
+        }
+      }
+      record.status = 'applied';
+      await this.store.save(state);
+      await this.store.record({ action: 'step-applied', key: step.key, version: step.version });
+      return { key: step.key, applied: true, changes: record.changes };
+    });
+  }
+
+  undo(step: DeployStep): Promise<DeployReceipt> {
+    this.checkService(step.service);
+    return this.exclusive(async (state) => {
+      const record = state.steps[step.key];
+      if (!record || record.status === 'undone') return { key: step.key, applied: false, changes: [] };
+      const changes: string[] = [];
+      const fleetEntries = record.replaced.filter((r) => !r.staging);
+      // The step's own instances first; if a restart or relabel replaced them, any instance on its version.
+      const ownIds = new Set(fleetEntries.map((r) => r.instance));
+      const candidates = this.ops
+        .fleet(state)
+        .filter((i) => i.version === record.version)
+        .sort((a, b) => Number(ownIds.has(b.id)) - Number(ownIds.has(a.id)));
+      for (const [index, entry] of fleetEntries.entries()) {
+        const current = candidates[index];
+        const target = step.stableVersion ?? entry.fromVersion;
+        if (!current || !target || target === current.version) continue;
+        const started = await this.ops.replace(state, current, target, 'stable', step.key);
+        changes.push(`${current.id} ${current.version} → ${started.id} ${target} (stable)`);
+      }
+      for (const entry of record.replaced.filter((r) => r.staging)) {
+        const staging = this.ops.staging(state);
+        const target = step.stableVersion ?? entry.fromVersion;
+        if (!staging || staging.version !== record.version) continue;
+        if (target) {
+          const started = await this.ops.replaceStaging(state, target, step.key);
+          changes.push(`${staging.id} ${staging.version} → ${started.id} ${target} (staging)`);
+        } else {
+          await this.ops.retire(state, staging, step.key);
+          changes.push(`${staging.id} ${staging.version} stopped (staging)`);
+        }
+      }
+      record.status = 'undone';
+      await this.store.save(state);
+      await this.store.record({ action: 'step-undone', key: step.key, version: record.version });
+      return { key: step.key, applied: true, changes };
+    });
+  }
+
+  async stableVersion(service: string): Promise<string | undefined> {
+    if (service !== this.options.service) return undefined;
+    return (await this.store.load()).stableVersion;
+  }
+
+  markStable(service: string, version: string): Promise<void> {
+    this.checkService(service);
+    return this.exclusive(async (state) => {
+      const key = `mark-stable:${version}`;
+      if (state.stableVersion !== version) {
+        state.stableVersion = version;
+        await this.store.save(state);
+        await this.store.record({ action: 'mark-stable', key, version });
+      }
+      for (const instance of this.ops.fleet(state).filter((i) => i.version === version && i.track !== 'stable')) {
+        await this.ops.replace(state, instance, version, 'stable', key);
+      }
+    });
+  }
+
+  /** Brings the fleet up to `fleetSize` instances of `version` (labelled stable), which becomes the stable version. */
+  bootstrap(version: string): Promise<void> {
+    return this.exclusive(async (state) => {
+      state.stableVersion = version;
+      await this.store.save(state);
+      for (let i = this.ops.fleet(state).length; i < this.options.fleetSize; i++) {
+        await this.ops.replace(state, undefined, version, 'stable', 'bootstrap');
+      }
+    });
+  }
+
+  /** What the first operation of this object found: re-adopted, restarted, dropped instances. */
+  async reconcile(): Promise<ReconcileReport> {
+    await this.exclusive(() => Promise.resolve());
+    return this.reconciled ?? { adopted: [], restarted: [], dropped: [], retired: [] };
+  }
+
+  /** Stops every instance process of the fleet (teardown of a demo or test fleet). */
+  stopAll(): Promise<void> {
+    return this.exclusive((state) => this.ops.stopAll(state), { reconcile: false });
+  }
+
+  readActions() {
+    return this.store.readActions();
+  }
+
+  get statePath(): string {
+    return this.store.statePath;
+  }
+
+  readState(): Promise<FleetState> {
+    return this.store.load();
+  }
+
+  /** One operation at a time per fleet: in this process by a queue, across processes by the state lock. */
+  private exclusive<T>(fn: (state: FleetState) => Promise<T>, opts = { reconcile: true }): Promise<T> {
+    const run = this.queue.then(() =>
+      this.store.withLock(async () => {
+        const state = await this.store.load();
+        if (opts.reconcile && !this.reconciled) this.reconciled = await this.ops.reconcile(state);
+        return fn(state);
+      }, this.options.timeouts.lockMs),
+    );
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private checkService(service: string): void {
+    if (service !== this.options.service) {
+      throw new FleetStepError(`this haproxy-fleet target deploys ${this.options.service}, not ${service}`);
+    }
+  }
+
+  /** The number of fleet members that must run the step's version once it is applied. */
+  private checkStep(step: DeployStep): number {
+    this.checkService(step.service);
+    const n = this.options.fleetSize;
+    if (step.track === 'staging') return 0;
+    if (step.track === 'canary') {
+      const k = step.canaryInstances;
+      if (k === undefined || !Number.isInteger(k) || k < 1 || k >= n) {
+        throw new FleetStepError(`canary step ${step.key}: canaryInstances must be 1..${n - 1} for a fleet of ${n}`);
+      }
+      return k;
+    }
+    const p = step.percent;
+    if (p === undefined || !(p > 0 && p <= 100)) {
+      throw new FleetStepError(`production step ${step.key}: percent must be in (0, 100]`);
+    }
+    return Math.ceil((n * p) / 100);
+  }
+}
