@@ -1,52 +1,243 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnDevServer, waitForPort } from './dev-server';
+import { stringify } from 'yaml';
+import { TollgateClient } from '../src/client/tollgate-client';
+import { TollgateError } from '../src/client/errors';
+import { createLogger } from '../src/logger';
+import { startFleet, type Fleet } from '../src/providers/targets/haproxy-fleet-bootstrap';
+import { spawnDevServer, STATE_DIR, waitForPort } from './dev-server';
 import { PROJECT_ROOT } from './temporal-binaries';
 
-/** The main job: the Temporal dev server with its Web UI, and a Tollgate worker on it. Ctrl-C stops both. */
-async function main(): Promise<void> {
-  const children: ChildProcess[] = [];
-  let stopping = false;
-  const stop = (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    for (const child of children.reverse()) if (child.exitCode === null) child.kill('SIGTERM');
-    const exitWhenDone = () =>
-      children.every((c) => c.exitCode !== null || c.signalCode !== null) && process.exit(code);
-    for (const child of children) child.on('exit', exitWhenDone);
-    exitWhenDone();
-    setTimeout(() => process.exit(code), 35_000).unref();
-  };
-  process.on('SIGINT', () => stop(0));
-  process.on('SIGTERM', () => stop(0));
+/**
+ * The main job: the whole story on one machine. Temporal dev server (Web UI), Prometheus, an HAProxy fleet of the
+ * demo service on its stable version under load, the Tollgate worker, and a release of a good new version.
+ * Ctrl-C stops everything it started; running it again picks the release up where Temporal has it.
+ */
 
-  const server = spawnDevServer();
-  children.push(server);
-  server.on('exit', (code) => !stopping && (console.error(`temporal dev server exited (${code})`), stop(1)));
-  await waitForPort(7233, 30_000);
-  await waitForPort(8233, 30_000);
+const SERVICE = 'checkout';
+const PORTS = {
+  temporal: 7233,
+  ui: 8233,
+  frontend: 8080,
+  staging: 8099,
+  instances: 8100,
+  prometheus: 9090,
+  worker: 9464,
+};
+const FLEET_SIZE = 10;
+const FLEET_DIR = join(STATE_DIR, 'fleet');
+const FILE_SD = join(FLEET_DIR, 'targets.json');
+/** Good versions the demo releases in turn (see demo/versions.yaml); the bad ones are for you to try. */
+const GOOD_VERSIONS = ['1.0.0', '1.1.0', '1.2.0'];
+const dist = (...p: string[]) => join(PROJECT_ROOT, 'dist', ...p);
 
-  const worker = spawn(process.execPath, [join(PROJECT_ROOT, 'dist', 'src', 'worker.js')], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, NODE_ENV: 'production' },
+const logger = createLogger(process.env.TOLLGATE_LOG_LEVEL ?? 'warn');
+const children: ChildProcess[] = [];
+let fleet: Fleet | undefined;
+let stopping = false;
+
+function child(
+  name: string,
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  logFile?: string,
+): ChildProcess {
+  const out = logFile ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'inherit', 'inherit'];
+  const proc = spawn(command, args, { stdio: out as never, env: { ...process.env, ...env } });
+  if (logFile) {
+    const sink = (chunk: Buffer) => writeFileSync(logFile, chunk, { flag: 'a' });
+    proc.stdout?.on('data', sink);
+    proc.stderr?.on('data', sink);
+  }
+  proc.on('exit', (code, signal) => {
+    if (!stopping) {
+      console.error(`${name} exited (${signal ?? code}); stopping the demo${logFile ? ` — see ${logFile}` : ''}`);
+      void stop(1);
+    }
   });
-  children.push(worker);
-  worker.on('exit', (code) => !stopping && (console.error(`worker exited (${code})`), stop(1)));
-
-  console.log(
-    [
-      '',
-      'Tollgate is up.',
-      '  Temporal Web UI:  http://127.0.0.1:8233',
-      '  Temporal server:  127.0.0.1:7233 (state in .tollgate/temporal.db survives restarts)',
-      '  Worker metrics:   http://127.0.0.1:9464/metrics',
-      'Press Ctrl-C to stop everything.',
-      '',
-    ].join('\n'),
-  );
+  children.push(proc);
+  return proc;
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
+async function stop(code: number): Promise<never> {
+  if (stopping) return new Promise<never>(() => undefined);
+  stopping = true;
+  console.log('\nstopping: load, Prometheus, worker, fleet, Temporal…');
+  const [server, ...rest] = children;
+  // The fleet goes after the worker (its last user) and before the Temporal server.
+  for (const proc of rest.reverse()) await terminate(proc);
+  await fleet?.stop().catch((err: Error) => console.error(`fleet stop: ${err.message}`));
+  if (server) await terminate(server);
+  process.exit(code);
+}
+
+async function terminate(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 35_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function previousStable(): string {
+  try {
+    const state = JSON.parse(readFileSync(join(FLEET_DIR, 'state.json'), 'utf8')) as { stableVersion?: string };
+    return state.stableVersion ?? GOOD_VERSIONS[0]!;
+  } catch {
+    return GOOD_VERSIONS[0]!;
+  }
+}
+
+function writeConfigs(): { targets: string; prometheus: string } {
+  mkdirSync(FLEET_DIR, { recursive: true });
+  const targets = join(STATE_DIR, 'targets.yaml');
+  writeFileSync(
+    targets,
+    stringify({
+      services: {
+        [SERVICE]: {
+          kind: 'haproxy-fleet',
+          haproxySocket: join(FLEET_DIR, 'haproxy.sock'),
+          backend: `be_${SERVICE}`,
+          fleetSize: FLEET_SIZE,
+          basePort: PORTS.instances,
+          stagingPort: PORTS.staging,
+          command: serviceCommand(),
+          stateDir: FLEET_DIR,
+          fileSdPath: FILE_SD,
+        },
+      },
+    }),
+  );
+  const prometheus = join(STATE_DIR, 'prometheus.yml');
+  writeFileSync(
+    prometheus,
+    stringify({
+      global: { scrape_interval: '2s', evaluation_interval: '2s' },
+      scrape_configs: [
+        // honor_labels: the instances' own service/version/track labels are the truth for the analysis.
+        { job_name: 'demo-fleet', honor_labels: true, file_sd_configs: [{ files: [FILE_SD], refresh_interval: '2s' }] },
+        { job_name: 'tollgate-worker', static_configs: [{ targets: [`127.0.0.1:${PORTS.worker}`] }] },
+      ],
+    }),
+  );
+  return { targets, prometheus };
+}
+
+function serviceCommand(): string[] {
+  return [
+    process.execPath,
+    dist('demo', 'service.js'),
+    ...['--service', '{service}', '--version', '{version}', '--port', '{port}', '--instance', '{instance}'],
+    ...['--track', '{track}', '--catalogue', join(PROJECT_ROOT, 'demo', 'versions.yaml'), '--log-level', 'warn'],
+  ];
+}
+
+async function startOrResumeRelease(): Promise<string> {
+  const client = await TollgateClient.connect({ address: `127.0.0.1:${PORTS.temporal}`, namespace: 'default' });
+  try {
+    const running = await client.status(SERVICE).catch((err: unknown) => {
+      if (err instanceof TollgateError && err.code === 'unknown-release') return undefined;
+      throw err;
+    });
+    if (running && running.state !== 'done')
+      return `resumed the release of ${SERVICE} ${running.version} (${running.stage}/${running.state})`;
+    const stable = (await fleet!.target.stableVersion(SERVICE)) ?? GOOD_VERSIONS[0]!;
+    const next = GOOD_VERSIONS[GOOD_VERSIONS.indexOf(stable) + 1];
+    if (!next) return `${SERVICE} is on ${stable}, the newest good demo version; start one yourself (see below)`;
+    await client.start({ service: SERVICE, version: next, initiator: 'demo', reason: 'npm start demo release' });
+    return `started a release of ${SERVICE} ${next} (stable: ${stable})`;
+  } finally {
+    await client.close();
+  }
+}
+
+async function main(): Promise<void> {
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+  const configs = writeConfigs();
+  const logs = join(STATE_DIR, 'logs');
+  mkdirSync(logs, { recursive: true });
+
+  console.log('starting the Temporal dev server (state: .tollgate/temporal.db)…');
+  children.push(spawnDevServer({ port: PORTS.temporal, uiPort: PORTS.ui }));
+  await waitForPort(PORTS.temporal, 30_000);
+
+  console.log(`starting an HAProxy fleet of ${FLEET_SIZE} ${SERVICE} instances on :${PORTS.frontend}…`);
+  fleet = await startFleet({
+    service: SERVICE,
+    version: previousStable(),
+    fleetSize: FLEET_SIZE,
+    frontendPort: PORTS.frontend,
+    basePort: PORTS.instances,
+    stagingPort: PORTS.staging,
+    command: serviceCommand(),
+    stateDir: FLEET_DIR,
+    fileSdPath: FILE_SD,
+    logger,
+  });
+
+  child(
+    'worker',
+    process.execPath,
+    [dist('src', 'worker.js')],
+    {
+      NODE_ENV: 'production',
+      TOLLGATE_TARGETS_FILE: configs.targets,
+      TOLLGATE_PROMETHEUS_URL: `http://127.0.0.1:${PORTS.prometheus}`,
+      TOLLGATE_METRICS_ADDRESS: `127.0.0.1:${PORTS.worker}`,
+      TOLLGATE_POLICY_DIR: join(PROJECT_ROOT, 'policies'),
+    },
+    join(logs, 'worker.log'),
+  );
+  child(
+    'prometheus',
+    '/usr/bin/prometheus',
+    [
+      `--config.file=${configs.prometheus}`,
+      `--storage.tsdb.path=${join(STATE_DIR, 'prometheus-data')}`,
+      `--web.listen-address=127.0.0.1:${PORTS.prometheus}`,
+      '--storage.tsdb.retention.time=2d',
+    ],
+    {},
+    join(logs, 'prometheus.log'),
+  );
+  // Bounded like every load loop here: two hours, then it stops by itself.
+  child(
+    'load',
+    process.execPath,
+    [dist('demo', 'load.js'), '--url', fleet.frontendUrl, '--duration', '2h', '--cycle', '3m'],
+    {},
+    join(logs, 'load.log'),
+  );
+  await waitForPort(PORTS.ui, 30_000);
+  await waitForPort(PORTS.prometheus, 30_000);
+
+  const release = await startOrResumeRelease();
+  console.log(`
+Tollgate demo is up — ${release}.
+
+  Temporal Web UI   http://127.0.0.1:${PORTS.ui}/namespaces/default/workflows?query=${encodeURIComponent(`TollgateService="${SERVICE}"`)}
+  the service       ${fleet.frontendUrl}   (${FLEET_SIZE} instances behind HAProxy, under load)
+  Prometheus        http://127.0.0.1:${PORTS.prometheus}
+  logs              .tollgate/logs/
+
+Watch and steer it (another terminal):
+  npx tollgate watch ${SERVICE}
+  npx tollgate approve ${SERVICE} --by bob          # production needs approval, by someone other than "demo"
+  npx tollgate abort ${SERVICE} --by bob --reason "looks wrong"
+  temporal workflow signal --workflow-id release-${SERVICE} --name pause --input '{"by":"bob","reason":"lunch"}'
+
+See the automatic rollback: once this release ends, release the bad version (20% errors):
+  npx tollgate start ${SERVICE} 1.2.0-bad --reason "try a bad build"
+
+Ctrl-C stops everything; npm start again resumes the release where it was.`);
+}
+
+main().catch(async (err: unknown) => {
+  console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+  await stop(1);
 });

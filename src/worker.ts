@@ -4,7 +4,7 @@ import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, type Work
 import { createActivities } from './activities';
 import { ConfigError } from './config/env';
 import { PolicyStore } from './config/policies';
-import { createMetrics, createTarget } from './providers';
+import { createMetrics, createNotifier, createTarget } from './providers';
 import { connectionSettings } from './config/connection';
 import { loadWorkerConfig, type WorkerConfig } from './config/worker-config';
 import { createLogger, PinoSdkLogger, type Logger } from './logger';
@@ -40,6 +40,7 @@ export async function runWorker(config: WorkerConfig, logger: Logger): Promise<v
           config.TOLLGATE_METRICS_TIMEOUT,
         ),
         policies: new PolicyStore(config.TOLLGATE_POLICY_DIR),
+        notifier: await createNotifier(config.TOLLGATE_NOTIFY_FILE, logger),
         logger,
       }),
       shutdownGraceTime: config.TOLLGATE_SHUTDOWN_GRACE,

@@ -5,6 +5,7 @@ import type { ResolvedPolicy } from '../domain/policy';
 import { PolicyFileError, type PolicyStore } from '../config/policies';
 import type { Logger } from '../logger';
 import type { MetricsProvider } from '../providers/metrics/types';
+import type { Notifier, ReleaseNotification } from '../providers/notify/types';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
 import { analysisRound, decide } from './analysis';
 import type {
@@ -21,6 +22,8 @@ export interface ActivityDeps {
   metrics: MetricsProvider;
   policies: PolicyStore;
   logger: Logger;
+  /** Where release events go (webhooks); none configured means none sent. */
+  notifier?: Notifier;
   /** How often a long analysis heartbeats while it waits between rounds (tests shorten it). */
   heartbeatEveryMs?: number;
 }
@@ -35,7 +38,14 @@ async function waitHeartbeating(ms: number, everyMs: number, details: unknown): 
   }
 }
 
-export function createActivities({ target, metrics, policies, logger, heartbeatEveryMs = 5_000 }: ActivityDeps) {
+export function createActivities({
+  target,
+  metrics,
+  policies,
+  logger,
+  notifier,
+  heartbeatEveryMs = 5_000,
+}: ActivityDeps) {
   const releaseLog = (c: Pick<ReleaseContext, 'releaseId' | 'service' | 'version' | 'stage' | 'track'>) =>
     logger.child({ releaseId: c.releaseId, service: c.service, version: c.version, stage: c.stage, track: c.track });
   const stepLog = (step: DeployStep) =>
@@ -108,6 +118,13 @@ export function createActivities({ target, metrics, policies, logger, heartbeatE
         if (requestsMet) return { ...beat, decision, reason: `${counters.requests} requests served` };
       }
       return { ...beat, decision: 'healthy', reason: 'healthy' };
+    },
+
+    /** Never fails: a notification that cannot be delivered must not hold up or fail a release. */
+    async notify(notification: ReleaseNotification): Promise<void> {
+      await notifier
+        ?.notify(notification)
+        .catch((err: unknown) => releaseLog(notification).warn({ err }, 'notification failed'));
     },
 
     async markStable({

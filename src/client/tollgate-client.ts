@@ -5,6 +5,7 @@ import {
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { AnalysisHeartbeat } from '../activities/types';
@@ -87,7 +88,7 @@ export class TollgateClient {
   }
 
   /** Validates everything first: a refused request starts nothing. */
-  async start(input: ReleaseRequestInput): Promise<WorkflowHandle<typeof releaseWorkflow>> {
+  async start(input: ReleaseRequestInput): Promise<WorkflowHandleWithFirstExecutionRunId<typeof releaseWorkflow>> {
     const parsed = releaseRequestSchema.safeParse(input);
     if (!parsed.success)
       throw new TollgateError(`invalid release request: ${describeZodError(parsed.error)}`, 'invalid-input');

@@ -21,6 +21,8 @@ const workerEnvSchema = connectionEnvSchema.and(
     TOLLGATE_POLICY_DIR: z.string().min(1).default('policies'),
     /** YAML file mapping services to deployment targets; without it every service goes to the dry-run target. */
     TOLLGATE_TARGETS_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
+    /** YAML file of webhooks for release events (see README); secrets are named by env var, never written in it. */
+    TOLLGATE_NOTIFY_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
     TOLLGATE_METRICS: z.enum(['prometheus', 'none']).default('prometheus'),
     TOLLGATE_PROMETHEUS_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:9090'),
     TOLLGATE_METRICS_TIMEOUT: durationMs.default(5_000),

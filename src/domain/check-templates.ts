@@ -58,7 +58,12 @@ export function checkQueries(check: Check, ctx: CheckQueryContext): CheckQueries
     return { canary, baseline };
   }
 
-  const canarySelector = selector({ service, track, version });
+  // In production the new version is told apart by its version alone: a target may keep it on its own track until
+  // promoted (the haproxy fleet labels it `canary`) or put it on the stable one. Staging never serves production.
+  const canarySelector =
+    ctx.track === 'production'
+      ? `{service="${service}",track!="${TRACK_LABEL.staging}",version="${version}"}`
+      : selector({ service, track, version });
   // Without a known stable version, the stable track is the baseline; in production, where the new version shares
   // the stable track, the old version is whatever is not the new one.
   const baselineSelector =

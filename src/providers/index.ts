@@ -5,6 +5,8 @@ import { ConfigError } from '../config/env';
 import { describeZodError } from '../domain/release';
 import type { Logger } from '../logger';
 import { PrometheusProvider } from './metrics/prometheus';
+import type { Notifier } from './notify/types';
+import { createNotifiers } from './notify/webhook';
 import type { MetricsProvider } from './metrics/types';
 import { DryRunTarget } from './targets/dry-run';
 import { HaproxyFleetTarget, haproxyFleetOptionsSchema } from './targets/haproxy-fleet';
@@ -80,4 +82,18 @@ export function createMetrics(kind: 'prometheus' | 'none', url: string, timeoutM
     query: () => Promise.resolve(undefined),
     queryRange: () => Promise.resolve([]),
   };
+}
+
+/** Webhooks from a YAML file (`TOLLGATE_NOTIFY_FILE`); without one, releases send no notifications. */
+export async function createNotifier(file: string | undefined, logger: Logger): Promise<Notifier | undefined> {
+  if (!file) return undefined;
+  let data: unknown;
+  try {
+    data = parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(
+      `invalid configuration: TOLLGATE_NOTIFY_FILE: cannot read ${file}: ${(err as Error).message}`,
+    );
+  }
+  return createNotifiers(data, { logger });
 }

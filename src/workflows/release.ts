@@ -14,6 +14,7 @@ import {
 } from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { createActivities } from '../activities';
+import type { ReleaseEvent } from '../providers/notify/types';
 import type { DeployStep } from '../providers/targets/types';
 import type { CheckResult } from '../domain/analysis';
 import { rejectionFor, type ControlView } from '../domain/controls';
@@ -66,6 +67,8 @@ const undos = proxyActivities<Activities>({
   heartbeatTimeout: '1m',
   retry: { maximumAttempts: 1 },
 });
+/** One attempt: the notifier retries on its own, and a lost notification must never hold a release up. */
+const notifications = proxyActivities<Activities>({ startToCloseTimeout: '1m', retry: { maximumAttempts: 1 } });
 const analyses = proxyActivities<Activities>({
   startToCloseTimeout: '1m', // replaced per call with the segment's length
   heartbeatTimeout: '30s',
@@ -133,6 +136,23 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     track: trackOf(status.stage),
     releaseId,
   });
+  const notify = (event: ReleaseEvent, message: string, details?: Record<string, unknown>): Promise<void> =>
+    notifications.notify
+      .executeWithOptions({ summary: `notify ${event}` }, [
+        {
+          event,
+          message,
+          service: request.service,
+          version: request.version,
+          stage: status.stage,
+          track: trackOf(status.stage),
+          releaseId,
+          at: new Date().toISOString(),
+          ...(status.stableVersion !== undefined && { stableVersion: status.stableVersion }),
+          ...(details && { details }),
+        },
+      ])
+      .catch(() => undefined);
   let indexed = { stage: '', state: '' };
   const refresh = () => {
     status.updatedAt = new Date().toISOString();
@@ -306,6 +326,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     status.gate = { name, since: new Date().toISOString(), message };
     setState('awaiting-approval');
     log.info(`awaiting approval: ${message}`, logFields());
+    void notify('awaiting-approval', message);
     await condition(() => approvedGate === name);
     status.gate = undefined;
     refresh();
@@ -471,6 +492,12 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
           segment = undefined;
           status.analysis = { ...result.counters, checks: result.checks };
           latest = result.checks;
+          const failed = result.checks.filter((c) => c.verdict === 'fail');
+          if (failed.length > 0) {
+            void notify('check-failed', result.reason, {
+              checks: failed.map((c) => ({ check: c.check, reason: c.reason })),
+            });
+          }
           if (result.decision === 'critical' || result.decision === 'failed') throw new ReleaseFailure(result.reason);
           if (result.decision === 'inconclusive') pauseForHuman('inconclusive', result.reason);
         }
@@ -491,6 +518,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     };
     audit({ actor: 'tollgate', action: 'pause', accepted: true, detail: reason });
     log.warn(`paused for a human: ${reason}`, logFields());
+    void notify('awaiting-approval', `paused: ${reason} — approve to continue baking, or abort`);
   };
 
   const waitForWindow = async (wave: number) => {
@@ -540,14 +568,14 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     for (const wave of status.waves) if (wave.state !== 'pending') wave.state = 'rolled-back';
   };
 
-  const finish = (outcome: ReleaseResult['outcome'], reason: string): ReleaseResult => {
+  const finish = (outcome: ReleaseResult['outcome'], reason: string): Promise<ReleaseResult> => {
     status.outcome = outcome;
     if (outcome === 'promoted') status.stage = 'done';
     setState('done');
     audit({ actor: 'tollgate', action: outcome, accepted: true, detail: reason });
     refresh();
     log.info(`release ${outcome}: ${reason}`, logFields());
-    return {
+    return notify(outcome === 'rolled_back' ? 'rolled-back' : outcome, reason).then(() => ({
       outcome,
       service: request.service,
       version: request.version,
@@ -556,7 +584,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       reason,
       startedAt,
       endedAt: new Date().toISOString(),
-    };
+    }));
   };
 
   // ---- the pipeline ----
@@ -569,6 +597,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     throw ApplicationFailure.nonRetryable(failureMessage(err), 'InvalidPolicy');
   }
   status.policy = policy;
+  void notify('release-started', `release of ${request.version} started by ${request.initiator}`);
 
   const pipeline = async () => {
     policy = policy!;
@@ -607,6 +636,10 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     refresh();
     if (policy.canary.approval) await gate('canary', `approve ${request.version} for canary`);
     await deployStep('canary', { track: 'canary', canaryInstances: policy.canary.poolSize });
+    void notify(
+      'canary-started',
+      `canary of ${request.version} on ${policy.canary.poolSize} instance(s); bakes for a traffic cycle`,
+    );
     await bake({
       stage: 'canary',
       durationMs: policy.trafficCycle.duration,

@@ -20,6 +20,8 @@ export interface PrometheusOptions {
   /** A file SD file (JSON or YAML target groups) Prometheus watches; write it before or after start. */
   fileSdPath?: string;
   staticTargets?: TargetGroup[];
+  /** Keep the labels the scraped metrics carry when a target label of the same name exists (default: Prometheus' own, false). */
+  honorLabels?: boolean;
 }
 
 export interface RunningPrometheus {
@@ -84,13 +86,14 @@ function alive(pid: number): boolean {
   }
 }
 
-function config({ scrapeIntervalSeconds, fileSdPath, staticTargets }: PrometheusOptions): unknown {
+function config({ scrapeIntervalSeconds, fileSdPath, staticTargets, honorLabels }: PrometheusOptions): unknown {
   const interval = `${scrapeIntervalSeconds}s`;
   return {
     global: { scrape_interval: interval, evaluation_interval: interval, scrape_timeout: interval },
     scrape_configs: [
       {
         job_name: 'tollgate',
+        ...(honorLabels !== undefined && { honor_labels: honorLabels }),
         ...(staticTargets && { static_configs: staticTargets }),
         ...(fileSdPath && { file_sd_configs: [{ files: [fileSdPath], refresh_interval: interval }] }),
       },

@@ -15,6 +15,7 @@ import type { OrgPolicy, ServicePolicyInput } from '../../src/domain/policy';
 import type { ReleaseStatus } from '../../src/domain/status';
 import { PolicyStore } from '../../src/config/policies';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
+import type { ReleaseNotification } from '../../src/providers/notify/types';
 import { DryRunTarget } from '../../src/providers/targets/dry-run';
 import type { DeployStep } from '../../src/providers/targets/types';
 import { workflowBundle } from './bundles';
@@ -84,7 +85,15 @@ export async function releaseHarness(env: TestWorkflowEnvironment, opts: Harness
   const taskQueue = taskQueueForTest();
   const target = new DryRunTarget(opts.stable ?? { checkout: '1.0.0' });
   const analyzeCalls: AnalyzeInput[] = [];
+  const notifications: ReleaseNotification[] = [];
   const real = createActivities({
+    notifier: {
+      kind: 'recording',
+      notify: (n) => {
+        notifications.push(n);
+        return Promise.resolve();
+      },
+    },
     target,
     metrics: opts.metrics ?? noMetrics,
     policies: new PolicyStore(opts.policyDir),
@@ -109,7 +118,7 @@ export async function releaseHarness(env: TestWorkflowEnvironment, opts: Harness
       },
     },
   });
-  return { worker, taskQueue, target, analyzeCalls, undoAttempts };
+  return { worker, taskQueue, target, analyzeCalls, undoAttempts, notifications };
 }
 
 /** Polls `status`, letting server time skip ahead by `step` between polls, until `ok` holds. */

@@ -19,12 +19,16 @@ export async function startTimeSkipping(extraArgs: string[] = []): Promise<TestW
   return env;
 }
 
-/** The real dev server (what `npm start` runs), in memory, with Tollgate's search attributes registered. */
-export function startDevServer(extraArgs: string[] = []): Promise<TestWorkflowEnvironment> {
+/**
+ * The real dev server (what `npm start` runs), in memory, with Tollgate's search attributes registered.
+ * With `uiPort`, the Web UI is served there too (browser tests); without, the server runs headless.
+ */
+export function startDevServer(extraArgs: string[] = [], uiPort?: number): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: ephemeralExecutable(TEMPORAL_CLI),
       ip: '127.0.0.1',
+      ...(uiPort !== undefined && { uiPort }),
       searchAttributes: [...SEARCH_ATTRIBUTES],
       extraArgs: ['--log-level', 'error', ...extraArgs],
     },

@@ -51,7 +51,7 @@ describe('checkQueries: templates', () => {
       ...ctx,
       track: 'production',
     });
-    expect(withoutStable.canary).toContain('{service="checkout",track="stable",version="1.4.2"}');
+    expect(withoutStable.canary).toContain('{service="checkout",track!="staging",version="1.4.2"}');
     expect(withoutStable.baseline).toContain('{service="checkout",track="stable",version!="1.4.2"}');
     const withStable = checkQueries(check({ template: 'latency-p99', baseline: {} }), {
       ...ctx,

@@ -72,12 +72,20 @@ describe('release workflow scenarios (time-skipping)', () => {
     actions.map((a) => `${a.action} ${a.key.split('/').pop()}`);
 
   it('rolls back on canary metric failures and completes with outcome rolled_back', async () => {
-    const { result, status, target } = await run({ analysis: [healthy(), failing('error ratio 0.2 > max 0.01')] });
+    const { result, status, target, notifications } = await run({
+      analysis: [healthy(), failing('error ratio 0.2 > max 0.01')],
+    });
     expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary', stableVersion: '1.0.0' });
     expect(result.reason).toContain('error ratio 0.2');
     expect(applied(target.actions)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
     expect(status.rollback?.undone).toHaveLength(2);
     expect(await target.stableVersion('checkout')).toBe('1.0.0');
+    expect(notifications.map((n) => `${n.event}:${n.track}`)).toEqual([
+      'release-started:staging',
+      'canary-started:canary',
+      'check-failed:canary',
+      'rolled-back:canary',
+    ]);
   });
 
   it('rolls back at once on a critical (known) error', async () => {

@@ -1,0 +1,234 @@
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { connectionSettings } from '../config/connection';
+import { ConfigError, connectionEnvSchema, parseEnv } from '../config/env';
+import type { ReleaseStatus } from '../domain/status';
+import type { releaseWorkflow } from '../workflows';
+import { TollgateError } from './errors';
+import { renderList, renderStatus } from './render';
+import { TollgateClient } from './tollgate-client';
+
+/** Exit codes: 0 ok / promoted, 1 error, 2 bad usage or input, 10 rolled back, 11 aborted. */
+const EXIT = { ok: 0, error: 1, usage: 2, rolled_back: 10, aborted: 11 } as const;
+
+const HELP = `tollgate — start, watch and steer releases (staging → canary for a traffic cycle → production)
+
+usage:
+  tollgate start <service> <version> [--reason TEXT] [--policy FILE] [--initiator NAME]
+  tollgate status <service>
+  tollgate watch <service>              live view; exits when the release ends (0 promoted, 10 rolled back, 11 aborted)
+  tollgate approve <service> --by NAME [--comment TEXT]
+  tollgate abort   <service> --by NAME --reason TEXT
+  tollgate pause   <service> --by NAME --reason TEXT
+  tollgate resume  <service> --by NAME
+  tollgate promote <service> --by NAME --reason TEXT   skip the rest of the current bake
+  tollgate list [--service NAME] [--state STATE]        releases in flight
+  tollgate history <service>                            past releases and their outcomes
+
+options:
+  --json                 machine-readable output on every command
+  --address HOST:PORT    Temporal frontend (env TEMPORAL_ADDRESS, default 127.0.0.1:7233)
+  --namespace NAME       (env TEMPORAL_NAMESPACE, default "default")
+  --task-queue NAME      (env TOLLGATE_TASK_QUEUE, default tollgate-releases)
+  TLS and API keys come from the same environment variables as the worker (TEMPORAL_TLS_*, TEMPORAL_API_KEY).
+
+examples:
+  tollgate start checkout 1.4.2 --reason "fix rounding in tax totals"
+  tollgate watch checkout
+  tollgate approve checkout --by bob --comment "canary looks clean"
+  tollgate abort checkout --by alice --reason "support tickets about totals"
+  tollgate list --state awaiting-approval --json`;
+
+const options = {
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  by: { type: 'string' },
+  reason: { type: 'string' },
+  comment: { type: 'string' },
+  policy: { type: 'string' },
+  initiator: { type: 'string' },
+  service: { type: 'string' },
+  state: { type: 'string' },
+  address: { type: 'string' },
+  namespace: { type: 'string' },
+  'task-queue': { type: 'string' },
+  interval: { type: 'string' },
+} as const;
+
+class UsageError extends Error {}
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
+
+function need(value: string | undefined, what: string): string {
+  if (!value) throw new UsageError(`missing ${what}; see tollgate --help`);
+  return value;
+}
+
+function readPolicy(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read policy file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  try {
+    return parseYaml(text) as unknown;
+  } catch (err) {
+    throw new UsageError(`policy file ${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+function print(values: Values, human: string, data: unknown): void {
+  process.stdout.write(`${values.json ? JSON.stringify(data, null, 2) : human}\n`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function watch(client: TollgateClient, service: string, values: Values): Promise<number> {
+  const tty = process.stdout.isTTY && !values.json;
+  let last = '';
+  for (;;) {
+    let status: ReleaseStatus;
+    try {
+      status = await client.status(service);
+    } catch (err) {
+      // The release may have just ended and the query raced it: fall through to its result.
+      if (!(err instanceof TollgateError) || err.code !== 'unknown-release') throw err;
+      status = await client.status(service);
+    }
+    const view = renderStatus(status);
+    if (tty) process.stdout.write(`\x1b[2J\x1b[H${view}\n`);
+    else if (values.json) {
+      const line = JSON.stringify({
+        stage: status.stage,
+        state: status.state,
+        bake: status.bake,
+        outcome: status.outcome,
+      });
+      if (line !== last) process.stdout.write(`${line}\n`);
+      last = line;
+    } else {
+      const line = `${new Date().toISOString()} ${status.stage}/${status.state}${status.bake ? ` bake ${Math.floor((status.bake.elapsedMs / Math.max(1, status.bake.cycleMs)) * 100)}%` : ''}`;
+      if (line.slice(25) !== last.slice(25)) process.stdout.write(`${line}\n`);
+      last = line;
+    }
+    if (status.state === 'done') {
+      const outcome = status.outcome ?? 'promoted';
+      if (!values.json) process.stdout.write(`release ${outcome}\n`);
+      return outcome === 'promoted' ? EXIT.ok : outcome === 'rolled_back' ? EXIT.rolled_back : EXIT.aborted;
+    }
+    await sleep(values.interval ? Number.parseInt(values.interval, 10) * 1000 || 2000 : 2000);
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  const [command, service, version] = positionals;
+  if (values.help || !command) {
+    process.stdout.write(`${HELP}\n`);
+    return command || values.help ? EXIT.ok : EXIT.usage;
+  }
+  const env = parseEnv(connectionEnvSchema, {
+    ...process.env,
+    ...(values.address && { TEMPORAL_ADDRESS: values.address }),
+    ...(values.namespace && { TEMPORAL_NAMESPACE: values.namespace }),
+    ...(values['task-queue'] && { TOLLGATE_TASK_QUEUE: values['task-queue'] }),
+  });
+  const known = ['start', 'status', 'watch', 'approve', 'abort', 'pause', 'resume', 'promote', 'list', 'history'];
+  if (!known.includes(command)) throw new UsageError(`unknown command "${command}"; see tollgate --help`);
+
+  const client = await TollgateClient.connect(connectionSettings(env), env.TOLLGATE_TASK_QUEUE);
+  try {
+    switch (command) {
+      case 'start': {
+        const handle = await client.start({
+          service: need(service, '<service>'),
+          version: need(version, '<version>'),
+          initiator: values.initiator ?? process.env.USER ?? userInfo().username,
+          ...(values.reason !== undefined && { reason: values.reason }),
+          ...(values.policy !== undefined && { policy: readPolicy(values.policy) as never }),
+        });
+        print(
+          values,
+          `started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  watch:   tollgate watch ${service}\n  abort:   tollgate abort ${service} --by <name> --reason <why>`,
+          { workflowId: handle.workflowId, runId: handle.firstExecutionRunId },
+        );
+        return EXIT.ok;
+      }
+      case 'status': {
+        const status = await client.status(need(service, '<service>'));
+        print(values, renderStatus(status), status);
+        return EXIT.ok;
+      }
+      case 'watch':
+        return await watch(client, need(service, '<service>'), values);
+      case 'approve':
+      case 'abort':
+      case 'pause':
+      case 'resume':
+      case 'promote': {
+        const input = {
+          by: need(values.by, '--by <name>'),
+          ...(values.reason !== undefined && { reason: values.reason }),
+          ...(values.comment !== undefined && { comment: values.comment }),
+        };
+        const status = await client.control(command, need(service, '<service>'), input);
+        print(values, `${command}: accepted\n${renderStatus(status)}`, status);
+        return EXIT.ok;
+      }
+      case 'list': {
+        const rows = await client.list({
+          closed: false,
+          ...(values.service && { service: values.service }),
+          ...(values.state && { state: values.state }),
+        });
+        print(values, renderList(rows), rows);
+        return EXIT.ok;
+      }
+      case 'history': {
+        const rows = await client.history(need(service, '<service>'));
+        const withOutcomes = await Promise.all(
+          rows.map(async (r) => {
+            const outcome = await client.client.workflow
+              .getHandle<typeof releaseWorkflow>(r.workflowId, r.runId)
+              .result()
+              .then((res): string => res.outcome)
+              .catch((err: Error) => `failed: ${err.cause instanceof Error ? err.cause.message : err.message}`);
+            return { ...r, outcome };
+          }),
+        );
+        print(
+          values,
+          withOutcomes.map((r) => `${r.startTime}  ${r.version.padEnd(16)} ${r.outcome}`).join('\n') ||
+            'no past releases',
+          withOutcomes,
+        );
+        return EXIT.ok;
+      }
+    }
+    return EXIT.usage;
+  } finally {
+    await client.close();
+  }
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (err) {
+    const usage =
+      err instanceof UsageError ||
+      err instanceof ConfigError ||
+      (err instanceof TollgateError && err.code === 'invalid-input');
+    const known =
+      usage ||
+      err instanceof TollgateError ||
+      (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'));
+    process.stderr.write(`tollgate: ${known ? (err as Error).message : `unexpected error: ${String(err)}`}\n`);
+    return usage || (err instanceof TypeError && 'code' in err) ? EXIT.usage : EXIT.error;
+  }
+}
+
+if (require.main === module) void main().then((code) => process.exit(code));

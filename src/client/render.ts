@@ -1,0 +1,76 @@
+import { formatDuration } from '../domain/duration';
+import type { ReleaseStatus } from '../domain/status';
+import type { ReleaseSummary } from './tollgate-client';
+
+const bar = (fraction: number, width = 30) => {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+};
+
+/** The live view of one release: what `tollgate status` and `tollgate watch` print. */
+export function renderStatus(s: ReleaseStatus, now = Date.now()): string {
+  const lines = [
+    `${s.service} ${s.version}  (stable: ${s.stableVersion ?? 'none'})  started by ${s.initiator}`,
+    `stage: ${s.stage}   state: ${s.state}${s.outcome ? `   outcome: ${s.outcome}` : ''}`,
+  ];
+  if (s.gate)
+    lines.push(
+      `>> awaiting approval (${s.gate.name}): ${s.gate.message}`,
+      `   tollgate approve ${s.service} --by <name>`,
+    );
+  if (s.pause) lines.push(`>> paused by ${s.pause.by} since ${s.pause.since}: ${s.pause.reason}`);
+  if (s.waitingForWindowUntil) lines.push(`>> waiting for a deployment window until ${s.waitingForWindowUntil}`);
+  if (s.bake) {
+    const b = s.bake;
+    const fraction = b.cycleMs > 0 ? b.elapsedMs / b.cycleMs : 1;
+    lines.push(
+      `bake ${bar(fraction)} ${Math.floor(fraction * 100)}%  ${formatDuration(b.elapsedMs)} / ${formatDuration(b.cycleMs)}, ` +
+        `${formatDuration(b.remainingMs)} left   requests ${b.requestsSeen}/${b.requestsRequired}`,
+    );
+    for (const p of b.peakWindows) lines.push(`  peak ${p.window}: ${p.seen ? 'seen' : 'not yet seen'}`);
+    if (b.waitingFor.length > 0) lines.push(`  waiting for: ${b.waitingFor.join(', ')}`);
+  }
+  const a = s.analysis;
+  if (a.checks.length > 0) {
+    lines.push(`analysis: ${a.rounds} rounds, ${a.failures} failed, ${a.inconclusive} inconclusive in a row`);
+    for (const c of a.checks) {
+      const mark = c.verdict === 'pass' ? 'ok  ' : c.verdict === 'fail' ? 'FAIL' : '??  ';
+      lines.push(`  ${mark} ${c.check}${c.critical ? ' (critical)' : ''}: ${c.reason}`);
+    }
+  }
+  if (s.waves.length > 0) lines.push(`waves: ${s.waves.map((w) => `${w.percent}% ${w.state}`).join(' -> ')}`);
+  if (s.rollback) {
+    const r = s.rollback;
+    lines.push(
+      `rollback: ${r.reason}`,
+      `  undone ${r.undone.length} step(s); ${r.failedAttempts} failed attempt(s) retried`,
+    );
+    if (r.lastError) lines.push(`  last error: ${r.lastError}`);
+  }
+  const recent = s.audit.slice(-5);
+  if (recent.length > 0) {
+    lines.push('recent:');
+    for (const e of recent) {
+      lines.push(
+        `  ${e.at}  ${e.actor} ${e.action}${e.accepted ? '' : ' (rejected)'}${e.detail ? `: ${e.detail}` : ''}`,
+      );
+    }
+  }
+  lines.push(`updated ${formatDuration(now - Date.parse(s.updatedAt))} ago`);
+  return lines.join('\n');
+}
+
+export function renderList(rows: ReleaseSummary[]): string {
+  if (rows.length === 0) return 'no releases';
+  const header = ['SERVICE', 'VERSION', 'STATUS', 'STATE', 'STARTED', 'CLOSED'];
+  const table = rows.map((r) => [r.service, r.version, r.status, r.state ?? '', r.startTime, r.closeTime ?? '']);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+  return [header, ...table]
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}

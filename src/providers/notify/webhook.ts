@@ -1,0 +1,312 @@
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { ConfigError } from '../../config/env';
+import { describeZodError } from '../../domain/release';
+import type { Logger } from '../../logger';
+import { RELEASE_EVENTS, type Notifier, type ReleaseEvent, type ReleaseNotification } from './types';
+
+/*
+ * Signed deliveries. With a secret configured, every request carries
+ *
+ *   X-Tollgate-Timestamp: <unix seconds when this attempt was sent>
+ *   X-Tollgate-Signature: sha256=<lowercase hex HMAC-SHA256(secret, timestamp + "." + raw body bytes)>
+ *
+ * Receivers verify against the raw body exactly as received (before any JSON parsing), compare in
+ * constant time (`verifySignature` below), and should refuse timestamps too far from their clock to
+ * stop replays. A retried delivery is re-signed with a fresh timestamp but keeps its X-Tollgate-Delivery
+ * id, so receivers can drop duplicates (a timed-out attempt may still have arrived).
+ */
+export const SIGNATURE_HEADER = 'x-tollgate-signature';
+export const TIMESTAMP_HEADER = 'x-tollgate-timestamp';
+export const DELIVERY_HEADER = 'x-tollgate-delivery';
+
+export function sign(secret: string, timestamp: string, body: Uint8Array): string {
+  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest('hex')}`;
+}
+
+/**
+ * True when `header` is the signature of `timestamp` and `body` under `secret`. Pass `maxAgeSeconds`
+ * to also refuse stale (replayed) or future timestamps.
+ */
+export function verifySignature(
+  secret: string,
+  timestamp: string | number | undefined,
+  body: string | Uint8Array,
+  header: string | undefined,
+  options: { maxAgeSeconds?: number; nowSeconds?: number } = {},
+): boolean {
+  if (!secret || timestamp === undefined || header === undefined) return false;
+  const ts = String(timestamp);
+  if (!/^\d{1,12}$/.test(ts)) return false;
+  if (options.maxAgeSeconds !== undefined) {
+    const now = options.nowSeconds ?? Math.floor(Date.now() / 1000);
+    if (Math.abs(now - Number(ts)) > options.maxAgeSeconds) return false;
+  }
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  const expected = Buffer.from(sign(secret, ts, bytes), 'utf8');
+  const actual = Buffer.from(header.trim(), 'utf8');
+  return actual.length === expected.length && timingSafeEqual(actual, expected);
+}
+
+export interface WebhookNotifierOptions {
+  url: string;
+  format: 'json' | 'slack';
+  /** HMAC key, already resolved by the caller (env var, file); never logged. */
+  secret?: string;
+  /** Per attempt, connect to last byte of the response. */
+  timeoutMs?: number;
+  /** Further attempts after a timeout, a refused connection, 408, 429 or 5xx. */
+  retries?: number;
+  /** First pause between attempts; doubles each time. */
+  backoffMs?: number;
+  /** Only these events are sent; all when left out. */
+  events?: readonly ReleaseEvent[];
+  logger: Logger;
+}
+
+const optionsSchema = z.object({
+  url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
+  format: z.enum(['json', 'slack']),
+  secret: z.string().min(1, 'must not be empty').optional(),
+  timeoutMs: z.number().int().min(1).max(60_000).default(3000),
+  retries: z.number().int().min(0).max(10).default(2),
+  backoffMs: z.number().int().min(0).max(60_000).default(250),
+  events: z.array(z.enum(RELEASE_EVENTS)).optional(),
+});
+
+type Attempt = { ok: true } | { ok: false; retryable: boolean; why: string };
+
+/** Posts release notifications to one HTTP endpoint (a generic JSON receiver or a Slack incoming webhook). */
+export class WebhookNotifier implements Notifier {
+  readonly kind = 'webhook';
+  readonly format: 'json' | 'slack';
+  /** Only the origin is ever logged: Slack-style webhook URLs carry their credential in the path. */
+  readonly target: string;
+  readonly #url: URL;
+  readonly #secret: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  readonly #backoffMs: number;
+  readonly #events: ReadonlySet<ReleaseEvent> | undefined;
+  readonly #logger: Logger;
+
+  constructor(options: WebhookNotifierOptions) {
+    const parsed = optionsSchema.safeParse(options);
+    if (!parsed.success) throw new TypeError(`webhook notifier: ${describeZodError(parsed.error)}`);
+    this.#url = new URL(parsed.data.url);
+    this.target = this.#url.origin;
+    this.format = parsed.data.format;
+    this.#secret = parsed.data.secret;
+    this.#timeoutMs = parsed.data.timeoutMs;
+    this.#retries = parsed.data.retries;
+    this.#backoffMs = parsed.data.backoffMs;
+    this.#events = parsed.data.events && new Set(parsed.data.events);
+    this.#logger = options.logger;
+  }
+
+  async notify(n: ReleaseNotification): Promise<void> {
+    if (this.#events && !this.#events.has(n.event)) return;
+    const context = {
+      event: n.event,
+      service: n.service,
+      version: n.version,
+      stage: n.stage,
+      track: n.track,
+      releaseId: n.releaseId,
+      target: this.target,
+      format: this.format,
+    };
+    try {
+      const body = Buffer.from(JSON.stringify(this.format === 'slack' ? slackPayload(n) : jsonPayload(n)), 'utf8');
+      const delivery = randomUUID();
+      const attempts = this.#retries + 1;
+      let last: Attempt = { ok: false, retryable: false, why: 'not attempted' };
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        if (attempt > 1) await sleep(this.#backoffMs * 2 ** (attempt - 2));
+        last = await this.post(body, n.event, delivery);
+        if (last.ok) return;
+        if (!last.retryable) break;
+        if (attempt < attempts) this.#logger.debug({ ...context, attempt, why: last.why }, 'retrying notification');
+      }
+      if (!last.ok) this.#logger.warn({ ...context, why: last.why }, 'release notification not delivered');
+    } catch (err) {
+      // A payload that cannot be serialised (circular or BigInt details) is still only a lost notification.
+      this.#logger.warn({ ...context, why: (err as Error).message }, 'release notification not delivered');
+    }
+  }
+
+  private async post(body: Buffer, event: ReleaseEvent, delivery: string): Promise<Attempt> {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      'user-agent': 'tollgate-notifier',
+      'x-tollgate-event': event,
+      [DELIVERY_HEADER]: delivery,
+    };
+    if (this.#secret !== undefined) {
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      headers[TIMESTAMP_HEADER] = timestamp;
+      headers[SIGNATURE_HEADER] = sign(this.#secret, timestamp, body);
+    }
+    try {
+      const response = await fetch(this.#url, {
+        method: 'POST',
+        headers,
+        body,
+        // A redirect would resend a signed payload somewhere nobody configured.
+        redirect: 'manual',
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      const text = await response.text();
+      if (response.status >= 200 && response.status < 300) return { ok: true };
+      const status = response.status;
+      const retryable = status === 408 || status === 429 || status >= 500;
+      return { ok: false, retryable, why: `HTTP ${status}: ${excerpt(text)}` };
+    } catch (error) {
+      return { ok: false, retryable: true, why: this.describeFetchError(error) };
+    }
+  }
+
+  private describeFetchError(error: unknown): string {
+    // Duck-typed: undici's errors and DOMException may come from another realm (e.g. under jest), so instanceof lies.
+    const { name, cause } = (error ?? {}) as { name?: unknown; cause?: { code?: unknown; message?: unknown } };
+    if (name === 'TimeoutError' || name === 'AbortError') return `timed out after ${this.#timeoutMs} ms`;
+    const code = typeof cause?.code === 'string' ? cause.code : undefined;
+    if (code === 'ECONNREFUSED') return 'connection refused';
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'cannot resolve the host';
+    return `cannot reach the receiver: ${code ?? (typeof cause?.message === 'string' ? cause.message : String(error))}`;
+  }
+}
+
+export function jsonPayload(n: ReleaseNotification): Record<string, unknown> {
+  return { ...n, canary: n.track === 'canary', source: 'tollgate' };
+}
+
+const EMOJI: Record<ReleaseEvent, string> = {
+  'release-started': ':rocket:',
+  'canary-started': ':hatching_chick:',
+  'check-failed': ':rotating_light:',
+  'awaiting-approval': ':raised_hand:',
+  'rolled-back': ':rewind:',
+  promoted: ':white_check_mark:',
+  aborted: ':octagonal_sign:',
+};
+const LABEL: Record<ReleaseNotification['track'], string> = {
+  staging: '[STAGING] ',
+  canary: '[CANARY] ',
+  production: '',
+};
+
+/** One line people can act on from a phone notification; canary and staging traffic say so up front. */
+export function slackText(n: ReleaseNotification): string {
+  const what: Record<ReleaseEvent, string> = {
+    'release-started': 'release started',
+    'canary-started': 'canary started',
+    'check-failed': 'check failed',
+    'awaiting-approval': 'awaiting approval',
+    'rolled-back': n.stableVersion ? `rolled back to ${n.stableVersion}` : 'rolled back',
+    promoted: 'promoted',
+    aborted: 'aborted',
+  };
+  const message = oneLine(n.message, 500);
+  const line = `${n.service} ${n.version} ${what[n.event]}${message ? `: ${message}` : ''}`;
+  return `${EMOJI[n.event]} ${LABEL[n.track]}${escapeSlack(line)}`;
+}
+
+function slackPayload(n: ReleaseNotification): { text: string; blocks: unknown[] } {
+  const text = slackText(n);
+  const facts = [
+    `release \`${n.releaseId}\``,
+    `stage ${n.stage}`,
+    `track ${n.track}`,
+    n.stableVersion && `stable ${n.stableVersion}`,
+    n.at,
+  ].filter(Boolean);
+  return {
+    text,
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text } },
+      { type: 'context', elements: [{ type: 'mrkdwn', text: escapeSlack(oneLine(facts.join(' · '), 2000)) }] },
+    ],
+  };
+}
+
+/** Slack reads `<…>` as links and mentions (`<!channel>`); only &, < and > need escaping. */
+function escapeSlack(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+}
+
+function excerpt(text: string): string {
+  const flat = oneLine(text, 200);
+  return flat.length === 0 ? '(empty body)' : flat;
+}
+
+/** Sends to every notifier at once; one failing (or throwing, if written elsewhere) never stops the others. */
+export class MultiNotifier implements Notifier {
+  readonly kind = 'multi';
+  constructor(
+    readonly notifiers: readonly Notifier[],
+    private readonly logger?: Logger,
+  ) {}
+
+  async notify(n: ReleaseNotification): Promise<void> {
+    const results = await Promise.allSettled(this.notifiers.map((notifier) => notifier.notify(n)));
+    results.forEach((result, i) => {
+      if (result.status === 'fulfilled') return;
+      const why = result.reason instanceof Error ? result.reason.message : String(result.reason);
+      const { event, service, version, stage, track, releaseId } = n;
+      this.logger?.warn(
+        { event, service, version, stage, track, releaseId, notifier: this.notifiers[i]?.kind, why },
+        'release notification not delivered',
+      );
+    });
+  }
+}
+
+export const notifiersConfigSchema = z.strictObject({
+  webhooks: z
+    .array(
+      z.strictObject({
+        url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
+        format: z.enum(['json', 'slack']),
+        /** Name of the environment variable that holds the signing secret (never the secret itself). */
+        secretEnv: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
+          .optional(),
+        events: z.array(z.enum(RELEASE_EVENTS)).min(1, 'leave out "events" to send all of them').optional(),
+        timeoutMs: z.number().int().min(1).max(60_000).optional(),
+        retries: z.number().int().min(0).max(10).optional(),
+      }),
+    )
+    .default([]),
+});
+export type NotifiersConfig = z.input<typeof notifiersConfigSchema>;
+
+/** Webhook notifiers from config; fails fast, naming the field or the missing environment variable. */
+export function createNotifiers(config: unknown, deps: { logger: Logger; env?: NodeJS.ProcessEnv }): MultiNotifier {
+  const parsed = notifiersConfigSchema.safeParse(config ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(`invalid configuration: notifications: ${describeZodError(parsed.error)}`);
+  }
+  const env = deps.env ?? process.env;
+  const notifiers = parsed.data.webhooks.map(({ secretEnv, ...hook }, i) => {
+    let secret: string | undefined;
+    if (secretEnv !== undefined) {
+      secret = env[secretEnv];
+      if (secret === undefined || secret.trim() === '') {
+        throw new ConfigError(
+          `invalid configuration: notifications.webhooks.${i}.secretEnv: environment variable ${secretEnv} ` +
+            `is not set (it should hold the webhook's signing secret)`,
+        );
+      }
+    }
+    return new WebhookNotifier({ ...hook, secret, logger: deps.logger });
+  });
+  return new MultiNotifier(notifiers, deps.logger);
+}

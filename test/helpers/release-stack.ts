@@ -1,0 +1,235 @@
+import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime, Worker, type LogLevel } from '@temporalio/worker';
+import { runLoad, type LoadReport } from '../../demo/load';
+import { createActivities } from '../../src/activities';
+import { PolicyStore } from '../../src/config/policies';
+import { statusQuery } from '../../src/domain/messages';
+import type { ServicePolicyInput } from '../../src/domain/policy';
+import { releaseWorkflowId } from '../../src/domain/release';
+import type { ReleaseStatus } from '../../src/domain/status';
+import { PrometheusProvider } from '../../src/providers/metrics/prometheus';
+import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
+import type { releaseWorkflow } from '../../src/workflows';
+import { workflowBundle } from './bundles';
+import { compileDemo, freePort, quietLogger, randomBasePort, removeDir, serviceCommand, tempStateDir } from './fleet';
+import { startPrometheus, type RunningPrometheus } from './prometheus';
+import { writePolicies } from './release-harness';
+import { startDevServer, taskQueueForTest } from './temporal';
+
+/**
+ * Everything a real release runs on, for integration tests: the Temporal dev server and one Prometheus shared by
+ * every test of a file, and per test a fresh HAProxy fleet of demo-service instances, load through its frontend,
+ * policy files and an in-process worker with the real activities. Every process started here is stopped by
+ * `teardown()`, whether the test passed or not.
+ */
+
+export const SCRAPE_SECONDS = 1;
+export type ReleaseHandle = WorkflowHandle<typeof releaseWorkflow>;
+
+export interface SharedInfra {
+  env: TestWorkflowEnvironment;
+  serviceJs: string;
+  /** The file SD file the shared Prometheus watches; the fleet of the running test writes it. */
+  fileSdPath: string;
+  prometheus(): RunningPrometheus;
+  /** Starts Prometheus again if a test stopped it (a fresh TSDB: the next fleet is fresh too). */
+  ensurePrometheus(): Promise<RunningPrometheus>;
+  stopPrometheus(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startSharedInfra(): Promise<SharedInfra> {
+  quietRuntime();
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const close = async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  };
+  try {
+    const sdDir = await tempStateDir('sd');
+    cleanups.push(() => removeDir(sdDir));
+    const fileSdPath = join(sdDir, 'targets.json');
+    const [env, demo] = await Promise.all([startDevServer(), compileDemo(['demo/service.ts'])]);
+    cleanups.push(() => env.teardown());
+    cleanups.push(() => removeDir(demo.dir));
+    let prometheus: RunningPrometheus | undefined;
+    let running = false;
+    const launch = async () => {
+      prometheus = await startPrometheus({ scrapeIntervalSeconds: SCRAPE_SECONDS, fileSdPath, honorLabels: true });
+      running = true;
+      return prometheus;
+    };
+    const stopPrometheus = async () => {
+      if (prometheus && running) {
+        running = false;
+        await prometheus.stop();
+      }
+    };
+    cleanups.push(stopPrometheus);
+    await launch();
+    return {
+      env,
+      serviceJs: demo.js('demo/service.ts'),
+      fileSdPath,
+      prometheus: () => {
+        if (!prometheus || !running) throw new Error('prometheus is not running');
+        return prometheus;
+      },
+      ensurePrometheus: () => (prometheus && running ? Promise.resolve(prometheus) : launch()),
+      stopPrometheus,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** The SDK's and the workflows' own logs at WARN (TEST_LOG_LEVEL=INFO for all of them); once per process. */
+function quietRuntime(): void {
+  if (Runtime._instance) return;
+  const level = (process.env.TEST_LOG_LEVEL?.toUpperCase() ?? 'WARN') as LogLevel;
+  Runtime.install({ logger: new DefaultLogger(level) });
+}
+
+export interface StackOptions {
+  service: string;
+  org: Record<string, unknown>;
+  policy: ServicePolicyInput;
+  stableVersion: string;
+  fleetSize: number;
+  load: { baseRps: number; peakRps: number; cycleMs: number; maxDurationMs: number };
+}
+
+export interface ReleaseStack {
+  fleet: Fleet;
+  taskQueue: string;
+  /** Starts the release workflow for `version` (the worker must be running: see `run`). */
+  start(version: string): Promise<ReleaseHandle>;
+  /** Runs the worker while `fn` runs. */
+  run<T>(fn: () => Promise<T>): Promise<T>;
+  /** Stops the load generator and returns what it saw (idempotent). */
+  stopLoad(): Promise<LoadReport>;
+  /** The HAProxy admin socket disappears (renamed away) until `restoreSocket`; HAProxy keeps serving traffic. */
+  hideSocket(): Promise<void>;
+  restoreSocket(): Promise<void>;
+  teardown(): Promise<void>;
+}
+
+export async function startStack(infra: SharedInfra, o: StackOptions): Promise<ReleaseStack> {
+  const logger = quietLogger();
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const teardown = async () => {
+    const errors: unknown[] = [];
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch((err: unknown) => errors.push(err));
+    if (errors.length > 0) throw errors[0];
+  };
+  try {
+    const prometheus = await infra.ensurePrometheus();
+    const policyDir = writePolicies(o.org, [o.policy]);
+    cleanups.push(() => removeDir(policyDir));
+    const stateDir = await tempStateDir('rel');
+    cleanups.push(() => removeDir(stateDir));
+    const fleet = await startFleet({
+      service: o.service,
+      version: o.stableVersion,
+      fleetSize: o.fleetSize,
+      frontendPort: await freePort(),
+      basePort: randomBasePort(),
+      stagingPort: await freePort(),
+      command: serviceCommand(infra.serviceJs),
+      stateDir,
+      fileSdPath: infra.fileSdPath,
+      // Without HAProxy's retries, zero failed requests proves the drains, not HAProxy's second chances.
+      retries: false,
+      logger,
+    });
+    cleanups.push(() => fleet.stop());
+
+    let hidden = false;
+    const hiddenPath = `${fleet.socketPath}.hidden`;
+    const restoreSocket = async () => {
+      if (!hidden) return;
+      await rename(hiddenPath, fleet.socketPath);
+      hidden = false;
+    };
+    // Before fleet.stop(): the instances' retirement needs no socket, but HAProxy should find its own on the way out.
+    cleanups.push(restoreSocket);
+
+    const controller = new AbortController();
+    const load = runLoad({
+      url: fleet.frontendUrl,
+      durationMs: o.load.maxDurationMs,
+      cycleMs: o.load.cycleMs,
+      baseRps: o.load.baseRps,
+      peakRps: o.load.peakRps,
+      maxRequests: Math.ceil((o.load.peakRps * o.load.maxDurationMs) / 1000),
+      timeoutMs: 5_000,
+      signal: controller.signal,
+    });
+    const stopLoad = () => {
+      controller.abort();
+      return load;
+    };
+    cleanups.push(stopLoad);
+
+    const taskQueue = taskQueueForTest();
+    const activities = createActivities({
+      target: fleet.target,
+      metrics: new PrometheusProvider({ url: prometheus.url, timeoutMs: 2_000 }),
+      policies: new PolicyStore(policyDir),
+      logger,
+      heartbeatEveryMs: 1_000,
+    });
+    const worker = await Worker.create({
+      connection: infra.env.nativeConnection,
+      taskQueue,
+      workflowBundle: workflowBundle('release'),
+      activities,
+      shutdownGraceTime: '5s',
+    });
+
+    return {
+      fleet,
+      taskQueue,
+      start: (version) =>
+        infra.env.client.workflow.start<typeof releaseWorkflow>('releaseWorkflow', {
+          workflowId: releaseWorkflowId(o.service),
+          taskQueue,
+          args: [{ service: o.service, version, initiator: 'alice', reason: 'integration test' }],
+        }),
+      run: (fn) => worker.runUntil(fn),
+      stopLoad,
+      hideSocket: async () => {
+        await rename(fleet.socketPath, hiddenPath);
+        hidden = true;
+      },
+      restoreSocket,
+      teardown,
+    };
+  } catch (err) {
+    await teardown().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Polls the release's status until `ok` holds; bounded by `timeoutMs`. */
+export async function waitForStatus(
+  handle: ReleaseHandle,
+  ok: (s: ReleaseStatus) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<ReleaseStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: ReleaseStatus | undefined;
+  for (let i = 0; i < Math.ceil(timeoutMs / 200) + 1; i++) {
+    last = await handle.query(statusQuery);
+    if (ok(last)) return last;
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const brief = last && { ...last, policy: undefined, audit: last.audit.slice(-5) };
+  throw new Error(`release never reached "${what}" within ${timeoutMs} ms; last status: ${JSON.stringify(brief)}`);
+}

@@ -1,0 +1,327 @@
+import { randomUUID } from 'node:crypto';
+import type { LoadReport } from '../../demo/load';
+import { abortUpdate, approveUpdate, statusQuery } from '../../src/domain/messages';
+import type { ServicePolicyInput } from '../../src/domain/policy';
+import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
+import { versionsServing } from '../helpers/fleet';
+import {
+  SCRAPE_SECONDS,
+  startSharedInfra,
+  startStack,
+  waitForStatus,
+  type ReleaseStack,
+  type SharedInfra,
+} from '../helpers/release-stack';
+
+/**
+ * Real releases end to end: the Temporal dev server, an in-process worker with the real activities, a real HAProxy
+ * fleet of demo-service instances, a real Prometheus scraping them through the fleet's file SD, and load through the
+ * frontend the whole time. One scenario at a time; the dev server and Prometheus are shared, each test gets a fresh
+ * fleet, load and worker.
+ */
+
+const STABLE = '1.0.0';
+const FLEET_SIZE = 4;
+const CYCLE_MS = 20_000;
+const INTERVAL_MS = 4_000;
+const FAILURE_LIMIT = 3;
+const INCONCLUSIVE_LIMIT = 5;
+const WAVE_INTERVAL_MS = 3_000;
+
+const ORG = {
+  trafficCycle: { minDuration: '10s', minCanaryRequests: 100 },
+  minimums: {
+    analysisChecks: 2,
+    maxAnalysisInterval: '10s',
+    maxFailureLimit: 5,
+    maxInconclusiveLimit: 10,
+    productionApproval: false,
+    fourEyes: false,
+  },
+};
+
+const errorRatio = { name: 'error-ratio', template: 'error-ratio', max: 0.05 } as const;
+const latencyAbsolute = { name: 'latency-p99', template: 'latency-p99', max: 0.3 } as const;
+const CANARY_CHECKS = [
+  errorRatio,
+  { ...latencyAbsolute, baseline: { direction: 'increase', tolerance: 0.2, minSamples: 4 } },
+  { name: 'requests', template: 'request-count', min: 5 },
+] as const;
+// Once a wave reaches 100% no stable population is left to compare with, so waves judge absolute levels only.
+const waveAnalysis = {
+  interval: `${WAVE_INTERVAL_MS}ms`,
+  checks: [errorRatio, latencyAbsolute],
+  failureLimit: 2,
+  inconclusiveLimit: 3,
+};
+
+function policy(service: string, canaryApproval = false): ServicePolicyInput {
+  return {
+    service,
+    trafficCycle: { duration: `${CYCLE_MS}ms`, minCanaryRequests: 150 },
+    staging: { bake: '0s' },
+    canary: {
+      poolSize: 1,
+      approval: canaryApproval,
+      analysis: {
+        interval: `${INTERVAL_MS}ms`,
+        failureLimit: FAILURE_LIMIT,
+        inconclusiveLimit: INCONCLUSIVE_LIMIT,
+        checks: CANARY_CHECKS.map((c) => ({ ...c })),
+      },
+    },
+    production: {
+      approval: false,
+      waves: [
+        { percent: 50, bake: '6s', analysis: waveAnalysis },
+        { percent: 100, bake: '6s', analysis: waveAnalysis },
+      ],
+    },
+  };
+}
+
+let infra: SharedInfra;
+let stack: ReleaseStack | undefined;
+
+beforeAll(async () => {
+  infra = await startSharedInfra();
+}, 60_000);
+
+afterEach(async () => {
+  await stack?.teardown();
+  stack = undefined;
+}, 60_000);
+
+afterAll(async () => {
+  await infra?.close();
+}, 30_000);
+
+async function newStack(name: string, canaryApproval = false): Promise<{ stack: ReleaseStack; service: string }> {
+  const service = `${name}-${randomUUID().slice(0, 6)}`;
+  stack = await startStack(infra, {
+    service,
+    org: ORG,
+    policy: policy(service, canaryApproval),
+    stableVersion: STABLE,
+    fleetSize: FLEET_SIZE,
+    load: { baseRps: 40, peakRps: 60, cycleMs: CYCLE_MS, maxDurationMs: 180_000 },
+  });
+  return { stack, service };
+}
+
+/** What serves behind the frontend right now, by the x-version header of real answers (errors as "500:<version>"). */
+const sample = (s: ReleaseStack, n = 100) => versionsServing(s.fleet.frontendUrl, n, 4);
+
+/** HAProxy's view through its admin socket: the addresses of the servers it sends traffic to. */
+async function serversUp(s: ReleaseStack): Promise<string[]> {
+  const stats = await new HaproxyRuntime(s.fleet.socketPath).serverStats(s.fleet.backend);
+  return stats
+    .filter((st) => st.status.startsWith('UP'))
+    .map((st) => st.addr)
+    .sort();
+}
+
+/** The fleet's own record, checked against HAProxy: every member on `version`, labelled stable, and UP. */
+async function expectFleetOn(s: ReleaseStack, version: string): Promise<void> {
+  const state = await s.fleet.target.readState();
+  const members = state.instances.filter((i) => i.slot !== null);
+  expect(members.map((i) => `${i.version} ${i.track} ${i.status}`)).toEqual(
+    Array(FLEET_SIZE).fill(`${version} stable serving`),
+  );
+  expect(await serversUp(s)).toEqual(members.map((i) => `127.0.0.1:${i.port}`).sort());
+  expect(await sample(s)).toEqual({ [version]: 100 });
+}
+
+function expectNoFailedRequests(report: LoadReport): void {
+  expect(report.sent).toBeGreaterThan(500);
+  expect(report.failed).toBe(0);
+  expect(report.skipped).toBe(0);
+}
+
+const seconds = (ms: number) => Math.round(ms / 100) / 10;
+
+test('a good version (1.1.0) is promoted through canary and both waves, without one failed request', async () => {
+  const { stack: s, service } = await newStack('good');
+  const started = Date.now();
+  const { result, status, labels } = await s.run(async () => {
+    const handle = await s.start('1.1.0');
+    // Mid-bake, what Prometheus holds for the fleet: the labels the instances report themselves (honor_labels).
+    await waitForStatus(handle, (st) => st.state === 'baking' && st.stage === 'canary', 30_000, 'canary bake');
+    await new Promise((r) => setTimeout(r, 3 * SCRAPE_SECONDS * 1000));
+    const labels = await seriesLabels(service);
+    return { result: await handle.result(), status: await handle.query(statusQuery), labels };
+  });
+  const rolloutMs = Date.now() - started;
+
+  expect(result).toMatchObject({ outcome: 'promoted', stableVersion: '1.1.0', stage: 'done' });
+  expect(status.waves.map((w) => `${w.percent}% ${w.state}`)).toEqual(['50% done', '100% done']);
+  expect(status.deployedSteps.map((k) => k.split('/').pop())).toEqual(['staging', 'canary', 'wave-1', 'wave-2']);
+  expect(status.rollback).toBeUndefined();
+  expect(await s.fleet.target.stableVersion(service)).toBe('1.1.0');
+  await expectFleetOn(s, '1.1.0');
+
+  // Prometheus saw the stable fleet and the canary under their own labels, with no exported_* duplicates.
+  expect(labels.every((l) => Object.keys(l).every((k) => !k.startsWith('exported_')))).toBe(true);
+  const populations = new Set(labels.map((l) => `${l.version} ${l.track}`));
+  expect(populations).toEqual(new Set([`${STABLE} stable`, '1.1.0 canary']));
+  for (const l of labels) expect(l.instance).toMatch(new RegExp(`^${service}-\\d+$`));
+
+  const report = await s.stopLoad();
+  expectNoFailedRequests(report);
+  expect(report.byStatus).toEqual({ '200': report.sent });
+  expect(report.byVersion['1.1.0']).toBeGreaterThan(0);
+  const successRate = (report.byStatus['200'] ?? 0) / report.sent;
+  expect(successRate).toBe(1);
+  console.log(
+    `figure: rollout success rate ${(successRate * 100).toFixed(2)}% (${report.byStatus['200']}/${report.sent} ` +
+      `answered 200, ${report.failed} failed, ${report.skipped} skipped) over a ${seconds(rolloutMs)} s rollout ` +
+      `at ~${Math.round(report.sent / (report.durationMs / 1000))} rps; served by version: ${JSON.stringify(report.byVersion)}`,
+  );
+}, 150_000);
+
+test('a bad version (1.2.0-bad, 20% errors) is rolled back by the canary analysis within failureLimit rounds', async () => {
+  const { stack: s } = await newStack('bad');
+  const { result, status } = await s.run(async () => {
+    const handle = await s.start('1.2.0-bad');
+    return { result: await handle.result(), status: await handle.query(statusQuery) };
+  });
+
+  expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary', stableVersion: STABLE });
+  expect(result.reason).toMatch(/failed analysis rounds \(limit 3\) — error-ratio: error-ratio 0\.\d+ > max 0\.05/);
+  expect(status.analysis.failures).toBe(FAILURE_LIMIT);
+  const errorCheck = status.analysis.checks.find((c) => c.check === 'error-ratio');
+  expect(errorCheck).toMatchObject({ verdict: 'fail' });
+  expect(errorCheck?.canary).toBeGreaterThan(0.1);
+  expect(status.rollback).toMatchObject({ failedAttempts: 0 });
+  expect(status.rollback?.undone.map((k) => k.split('/').pop())).toEqual(['canary', 'staging']);
+
+  // The canary's first errors: HAProxy enabled the canary instance and it started answering (a fifth of them 500s).
+  const enabled = (await s.fleet.target.readActions()).find(
+    (a) => a.action === 'enable' && a.key.endsWith('/canary') && a.version === '1.2.0-bad',
+  );
+  expect(enabled).toBeDefined();
+  const errorsToRollbackMs = Date.parse(status.rollback!.startedAt) - Date.parse(enabled!.at);
+  console.log(
+    `figure: bad canary → rollback ${seconds(errorsToRollbackMs)} s = ${(errorsToRollbackMs / INTERVAL_MS).toFixed(2)} ` +
+      `analysis intervals (interval ${INTERVAL_MS / 1000} s, failureLimit ${FAILURE_LIMIT}, scrape ${SCRAPE_SECONDS} s)`,
+  );
+  expect(errorsToRollbackMs).toBeGreaterThan((FAILURE_LIMIT - 1) * INTERVAL_MS);
+  // Slack: the canary's first scrape, the first round's wait and the workflow's own turnaround.
+  expect(errorsToRollbackMs).toBeLessThan(FAILURE_LIMIT * INTERVAL_MS + 6_000);
+
+  await expectFleetOn(s, STABLE);
+  const report = await s.stopLoad();
+  expectNoFailedRequests(report);
+  expect(report.byStatus['500']).toBeGreaterThan(0);
+  expect(Object.keys(report.byStatus).sort()).toEqual(['200', '500']);
+}, 120_000);
+
+test('a slow version (1.3.0-slow) under the absolute SLO is rolled back by the baseline comparison', async () => {
+  const { stack: s } = await newStack('slow');
+  const { result, status } = await s.run(async () => {
+    const handle = await s.start('1.3.0-slow');
+    return { result: await handle.result(), status: await handle.query(statusQuery) };
+  });
+
+  expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary' });
+  expect(result.reason).toMatch(/latency-p99: canary higher than baseline/);
+  expect(result.reason).not.toMatch(/error-ratio:/);
+  const byName = Object.fromEntries(status.analysis.checks.map((c) => [c.check, c]));
+  expect(byName['error-ratio']?.verdict).toBe('pass');
+  const latency = byName['latency-p99'];
+  expect(latency).toMatchObject({ verdict: 'fail', threshold: { max: 0.3 } });
+  expect(latency?.reason).toMatch(/^latency-p99: canary higher than baseline: canary median 0\.\d+ vs baseline/);
+  expect(latency?.pValue).toBeLessThan(0.05);
+  // Under the absolute SLO (the canary's median p99 is what is recorded), yet well above the baseline.
+  expect(latency?.canary).toBeLessThan(0.3);
+  expect(latency?.canary).toBeGreaterThan(1.2 * (latency?.baseline ?? Infinity));
+  expect(latency?.samples?.canary).toBeGreaterThanOrEqual(4);
+  console.log(
+    `figure: slow canary p99 median ${latency?.canary?.toFixed(3)} s vs baseline ${latency?.baseline?.toFixed(3)} s, ` +
+      `p=${latency?.pValue?.toFixed(4)}, rolled back after ${status.analysis.rounds} rounds`,
+  );
+
+  await expectFleetOn(s, STABLE);
+  expectNoFailedRequests(await s.stopLoad());
+}, 120_000);
+
+test('with Prometheus gone mid-bake the release pauses for a human, and an abort rolls it back', async () => {
+  const { stack: s } = await newStack('blind');
+  const { result, paused, aborted } = await s.run(async () => {
+    const handle = await s.start('1.1.0');
+    await waitForStatus(handle, (st) => st.state === 'baking' && st.stage === 'canary', 30_000, 'canary bake');
+    await new Promise((r) => setTimeout(r, INTERVAL_MS / 2));
+    await infra.stopPrometheus();
+    const paused = await waitForStatus(
+      handle,
+      (st) => st.state === 'paused' && st.gate?.name === 'inconclusive',
+      (INCONCLUSIVE_LIMIT + 3) * INTERVAL_MS,
+      'paused on inconclusive analysis',
+    );
+    const aborted = await handle.executeUpdate(abortUpdate, {
+      args: [{ by: 'bob', reason: 'metrics are down; not releasing blind' }],
+    });
+    return { result: await handle.result(), paused, aborted };
+  });
+
+  expect(paused.stage).toBe('canary');
+  expect(paused.pause).toMatchObject({ by: 'tollgate' });
+  expect(paused.analysis.inconclusive).toBeGreaterThanOrEqual(INCONCLUSIVE_LIMIT);
+  for (const check of paused.analysis.checks) {
+    expect(check.verdict).toBe('inconclusive');
+    expect(check.reason).toMatch(/connection refused/);
+  }
+  expect(paused.gate?.message).toMatch(/inconclusive analysis rounds in a row \(limit 5\)/);
+  expect(aborted.state).toBe('rolling-back');
+
+  expect(result).toMatchObject({ outcome: 'aborted', stage: 'canary', stableVersion: STABLE });
+  expect(result.reason).toBe('aborted by bob: metrics are down; not releasing blind');
+  await expectFleetOn(s, STABLE);
+  expectNoFailedRequests(await s.stopLoad());
+}, 120_000);
+
+test('an HAProxy admin socket gone during the canary deploy fails the deploy after its retries, and rolls back clean', async () => {
+  const { stack: s } = await newStack('nosock', true);
+  const { result, status, history } = await s.run(async () => {
+    const handle = await s.start('1.1.0');
+    // The canary gate holds the release right before the canary deploy.
+    await waitForStatus(handle, (st) => st.gate?.name === 'canary', 30_000, 'canary gate');
+    await s.hideSocket();
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
+    const result = await handle.result();
+    return { result, status: await handle.query(statusQuery), history: await handle.fetchHistory() };
+  });
+
+  expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary', stableVersion: STABLE });
+  expect(result.reason).toMatch(/HAProxy admin socket \S+haproxy\.sock does not exist/);
+  // The canary step changed nothing, so undoing it (and staging) needed no socket: no failed undo attempt.
+  expect(status.rollback).toMatchObject({ failedAttempts: 0 });
+  expect(status.rollback?.undone.map((k) => k.split('/').pop())).toEqual(['canary', 'staging']);
+
+  // The deploy activity ran all its attempts (the workflow's retry policy: 5) before the release gave up on it.
+  const events = history.events ?? [];
+  const failed = events.find((e) => e.activityTaskFailedEventAttributes)?.activityTaskFailedEventAttributes;
+  expect(failed?.failure?.cause?.message ?? failed?.failure?.message).toMatch(/admin socket/);
+  const startedOfFailed = events.find((e) => Number(e.eventId) === Number(failed?.startedEventId));
+  expect(startedOfFailed?.activityTaskStartedEventAttributes?.attempt).toBe(5);
+
+  const state = await s.fleet.target.readState();
+  const canaryStep = Object.entries(state.steps).find(([key]) => key.endsWith('/canary'))?.[1];
+  expect(canaryStep).toMatchObject({ status: 'undone', replaced: [] });
+  expect(state.instances.find((i) => i.slot === null)).toMatchObject({ version: STABLE, track: 'staging' });
+
+  // HAProxy never lost its data plane; with its socket back, it reports the stable fleet exactly as recorded.
+  await s.restoreSocket();
+  await expectFleetOn(s, STABLE);
+  expectNoFailedRequests(await s.stopLoad());
+}, 120_000);
+
+/** Label sets of the service's request counters as stored in Prometheus. */
+async function seriesLabels(service: string): Promise<Record<string, string>[]> {
+  const url = new URL('/api/v1/series', infra.prometheus().url);
+  url.searchParams.set('match[]', `tollgate_demo_http_requests_total{service="${service}"}`);
+  url.searchParams.set('start', String(Date.now() / 1000 - 60));
+  const body = (await (await fetch(url)).json()) as { status: string; data: Record<string, string>[] };
+  expect(body.status).toBe('success');
+  return body.data;
+}
