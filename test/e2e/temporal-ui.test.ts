@@ -143,7 +143,7 @@ describe('Temporal Web UI', () => {
     await current.locator('strong', { hasText: /^canary$/ }).waitFor(UI_WAIT);
     await current.getByText(/bake [█░]{20} \d+% — .+ of 1h, .+ left/).waitFor(UI_WAIT);
     await current.getByText('waiting for: 1h of baking').waitFor(UI_WAIT);
-    await current.getByRole('cell', { name: 'errors', exact: true }).waitFor(UI_WAIT);
+    await current.locator('li', { hasText: /errors: pass \(canary 0\.001\)/ }).waitFor(UI_WAIT);
     await page.locator('#user-metadata-current-details').scrollIntoViewIfNeeded();
     await screenshot(page, 'ui-release-details.png');
 
