@@ -21,6 +21,8 @@ export async function analysisRound(
   checks: Check[],
   intervalMs: number,
   now: Date,
+  /** Rounds already run this stage: how many intervals of canary data exist. */
+  roundsSoFar = Number.POSITIVE_INFINITY,
 ): Promise<{ results: CheckResult[]; requests: number }> {
   const stepSeconds = Math.max(1, Math.round(intervalMs / 1000));
   const ctx = { ...context, stableVersion: context.stableVersion, stepSeconds };
@@ -32,6 +34,11 @@ export async function analysisRound(
   const at = now.toISOString();
   const results = await Promise.all(
     checks.map(async (check): Promise<CheckResult> => {
+      const needed = samplesFor(check);
+      if (roundsSoFar + 1 < needed) {
+        const reason = `warming up: ${roundsSoFar + 1}/${needed} intervals of canary data`;
+        return { check: check.name, verdict: 'inconclusive', critical: check.critical, reason, warmingUp: true, at };
+      }
       try {
         const queries = checkQueries(check, ctx);
         const window = windowFor(samplesFor(check));
@@ -70,14 +77,15 @@ export function decide(
   limits: { failureLimit: number; inconclusiveLimit: number },
 ): { counters: AnalysisCounters; decision: AnalysisDecision; reason: string } {
   const failed = results.filter((r) => r.verdict === 'fail');
-  const inconclusive = results.filter((r) => r.verdict === 'inconclusive');
+  const inconclusive = results.filter((r) => r.verdict === 'inconclusive' && !r.warmingUp);
+  const warmingUp = results.some((r) => r.warmingUp);
   const next: AnalysisCounters = {
     rounds: counters.rounds + 1,
     failures: counters.failures + (failed.length > 0 ? 1 : 0),
     inconclusive:
       failed.length === 0 && inconclusive.length > 0
         ? counters.inconclusive + 1
-        : failed.length > 0
+        : failed.length > 0 || warmingUp
           ? counters.inconclusive
           : 0,
     requests: counters.requests + requests,

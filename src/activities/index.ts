@@ -106,6 +106,7 @@ export function createActivities({
           input.checks,
           input.intervalMs,
           new Date(),
+          beat.counters.rounds,
         );
         const before = beat.counters.requests;
         const { counters, decision, reason } = decide(beat.counters, results, requests, input);

@@ -12,6 +12,8 @@ export interface CheckResult {
   threshold?: { min?: number; max?: number };
   samples?: { canary: number; baseline: number };
   pValue?: number;
+  /** Inconclusive only because the canary is younger than the samples the check needs; not held against it. */
+  warmingUp?: boolean;
   at: string;
 }
 
@@ -26,4 +28,21 @@ export interface AnalysisCounters {
   inconclusive: number;
   /** Requests the canary served, as far as the request-count check saw. */
   requests: number;
+}
+
+/**
+ * The checks that can be judged when `percent` of the fleet runs the new version: at 100% no stable population is
+ * left, so baseline comparisons are dropped (a check that only compares is dropped entirely).
+ */
+export function checksAt<C extends { baseline?: unknown; max?: number; min?: number }>(
+  checks: C[],
+  percent: number,
+): C[] {
+  if (percent < 100) return checks;
+  return checks.flatMap((c) => {
+    if (c.baseline === undefined) return [c];
+    if (c.max === undefined && c.min === undefined) return [];
+    const { baseline: _dropped, ...absolute } = c;
+    return [absolute as C];
+  });
 }

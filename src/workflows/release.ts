@@ -16,7 +16,7 @@ import type { UpdateDefinition } from '@temporalio/common';
 import type { createActivities } from '../activities';
 import type { ReleaseEvent } from '../providers/notify/types';
 import type { DeployStep } from '../providers/targets/types';
-import type { CheckResult } from '../domain/analysis';
+import { checksAt, type CheckResult } from '../domain/analysis';
 import { rejectionFor, type ControlView } from '../domain/controls';
 import { formatDuration } from '../domain/duration';
 import {
@@ -75,11 +75,22 @@ const analyses = proxyActivities<Activities>({
   retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5 },
 });
 
-/** Longest stretch of analysis rounds before the activity reports back; bounds history at ~1 event per 10 rounds. */
-export const SEGMENT_MAX_ROUNDS = 60;
+/** Longest stretch of analysis rounds before the activity reports back (live rounds show through its heartbeats). */
+export const SEGMENT_MAX_ROUNDS = 120;
 const AUDIT_LIMIT = 200;
 const PROGRESS_TICK_MIN_MS = 60_000;
 const UNDO_RETRY_MAX_MS = 60_000;
+
+const waveAnalysis = (analysis: Analysis, percent: number): Analysis => ({
+  ...analysis,
+  checks: checksAt(analysis.checks, percent),
+});
+
+interface Alarm {
+  at: number;
+  scope: CancellationScope;
+  rang: boolean;
+}
 
 /** A known error: the release cannot go on and must be rolled back. */
 class ReleaseFailure extends Error {}
@@ -417,6 +428,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
      * taken, so an analysis that answers instantly (a broken provider, a test double) never spins a hot loop.
      */
     let nextSegmentAt = 0;
+    let alarm: Alarm | undefined;
     const startSegment = () => {
       // Sized to report back when the bake clock runs out, so completion is judged on fresh results; once time is
       // done, short stretches keep "healthy" fresh, except while only requests are missing (reported as they arrive).
@@ -482,9 +494,31 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         const milestone = [nextTimeMilestone(), checks.length > 0 && !segment ? nextSegmentAt : undefined]
           .filter((t): t is number => t !== undefined)
           .reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
-        const woke = () => controlEpoch !== epoch || segment?.result !== undefined || segment?.error !== undefined;
-        if (milestone === undefined) await condition(woke);
-        else await condition(woke, Math.max(1, milestone - Date.now()));
+        // One timer per distinct milestone, kept across wake-ups: re-arming it on every analysis report would
+        // add a start and a cancel event to history each time.
+        if (alarm && alarm.at !== milestone) {
+          alarm.scope.cancel();
+          alarm = undefined;
+        }
+        if (milestone !== undefined && !alarm) {
+          const armed: Alarm = { at: milestone, scope: new CancellationScope(), rang: false };
+          alarm = armed;
+          armed.scope
+            .run(() => sleep(Math.max(1, milestone - Date.now())))
+            .then(
+              () => void (armed.rang = true),
+              () => undefined,
+            );
+        }
+        const current = alarm;
+        await condition(
+          () =>
+            controlEpoch !== epoch ||
+            segment?.result !== undefined ||
+            segment?.error !== undefined ||
+            current?.rang === true,
+        );
+        if (alarm?.rang) alarm = undefined;
 
         if (segment?.error !== undefined) {
           const { error } = segment;
@@ -510,6 +544,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       }
     } finally {
       segment?.scope.cancel();
+      alarm?.scope.cancel();
       status.bake = undefined;
       promoteRequested = false;
     }
@@ -668,7 +703,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
           stage: 'production',
           wave: index,
           durationMs: wave.bake,
-          analysis: wave.analysis ?? policy.canary.analysis,
+          analysis: waveAnalysis(wave.analysis ?? policy.canary.analysis, wave.percent),
           requestsRequired: 0,
           peakWindows: [],
         });

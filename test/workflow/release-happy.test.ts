@@ -62,6 +62,6 @@ describe('release workflow: happy path', () => {
       'apply 100% of production → 1.1.0',
       'mark-stable 1.1.0 is stable',
     ]);
-    expect(analyzeCalls[0]?.maxRounds).toBe(60);
+    expect(analyzeCalls[0]?.maxRounds).toBe(120);
   });
 });

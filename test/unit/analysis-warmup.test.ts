@@ -1,0 +1,83 @@
+import { analysisRound, decide } from '../../src/activities/analysis';
+import { checksAt, type CheckResult } from '../../src/domain/analysis';
+import type { Check } from '../../src/domain/policy';
+import type { MetricsProvider } from '../../src/providers/metrics/types';
+
+const latency: Check = {
+  name: 'latency',
+  template: 'latency-p99',
+  max: 0.3,
+  baseline: { direction: 'increase', tolerance: 0.2, minSamples: 4 },
+  critical: false,
+};
+const compareOnly: Check = {
+  name: 'cmp',
+  template: 'latency-p99',
+  baseline: { direction: 'increase', tolerance: 0.2, minSamples: 4 },
+  critical: false,
+};
+const errors: Check = { name: 'errors', template: 'error-ratio', max: 0.01, critical: false };
+const context = {
+  releaseId: 'r',
+  service: 'checkout',
+  version: '2.0.0',
+  stableVersion: '1.0.0',
+  stage: 'canary' as const,
+  track: 'canary' as const,
+};
+
+describe('checksAt', () => {
+  it('keeps baseline comparisons while a stable population is left, and drops them at 100%', () => {
+    expect(checksAt([latency, compareOnly, errors], 50)).toEqual([latency, compareOnly, errors]);
+    const at100 = checksAt([latency, compareOnly, errors], 100);
+    expect(at100.map((c) => c.name)).toEqual(['latency', 'errors']);
+    expect(at100[0]).not.toHaveProperty('baseline');
+    expect(at100[0]?.max).toBe(0.3);
+  });
+});
+
+describe('analysis warm-up', () => {
+  const metrics: MetricsProvider = {
+    kind: 'fixed',
+    isOnline: () => Promise.resolve(true),
+    query: () => Promise.resolve(0),
+    queryRange: (_q, w) =>
+      Promise.resolve(
+        Array.from(
+          { length: Math.round((w.end.getTime() - w.start.getTime()) / 1000 / w.stepSeconds) + 1 },
+          () => 0.001,
+        ),
+      ),
+  };
+
+  it('does not query or count a comparison until the canary is old enough for its samples', async () => {
+    const early = await analysisRound(metrics, context, [latency, errors], 10_000, new Date(), 1);
+    const warm = early.results.find((r) => r.check === 'latency')!;
+    expect(warm).toMatchObject({
+      verdict: 'inconclusive',
+      warmingUp: true,
+      reason: 'warming up: 2/4 intervals of canary data',
+    });
+    const { counters, decision } = decide({ rounds: 1, failures: 0, inconclusive: 1, requests: 0 }, early.results, 0, {
+      failureLimit: 3,
+      inconclusiveLimit: 2,
+    });
+    expect(decision).toBe('healthy');
+    expect(counters.inconclusive).toBe(1); // neither counted nor reset
+    const later = await analysisRound(metrics, context, [latency], 10_000, new Date(), 3);
+    expect(later.results[0]?.warmingUp).toBeUndefined();
+  });
+
+  it('still counts a real inconclusive result next to a warming-up one', () => {
+    const results: CheckResult[] = [
+      { check: 'latency', verdict: 'inconclusive', critical: false, reason: 'warming up', warmingUp: true, at: 'x' },
+      { check: 'errors', verdict: 'inconclusive', critical: false, reason: 'no data', at: 'x' },
+    ];
+    expect(
+      decide({ rounds: 0, failures: 0, inconclusive: 1, requests: 0 }, results, 0, {
+        failureLimit: 3,
+        inconclusiveLimit: 2,
+      }).decision,
+    ).toBe('inconclusive');
+  });
+});
