@@ -29,6 +29,7 @@ import {
   type ReleaseResult,
 } from '../domain/release';
 import { TollgateService, TollgateState, TollgateVersion } from '../domain/search-attributes';
+import { formatDuration } from '../domain/duration';
 import type { ReleaseStatus } from '../domain/status';
 import type { ConnectionSettings } from '../config/connection';
 import type { releaseWorkflow } from '../workflows';
@@ -60,6 +61,27 @@ function serviceOf(service: string): string {
 }
 
 const quote = (v: string) => `'${v.replace(/'/g, "\\'")}'`;
+
+/**
+ * The workflow recomputes bake progress when it wakes (at least every 5% of the cycle); between wake-ups the bake
+ * clock runs on, so a live view projects it forward, and takes the request count from the running analysis.
+ */
+export function projectBake(status: ReleaseStatus, now: number): ReleaseStatus {
+  const bake = status.bake;
+  if (!bake) return status;
+  const running = status.state === 'baking' && !status.pause;
+  const elapsedMs = running
+    ? Math.min(bake.cycleMs, bake.elapsedMs + Math.max(0, now - Date.parse(status.updatedAt)))
+    : bake.elapsedMs;
+  const remainingMs = Math.max(0, bake.cycleMs - elapsedMs);
+  const requestsSeen = Math.max(bake.requestsSeen, status.analysis.requests);
+  const waitingFor = [
+    ...(remainingMs > 0 ? [`${formatDuration(remainingMs)} of baking`] : []),
+    ...(requestsSeen < bake.requestsRequired ? [`${requestsSeen}/${bake.requestsRequired} requests`] : []),
+    ...bake.waitingFor.filter((w) => !/ of baking$| requests$/.test(w)),
+  ];
+  return { ...status, bake: { ...bake, elapsedMs, remainingMs, requestsSeen, waitingFor } };
+}
 
 /** The typed way to start and steer releases; the `tollgate` CLI is a thin shell over it. */
 export class TollgateClient {
@@ -144,7 +166,7 @@ export class TollgateClient {
           status.analysis = { ...beat.counters, checks: beat.checks.length > 0 ? beat.checks : status.analysis.checks };
         }
       }
-      return status;
+      return projectBake(status, Date.now());
     } catch (err) {
       throw this.translate(err, service);
     }
