@@ -184,6 +184,14 @@ export class TollgateClient {
         args: [parsed.data as ControlInput<'approve'>],
       });
     } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        // Updates cannot reach a closed workflow: say that it ended rather than that it does not exist.
+        const ended = await this.handle(service)
+          .describe()
+          .then((d) => d.status.name)
+          .catch(() => undefined);
+        if (ended) throw new TollgateError(`release-${service} has ended (${ended}); nothing to ${name}`, 'rejected');
+      }
       throw this.translate(err, service);
     }
   }

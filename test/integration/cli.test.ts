@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { main } from '../../src/client/cli';
+import { failing, releaseHarness, writePolicies } from '../helpers/release-harness';
+import { startDevServer } from '../helpers/temporal';
+
+/** Runs the CLI in-process, capturing what it prints and its exit code. */
+async function tollgate(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((out += String(chunk)), true));
+  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((err += String(chunk)), true));
+  try {
+    const code = await main(args);
+    return { code, out, err };
+  } finally {
+    stdout.mockRestore();
+    stderr.mockRestore();
+    process.env = saved;
+  }
+}
+
+describe('tollgate CLI against the dev server', () => {
+  let env: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    env = await startDevServer();
+  });
+  afterAll(() => env?.teardown());
+
+  it('starts, refuses bad input and unauthorised approvals with one line, and watch exits with the outcome', async () => {
+    const service = `cart-${randomUUID().slice(0, 6)}`;
+    const policyDir = writePolicies({ minimums: { analysisChecks: 1 } }, [
+      {
+        service,
+        trafficCycle: { duration: '30s' },
+        canary: {
+          approval: true,
+          analysis: { interval: '1s', checks: [{ name: 'errors', template: 'error-ratio', max: 0.01 }] },
+        },
+        approvals: { fourEyes: true },
+      },
+    ]);
+    const { worker, taskQueue } = await releaseHarness(env, {
+      policyDir,
+      analysis: [failing('error ratio 0.2 > max 0.01')],
+    });
+    const conn = { TEMPORAL_ADDRESS: env.address, TOLLGATE_TASK_QUEUE: taskQueue, USER: 'alice' };
+    await worker.runUntil(async () => {
+      const bad = await tollgate(['start', service, '1.0 beta'], conn);
+      expect(bad.code).toBe(2);
+      expect(bad.err.trim().split('\n')).toEqual([
+        expect.stringMatching(/^tollgate: invalid release request: version: /),
+      ]);
+
+      const started = await tollgate(['start', service, '2.0.0', '--reason', 'spring fixes', '--json'], conn);
+      expect(started.code).toBe(0);
+      expect(JSON.parse(started.out)).toMatchObject({ workflowId: `release-${service}` });
+
+      const twice = await tollgate(['start', service, '2.0.1'], conn);
+      expect(twice.code).toBe(1);
+      expect(twice.err).toContain(`already has a release in flight: release-${service}`);
+
+      for (let i = 0; i < 50; i++) {
+        const s = await tollgate(['status', service, '--json'], conn);
+        if ((JSON.parse(s.out) as { state: string }).state === 'awaiting-approval') break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const own = await tollgate(['approve', service, '--by', 'alice'], conn);
+      expect(own.code).toBe(1);
+      expect(own.err.trim()).toMatch(/^tollgate: rejected: four-eyes: alice started this release/);
+      const noBy = await tollgate(['approve', service], conn);
+      expect(noBy.code).toBe(2);
+      expect(noBy.err).toContain('missing --by <name>');
+
+      const ok = await tollgate(['approve', service, '--by', 'bob'], conn);
+      expect(ok.code).toBe(0);
+      const watched = await tollgate(['watch', service, '--json', '--interval', '1'], conn);
+      expect(watched.code).toBe(10); // rolled back
+      expect(watched.out).toContain('"outcome":"rolled_back"');
+
+      const history = await tollgate(['history', service], conn);
+      expect(history.out).toMatch(/2\.0\.0\s+rolled_back/);
+      const nothing = await tollgate(['approve', service, '--by', 'bob'], conn);
+      expect(nothing.code).toBe(1);
+      expect(nothing.err.trim()).toBe(`tollgate: release-${service} has ended (COMPLETED); nothing to approve`);
+    });
+  });
+
+  it('names the address it could not reach and the release it could not find', async () => {
+    const unreachable = await tollgate(['status', 'checkout'], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.err).toMatch(/^tollgate: cannot reach Temporal at 127\.0\.0\.1:1/);
+    const unknown = await tollgate(['status', 'no-such-svc'], { TEMPORAL_ADDRESS: env.address });
+    expect(unknown.code).toBe(1);
+    expect(unknown.err.trim()).toBe(
+      'tollgate: no release found for service no-such-svc (workflow release-no-such-svc)',
+    );
+    const badCommand = await tollgate(['frobnicate'], { TEMPORAL_ADDRESS: env.address });
+    expect(badCommand.code).toBe(2);
+    const help = await tollgate(['--help'], {});
+    expect(help.out).toContain('examples:');
+  });
+});
