@@ -18,13 +18,28 @@ export const versionSchema = z
 
 const actorSchema = z.string().trim().min(1, 'must name a person').max(128, 'at most 128 characters');
 
-export const releaseRequestSchema = z.strictObject({
-  service: serviceNameSchema,
-  version: versionSchema,
-  initiator: actorSchema,
-  reason: z.string().max(2000, 'at most 2000 characters').optional(),
-  policy: policyOverrideSchema.optional(),
-});
+/** Every field has a bound, but 50 checks × 4000-character queries per stage and wave still add up to megabytes. */
+export const MAX_REQUEST_CHARS = 256 * 1024;
+
+export const releaseRequestSchema = z
+  .strictObject({
+    service: serviceNameSchema,
+    version: versionSchema,
+    initiator: actorSchema,
+    reason: z.string().max(2000, 'at most 2000 characters').optional(),
+    policy: policyOverrideSchema.optional(),
+  })
+  .superRefine((request, ctx) => {
+    // Refused here, with a field to blame, rather than by Temporal's payload limit (2 MiB) with a gRPC error.
+    const size = JSON.stringify(request).length;
+    if (size > MAX_REQUEST_CHARS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['policy'],
+        message: `the request is too large: ${size} characters serialised, at most ${MAX_REQUEST_CHARS}`,
+      });
+    }
+  });
 export type ReleaseRequest = z.output<typeof releaseRequestSchema>;
 export type ReleaseRequestInput = z.input<typeof releaseRequestSchema>;
 
@@ -50,13 +65,20 @@ export interface ReleaseResult {
   endedAt: string;
 }
 
+/** Messages may echo the input (a bad duration, an unknown key): flattened and cut, so the answer stays one line. */
+function oneLine(text: string, max: number): string {
+  // eslint-disable-next-line no-control-regex
+  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ');
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+}
+
 /** Answers a z.ZodError with "field: message; field: message", naming each bad field. */
 export function describeZodError(error: z.ZodError, root?: string): string {
   return error.issues
     .slice(0, 10)
     .map((issue) => {
       const path = [root, ...issue.path.map(String)].filter(Boolean).join('.');
-      return `${path || '(input)'}: ${issue.message}`;
+      return `${oneLine(path || '(input)', 200)}: ${oneLine(issue.message, 300)}`;
     })
     .join('; ');
 }

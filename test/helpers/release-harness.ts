@@ -14,8 +14,9 @@ import { statusQuery } from '../../src/domain/messages';
 import type { OrgPolicy, ServicePolicyInput } from '../../src/domain/policy';
 import type { ReleaseStatus } from '../../src/domain/status';
 import { PolicyStore } from '../../src/config/policies';
+import type { Logger } from '../../src/logger';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
-import type { ReleaseNotification } from '../../src/providers/notify/types';
+import type { Notifier, ReleaseNotification } from '../../src/providers/notify/types';
 import { DryRunTarget } from '../../src/providers/targets/dry-run';
 import type { DeployStep } from '../../src/providers/targets/types';
 import { workflowBundle } from './bundles';
@@ -71,6 +72,10 @@ export interface HarnessOptions {
   stable?: Record<string, string>;
   undoFailures?: number;
   metrics?: MetricsProvider;
+  /** A real notifier (e.g. webhooks) to send to, besides the recorded `notifications`. */
+  notifier?: Notifier;
+  /** The activities' logger; silent when left out. */
+  logger?: Logger;
 }
 
 const noMetrics: MetricsProvider = {
@@ -91,13 +96,13 @@ export async function releaseHarness(env: TestWorkflowEnvironment, opts: Harness
       kind: 'recording',
       notify: (n) => {
         notifications.push(n);
-        return Promise.resolve();
+        return opts.notifier?.notify(n) ?? Promise.resolve();
       },
     },
     target,
     metrics: opts.metrics ?? noMetrics,
     policies: new PolicyStore(opts.policyDir),
-    logger: silentLogger,
+    logger: opts.logger ?? silentLogger,
   });
   let undoFailuresLeft = opts.undoFailures ?? 0;
   const undoAttempts: string[] = [];
