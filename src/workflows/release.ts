@@ -634,6 +634,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       { service: request.service, ...(request.policy && { override: request.policy }) },
     ]);
   } catch (err) {
+    if (isCancellation(err)) return finish('aborted', 'workflow cancelled before anything was deployed');
     // Nothing has been deployed; a policy that can never be valid fails the release outright.
     throw ApplicationFailure.nonRetryable(failureMessage(err), 'InvalidPolicy');
   }
@@ -717,6 +718,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
 
   try {
     forward = new CancellationScope();
+    if (abortRequest) forward.cancel(); // aborted while the policy was being resolved
     await forward.run(pipeline);
     return finish('promoted', `${request.version} serves all production traffic`);
   } catch (err) {
