@@ -358,16 +358,22 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     peakWindows: ResolvedPolicy['trafficCycle']['peakWindows'];
   }) => {
     promoteRequested = false;
+    /**
+     * Bake time never reads less than the latest milestone whose timer has fired. The timer is in history, so
+     * every decision taken after it is the same on every replay — even one where the workflow clock lags, as it
+     * can when a query makes a fresh worker replay a task that has not started yet.
+     */
+    let clockFloor = 0;
+    const now = () => Math.max(Date.now(), clockFloor);
     const checks = opts.analysis?.checks ?? [];
     const intervals: Occurrence[] = [];
-    let openSince: number | undefined = status.pause ? undefined : Date.now();
+    let openSince: number | undefined = status.pause ? undefined : now();
     const bakeStartedAt = new Date().toISOString();
     status.analysis = { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] };
     let latest: CheckResult[] = [];
     const baked = () =>
-      intervals.reduce((s, iv) => s + iv.end - iv.start, 0) + (openSince !== undefined ? Date.now() - openSince : 0);
-    const allIntervals = () =>
-      openSince !== undefined ? [...intervals, { start: openSince, end: Date.now() }] : intervals;
+      intervals.reduce((s, iv) => s + iv.end - iv.start, 0) + (openSince !== undefined ? now() - openSince : 0);
+    const allIntervals = () => (openSince !== undefined ? [...intervals, { start: openSince, end: now() }] : intervals);
     const healthy = () => checks.length === 0 || (latest.length > 0 && latest.every((r) => r.verdict === 'pass'));
 
     const progress = () => {
@@ -402,15 +408,15 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
      */
     const nextTimeMilestone = (): number | undefined => {
       if (openSince === undefined) return undefined;
-      const now = Date.now();
+      const at = now();
       const tick = Math.max(PROGRESS_TICK_MIN_MS, opts.durationMs / 20);
       const candidates = [
-        ...(baked() < opts.durationMs ? [now + opts.durationMs - baked()] : []),
-        ...(baked() + tick < opts.durationMs ? [now + tick - (baked() % tick)] : []),
+        ...(baked() < opts.durationMs ? [at + opts.durationMs - baked()] : []),
+        ...(baked() + tick < opts.durationMs ? [at + tick - (baked() % tick)] : []),
         ...opts.peakWindows
           .filter((w) => !observedIn(w, allIntervals()))
           .map((w) => observationTime(w, openSince!))
-          .filter((t): t is number => t !== undefined && t > now),
+          .filter((t): t is number => t !== undefined && t > at),
       ];
       return candidates.length > 0 ? Math.min(...candidates) : undefined;
     };
@@ -440,7 +446,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
             ? SEGMENT_MAX_ROUNDS
             : 1;
       const scope = new CancellationScope();
-      const current: NonNullable<typeof segment> = { scope, startedAt: Date.now() };
+      const current: NonNullable<typeof segment> = { scope, startedAt: now() };
       segment = current;
       scope
         .run(() =>
@@ -472,15 +478,15 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     /** The bake clock only runs while unpaused. */
     const syncClock = () => {
       if (status.pause && openSince !== undefined) {
-        intervals.push({ start: openSince, end: Date.now() });
+        intervals.push({ start: openSince, end: now() });
         openSince = undefined;
       } else if (!status.pause && openSince === undefined) {
-        openSince = Date.now();
+        openSince = now();
       }
     };
     try {
       for (;;) {
-        if (checks.length > 0 && !segment && Date.now() >= nextSegmentAt) startSegment();
+        if (checks.length > 0 && !segment && now() >= nextSegmentAt) startSegment();
         syncClock();
         const waitingFor = progress();
         setState(status.pause ? 'paused' : 'baking');
@@ -504,7 +510,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
           const armed: Alarm = { at: milestone, scope: new CancellationScope(), rang: false };
           alarm = armed;
           armed.scope
-            .run(() => sleep(Math.max(1, milestone - Date.now())))
+            .run(() => sleep(Math.max(1, milestone - now())))
             .then(
               () => void (armed.rang = true),
               () => undefined,
@@ -518,7 +524,10 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
             segment?.error !== undefined ||
             current?.rang === true,
         );
-        if (alarm?.rang) alarm = undefined;
+        if (alarm?.rang) {
+          clockFloor = Math.max(clockFloor, alarm.at);
+          alarm = undefined;
+        }
 
         if (segment?.error !== undefined) {
           const { error } = segment;
