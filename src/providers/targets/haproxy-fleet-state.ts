@@ -36,6 +36,8 @@ const stepRecordSchema = z.object({
    * there, e.g. the first staging instance). Undo reads this to know how much to put back.
    */
   replaced: z.array(z.object({ instance: z.string(), staging: z.boolean(), fromVersion: z.string().nullable() })),
+  /** Fleet instances on `version` once the step is done; what undoing a later step comes back to. */
+  size: z.number().int().min(0).optional(),
   changes: z.array(z.string()),
 });
 export type StepRecord = z.infer<typeof stepRecordSchema>;

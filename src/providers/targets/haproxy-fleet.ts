@@ -114,6 +114,7 @@ export class HaproxyFleetTarget implements DeploymentTarget {
         startedAt: new Date().toISOString(),
         replaced: [],
         changes: [],
+        ...(step.track !== 'staging' && { size }),
       };
       state.steps[step.key] = record;
       await this.store.save(state);
@@ -158,10 +159,21 @@ export class HaproxyFleetTarget implements DeploymentTarget {
         .fleet(state)
         .filter((i) => i.version === record.version)
         .sort((a, b) => Number(ownIds.has(b.id)) - Number(ownIds.has(a.id)));
-      for (const [index, entry] of fleetEntries.entries()) {
-        const current = candidates[index];
-        const target = step.stableVersion ?? entry.fromVersion;
-        if (!current || !target || target === current.version) continue;
+      // Steps are undone latest first, so the fleet goes back to what the release's earlier steps still hold.
+      // Counting instances, not the step's own record, also reverts one started by an attempt that died
+      // before it could write the record.
+      const keep = Math.max(
+        0,
+        ...Object.entries(state.steps)
+          .filter(([key, r]) => key !== step.key && r.version === record.version && r.status !== 'undone')
+          .map(([, r]) => r.size ?? r.replaced.filter((e) => !e.staging).length),
+      );
+      const revert = record.size === undefined && fleetEntries.length === 0 ? 0 : Math.max(0, candidates.length - keep);
+      const fallback = fleetEntries.find((e) => e.fromVersion)?.fromVersion ?? null;
+      for (const current of candidates.slice(0, revert)) {
+        const target =
+          step.stableVersion ?? fleetEntries.find((e) => e.instance === current.id)?.fromVersion ?? fallback;
+        if (!target || target === current.version) continue;
         const started = await this.ops.replace(state, current, target, 'stable', step.key);
         changes.push(`${current.id} ${current.version} → ${started.id} ${target} (stable)`);
       }
