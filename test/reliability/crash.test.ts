@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import type { ReleaseStatus } from '../../src/domain/status';
+import { removeDir, tempStateDir } from '../helpers/fleet';
+import {
+  FULL,
+  SEED,
+  abort,
+  compiledWorker,
+  devServer,
+  prng,
+  progress,
+  recordRows,
+  sleep,
+  spawnWorker,
+  startRelease,
+  startServices,
+  stopAll,
+  stopServices,
+  tryStatus,
+  workerFiles,
+  type DevServer,
+  type Proc,
+  type ReleaseHandle,
+  type Row,
+} from './support';
+import { survived, verifyRelease, type Verdict } from './verify';
+
+/**
+ * The real worker (a `node` child process) is SIGKILLed at seeded points — during a deploy, during the canary bake,
+ * during a production wave, during a rollback — and started again, while three releases run on their own HAProxy
+ * fleets: two that must be promoted, one aborted in production that must roll back. A killed deploy or undo
+ * activity is retried only after its heartbeat timeout (1 min), which is what bounds a round's length.
+ */
+
+const KILLS = FULL ? 20 : 4;
+const MAX_ROUNDS = FULL ? 8 : 1;
+const CYCLE_MS = 8_000;
+const PHASES = ['deploy', 'bake', 'wave', 'rollback'] as const;
+type Phase = (typeof PHASES)[number];
+
+const inPhase: Record<Phase, (s: ReleaseStatus) => boolean> = {
+  deploy: (s) => (s.stage === 'staging' || s.stage === 'canary') && s.state === 'deploying',
+  bake: (s) => s.stage === 'canary' && s.state === 'baking',
+  wave: (s) => s.stage === 'production' && (s.state === 'deploying' || s.state === 'baking'),
+  rollback: (s) => s.state === 'rolling-back',
+};
+
+let dir: string;
+let server: DevServer | undefined;
+const rows: Row[] = [];
+
+beforeAll(async () => {
+  dir = await tempStateDir('crash');
+  [server] = await Promise.all([devServer(dir), compiledWorker()]);
+}, 60_000);
+
+afterAll(async () => {
+  if (rows.length > 0) recordRows('crash', rows);
+  await stopAll();
+  await server?.close();
+  if (!process.env.RELIABILITY_KEEP) await removeDir(dir);
+}, 60_000);
+
+test(
+  `worker SIGKILLed ${KILLS} times at seeded points (seed ${SEED}): every release ends as it would have`,
+  async () => {
+    const started = Date.now();
+    const rnd = prng(SEED);
+    const client = await server!.client();
+    const verdicts: Verdict[] = [];
+    const killLog: string[] = [];
+    let kills = 0;
+    const deadline = started + (FULL ? 1_650 : 270) * 1000;
+    try {
+      for (let round = 0; round < MAX_ROUNDS && kills < KILLS && Date.now() < deadline; round++) {
+        const id = randomUUID().slice(0, 5);
+        const services = await startServices([`crash-${id}-a`, `crash-${id}-b`, `crash-${id}-x`]);
+        let worker: Proc | undefined;
+        try {
+          const { targetsFile, policyDir } = workerFiles(dir, services, CYCLE_MS);
+          const env = {
+            address: server!.address,
+            taskQueue: `reliability-crash-${id}`,
+            targetsFile,
+            policyDir,
+            logDir: dir,
+          };
+          worker = await spawnWorker(env);
+          const handles: ReleaseHandle[] = [];
+          for (const s of services) handles.push(await startRelease(client, env.taskQueue, s.name));
+          const finished = handles.map(() => false);
+          const results = handles.map((h, i) => h.result().finally(() => (finished[i] = true)));
+          for (const r of results) void r.catch(() => undefined);
+
+          // The third release is aborted as soon as it reaches production, so its rollback undoes a wave too.
+          const aborter = (async () => {
+            for (let i = 0; i < 1_500 && !finished[2]; i++) {
+              const st = await tryStatus(handles[2]!, 1_000);
+              if (st?.stage === 'production') return abort(handles[2]!);
+              await sleep(100);
+            }
+          })();
+
+          const perRound = Math.min(PHASES.length, KILLS - kills);
+          const offset = rnd.int(0, PHASES.length - 1);
+          for (let k = 0; k < perRound && finished.some((f) => !f); k++) {
+            const phase = PHASES[(offset + k) % PHASES.length]!;
+            const phaseDeadline = Math.min(deadline, Date.now() + 100_000);
+            let hit: string | undefined;
+            // Bounded: polls until a running release is in the phase, or the deadline (then kills wherever it is).
+            while (!hit && Date.now() < phaseDeadline && finished.some((f) => !f)) {
+              for (const [i, h] of handles.entries()) {
+                if (finished[i]) continue;
+                const st = await tryStatus(h, 1_000);
+                if (st && inPhase[phase](st)) hit = `${services[i]!.name} ${st.stage}/${st.state}`;
+              }
+              if (!hit) await sleep(100);
+            }
+            await sleep(rnd.int(0, 700));
+            await worker.stop('SIGKILL');
+            kills++;
+            const down = rnd.int(200, 2_000);
+            progress(`kill ${kills}: ${phase} ${hit ?? '-'}`);
+            killLog.push(
+              `${phase}: ${hit ?? 'phase not seen, killed anyway'} (+${Date.now() - started} ms, down ${down} ms)`,
+            );
+            await sleep(down);
+            worker = await spawnWorker(env);
+          }
+          await aborter;
+          progress('kills done; waiting for results');
+          for (const [i, h] of handles.entries()) {
+            verdicts.push(
+              await verifyRelease(
+                h,
+                services[i]!,
+                i === 2 ? 'aborted' : 'promoted',
+                Math.max(5_000, deadline - Date.now()),
+              ),
+            );
+            progress(`verdict ${JSON.stringify(verdicts.at(-1))}`);
+          }
+        } finally {
+          await worker?.stop('SIGTERM');
+          await stopServices(services);
+        }
+      }
+    } finally {
+      const bad = verdicts.filter((v) => !survived(v));
+      const seconds = Math.round((Date.now() - started) / 1000);
+      rows.push({
+        scenario: 'worker SIGKILL (deploy, bake, wave, rollback)',
+        runs: verdicts.length,
+        faults: kills,
+        survived: verdicts.length - bad.length,
+        wrongOutcomes: verdicts.filter((v) => v.wrongOutcome).length,
+        appliedTwice: verdicts.reduce((n, v) => n + v.appliedTwice.length, 0),
+        dataLost: verdicts.filter((v) => v.dataLost.length > 0).length,
+        seconds,
+        notes: `kills by phase: ${PHASES.map((p) => `${p} ${killLog.filter((l) => l.startsWith(`${p}:`)).length}`).join(', ')}`,
+        file: 'crash.test.ts',
+      });
+      progress(`crash suite: ${kills} kills in ${seconds} s\n${killLog.join('\n')}\n${JSON.stringify(bad, null, 1)}`);
+    }
+    expect(verdicts.filter((v) => !survived(v))).toEqual([]);
+    expect(kills).toBeGreaterThanOrEqual(KILLS);
+  },
+  (FULL ? 1_800 : 330) * 1000,
+);
