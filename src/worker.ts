@@ -44,6 +44,7 @@ export async function runWorker(config: WorkerConfig, logger: Logger): Promise<v
         logger,
       }),
       shutdownGraceTime: config.TOLLGATE_SHUTDOWN_GRACE,
+      maxConcurrentActivityTaskExecutions: config.TOLLGATE_MAX_ACTIVITIES,
     });
     logger.info(
       { taskQueue: config.TOLLGATE_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, address: config.TEMPORAL_ADDRESS },

@@ -18,6 +18,8 @@ const workerEnvSchema = connectionEnvSchema.and(
       .regex(/^(off|[A-Za-z0-9.\-_[\]:]+:\d{1,5})$/, 'expected host:port or "off"')
       .default('127.0.0.1:9464'),
     TOLLGATE_SHUTDOWN_GRACE: durationMs.default(30_000),
+    /** Each baking release holds one long, mostly idle analysis activity: the SDK's default of 100 is too few. */
+    TOLLGATE_MAX_ACTIVITIES: z.coerce.number().int().min(1).max(100_000).default(2_000),
     TOLLGATE_POLICY_DIR: z.string().min(1).default('policies'),
     /** YAML file mapping services to deployment targets; without it every service goes to the dry-run target. */
     TOLLGATE_TARGETS_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),

@@ -1,0 +1,201 @@
+import { randomUUID } from 'node:crypto';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { servicePolicy, SERVICE, writePolicies } from './fixtures';
+import { freePort, WorkerProcess } from './worker-handle';
+
+export interface Phase {
+  wallMs: number;
+  /** Worker CPU (user + system) as a share of one core. */
+  cpuPercent: number;
+  workflowTaskScheduleToStart: HistogramSummary | undefined;
+  activityScheduleToStart: HistogramSummary | undefined;
+}
+
+export interface ConcurrencyResult {
+  releases: number;
+  cycle: string;
+  interval: string;
+  /** Starting every release until each is baking in canary. */
+  rampUp: Phase;
+  /** All of them baking, nothing else happening. */
+  steady: Phase;
+  whole: Phase;
+  /** The worker's RSS once started, before any release, and at the end of the steady window. */
+  idleRssMiB: number;
+  endRssMiB: number;
+  peakRssMiB: number;
+  errors: string[];
+  worker: WorkerProcess['settings'];
+  wallMs: number;
+}
+
+export interface HistogramSummary {
+  count: number;
+  /** Upper bounds of the buckets holding the 50th and 99th percentiles, in ms. */
+  p50LeMs: number;
+  p99LeMs: number;
+}
+
+/** Nothing finishes in the window, and every release wakes in it: a progress tick a minute into its bake. */
+const CYCLE = '20m';
+const INTERVAL = '1s';
+
+export interface ConcurrencyOptions {
+  env: TestWorkflowEnvironment;
+  bundlePath: string;
+  releases: number;
+  steadyMs: number;
+  maxCachedWorkflows?: number;
+  deadline: number;
+  log: (line: string) => void;
+}
+
+type Buckets = Map<number, number>;
+
+/** A Prometheus histogram's cumulative buckets, added up across label sets (task queues, workflow types). */
+export function buckets(metrics: string, name: string): Buckets {
+  const out: Buckets = new Map();
+  for (const line of metrics.split('\n')) {
+    if (!line.startsWith(`${name}_bucket{`)) continue;
+    const le = /le="([^"]+)"/.exec(line)?.[1];
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (le === undefined || !Number.isFinite(value)) continue;
+    const bound = le === '+Inf' ? Infinity : Number(le);
+    out.set(bound, (out.get(bound) ?? 0) + value);
+  }
+  return out;
+}
+
+/** The buckets holding p50 and p99 of what was observed between two scrapes. */
+export function between(before: Buckets, after: Buckets): HistogramSummary | undefined {
+  const sorted = [...after.entries()]
+    .map(([le, n]) => [le, n - (before.get(le) ?? 0)] as const)
+    .sort((a, b) => a[0] - b[0]);
+  const count = sorted.at(-1)?.[1] ?? 0;
+  if (count === 0) return undefined;
+  const at = (q: number) => sorted.find(([, cumulative]) => cumulative >= q * count)?.[0] ?? Infinity;
+  return { count, p50LeMs: at(0.5), p99LeMs: at(0.99) };
+}
+
+function counter(metrics: string, name: string): number {
+  return metrics
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
+async function inBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += size) out.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
+  return out;
+}
+
+const WFT_SCHEDULE_TO_START = 'temporal_workflow_task_schedule_to_start_latency';
+const ACTIVITY_SCHEDULE_TO_START = 'temporal_activity_schedule_to_start_latency';
+
+export async function runConcurrencyBench(opts: ConcurrencyOptions): Promise<ConcurrencyResult> {
+  const t0 = Date.now();
+  const taskQueue = `bench-concurrency-${randomUUID().slice(0, 8)}`;
+  const port = await freePort();
+  const worker = await WorkerProcess.start({
+    address: opts.env.address,
+    taskQueue,
+    bundlePath: opts.bundlePath,
+    policyDir: writePolicies(servicePolicy(CYCLE, INTERVAL)),
+    metricsAddress: `127.0.0.1:${port}`,
+    reportActivities: true,
+    ...(opts.maxCachedWorkflows !== undefined && { maxCachedWorkflows: opts.maxCachedWorkflows }),
+  });
+  const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const errors: string[] = [];
+  const baking = new Set<string>();
+  let allBaking: () => void = () => undefined;
+  const everyoneBaking = new Promise<void>((resolve) => (allBaking = resolve));
+  worker.onMessage((m) => {
+    if (m.type !== 'analyze') return;
+    baking.add(m.workflowId);
+    if (baking.size >= opts.releases) allBaking();
+  });
+  let handles: WorkflowHandle[] = [];
+  try {
+    const [u0, m0] = [await worker.usage(), await scrape()];
+    const rampStart = Date.now();
+    const ids = Array.from({ length: opts.releases }, () => `bench-concurrency-${randomUUID()}`);
+    handles = (
+      await inBatches(ids, 50, (workflowId) =>
+        opts.env.client.workflow
+          .start('releaseWorkflow', {
+            taskQueue,
+            workflowId,
+            args: [{ service: SERVICE, version: '2.0.0', initiator: 'bench' }],
+          })
+          .then(
+            (h): WorkflowHandle | undefined => h,
+            (err: unknown) => {
+              errors.push(`start: ${String(err)}`);
+              return undefined;
+            },
+          ),
+      )
+    ).filter((h): h is WorkflowHandle => h !== undefined);
+    const rampBound = Math.max(5_000, Math.min(300_000, opts.deadline - Date.now() - opts.steadyMs));
+    const ramped = await Promise.race([
+      everyoneBaking.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), rampBound)),
+    ]);
+    if (!ramped) errors.push(`only ${baking.size} of ${opts.releases} releases were baking after ${rampBound} ms`);
+    const [u1, m1] = [await worker.usage(), await scrape()];
+    const rampEnd = Date.now();
+    opts.log(
+      `concurrency: ${baking.size} releases baking after ${rampEnd - rampStart} ms; steady for ${opts.steadyMs} ms`,
+    );
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, Math.min(opts.steadyMs, opts.deadline - Date.now()))),
+    );
+    const [u2, m2] = [await worker.usage(), await scrape()];
+    const steadyEnd = Date.now();
+    const described = await inBatches(handles, 50, (h) => h.describe().catch(() => undefined));
+    const notRunning = described.filter((d) => d?.status.name !== 'RUNNING').length;
+    if (notRunning > 0) errors.push(`${notRunning} releases were no longer running at the end of the window`);
+    if (u2.errors > 0) errors.push(`${u2.errors} worker error log lines, e.g. ${u2.errorSample.join(' | ')}`);
+    const workflowTaskFailures = counter(m2, 'temporal_workflow_task_execution_failed');
+    if (workflowTaskFailures > 0) errors.push(`${workflowTaskFailures} workflow task failures`);
+    const cpu = (a: typeof u0, b: typeof u0, wall: number) =>
+      (100 * (b.cpuUserMs + b.cpuSystemMs - a.cpuUserMs - a.cpuSystemMs)) / wall;
+    const latency = (name: string, a: string, b: string) => between(buckets(a, name), buckets(b, name));
+    return {
+      releases: opts.releases,
+      cycle: CYCLE,
+      interval: INTERVAL,
+      rampUp: {
+        wallMs: rampEnd - rampStart,
+        cpuPercent: cpu(u0, u1, rampEnd - rampStart),
+        workflowTaskScheduleToStart: latency(WFT_SCHEDULE_TO_START, m0, m1),
+        activityScheduleToStart: latency(ACTIVITY_SCHEDULE_TO_START, m0, m1),
+      },
+      steady: {
+        wallMs: steadyEnd - rampEnd,
+        cpuPercent: cpu(u1, u2, steadyEnd - rampEnd),
+        workflowTaskScheduleToStart: latency(WFT_SCHEDULE_TO_START, m1, m2),
+        activityScheduleToStart: latency(ACTIVITY_SCHEDULE_TO_START, m1, m2),
+      },
+      whole: {
+        wallMs: steadyEnd - rampStart,
+        cpuPercent: cpu(u0, u2, steadyEnd - rampStart),
+        workflowTaskScheduleToStart: latency(WFT_SCHEDULE_TO_START, m0, m2),
+        activityScheduleToStart: latency(ACTIVITY_SCHEDULE_TO_START, m0, m2),
+      },
+      idleRssMiB: u0.rssMiB,
+      endRssMiB: u2.rssMiB,
+      peakRssMiB: u2.peakRssMiB,
+      errors,
+      worker: worker.settings,
+      wallMs: Date.now() - t0,
+    };
+  } finally {
+    // Worker first: terminating releases under a live worker only makes it log tasks that vanished.
+    await worker.stop();
+    await inBatches(handles, 50, (h) => h.terminate('bench over').catch(() => undefined));
+  }
+}

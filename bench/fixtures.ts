@@ -1,0 +1,105 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Context } from '@temporalio/activity';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import pino from 'pino';
+import { stringify } from 'yaml';
+import { createActivities } from '../src/activities';
+import type { AnalysisSegment, AnalyzeInput } from '../src/activities/types';
+import { PolicyStore } from '../src/config/policies';
+import type { ServicePolicyInput } from '../src/domain/policy';
+import type { MetricsProvider } from '../src/providers/metrics/types';
+import { DryRunTarget } from '../src/providers/targets/dry-run';
+import type { DeployStep } from '../src/providers/targets/types';
+import { createNaiveActivities } from './naive-activities';
+
+export const SERVICE = 'checkout';
+const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
+
+/** The service policy every bench release uses: one check, no gates, one production wave without bake. */
+export function servicePolicy(cycle: string, interval: string): ServicePolicyInput {
+  return {
+    service: SERVICE,
+    trafficCycle: { duration: cycle },
+    canary: { analysis: { interval, checks: [errors] } },
+    production: { approval: false, waves: [{ percent: 100, bake: 0 }] },
+  };
+}
+
+/** A policy directory in tmp, read by the real `resolvePolicy` activity. */
+export function writePolicies(service: ServicePolicyInput): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-policies-'));
+  mkdirSync(join(dir, 'services'));
+  writeFileSync(join(dir, 'org.yaml'), stringify({ minimums: { productionApproval: false } }));
+  writeFileSync(join(dir, 'services', `${service.service}.yaml`), stringify(service));
+  return dir;
+}
+
+export const silentLogger = pino({ level: 'silent' });
+
+const noMetrics: MetricsProvider = {
+  kind: 'none',
+  isOnline: () => Promise.resolve(false),
+  query: () => Promise.resolve(undefined),
+  queryRange: () => Promise.resolve([]),
+};
+
+/** An instant analysis stretch: every round healthy, answered at once. */
+export function instantHealthy(input: AnalyzeInput): AnalysisSegment {
+  return {
+    counters: { ...input.counters, rounds: input.counters.rounds + input.maxRounds },
+    checks: input.checks.map((c) => ({
+      check: c.name,
+      verdict: 'pass',
+      critical: false,
+      reason: 'within bounds',
+      canary: 0.001,
+      at: new Date().toISOString(),
+    })),
+    decision: 'healthy',
+    reason: 'healthy',
+  };
+}
+
+export interface ActivityHooks {
+  onAnalyze?: (workflowId: string) => void;
+  onUndo?: (workflowId: string, at: number) => void;
+}
+
+/**
+ * The real activities over a dry-run target, with analysis replaced by an instant healthy double, plus the naive
+ * baseline's activities (their names do not clash, so one worker serves both designs).
+ */
+export function benchActivities(policyDir: string, hooks: ActivityHooks = {}) {
+  const real = createActivities({
+    target: new DryRunTarget({ [SERVICE]: '1.0.0' }),
+    metrics: noMetrics,
+    policies: new PolicyStore(policyDir),
+    logger: silentLogger,
+  });
+  return {
+    ...real,
+    ...createNaiveActivities(),
+    analyze: (input: AnalyzeInput): Promise<AnalysisSegment> => {
+      hooks.onAnalyze?.(Context.current().info.workflowExecution!.workflowId);
+      return Promise.resolve(instantHealthy(input));
+    },
+    undo: (step: DeployStep) => {
+      hooks.onUndo?.(Context.current().info.workflowExecution!.workflowId, Date.now());
+      return real.undo(step);
+    },
+  };
+}
+
+const noop = () => undefined;
+const quietBundlerLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: console.error };
+
+/** Bundles compiled workflow code once per bench run (the SDK's bundler version matches the worker's). */
+export async function bundle(workflowsPath: string): Promise<string> {
+  const { code } = await bundleWorkflowCode({ workflowsPath, logger: quietBundlerLogger });
+  return code;
+}
+
+export const ms = (since: number): number => Date.now() - since;
+export const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -1,0 +1,377 @@
+import type { ConcurrencyResult, HistogramSummary } from './concurrency';
+import { HISTORY_EVENT_LIMIT, type CycleResult, type RunCost } from './history';
+import type { BenchReport, SectionOutcome } from './run';
+import { medianRange, num, summarize, type Summary } from './stats';
+
+const GOAL_MAX_EVENTS = 4_096;
+const GOAL_EVENT_RATIO = 50;
+const GOAL_ABORT_P99_MS = 250;
+const GOAL_STARTUP_RATIO = 2;
+
+interface Goal {
+  goal: string;
+  measured: string;
+  met: boolean | undefined;
+}
+
+const verdict = (met: boolean | undefined) => (met === undefined ? 'not measured' : met ? '**met**' : '**not met**');
+const seconds = (ms: number) => `${num(ms / 1000, 0)} s`;
+const le = (ms: number) => (Number.isFinite(ms) ? `≤ ${num(ms)} ms` : '> 2,000 ms');
+const failed = (name: string, s: SectionOutcome<unknown>) =>
+  s.error !== undefined ? `_${name} did not complete: ${s.error}_\n` : '';
+
+const ROUNDS = (c: CycleResult) => c.cycleMs / 60_000;
+const stat = (runs: RunCost[], pick: (r: RunCost) => number): Summary => summarize(runs.map(pick));
+
+/**
+ * The naive design's cost of a whole release when it cannot finish one: its cost is linear in check rounds, so the
+ * line through its measured 1-hour and 24-hour medians, taken out to the cycle's rounds.
+ */
+function naiveLine(cycles: CycleResult[], pick: (r: RunCost) => number) {
+  const a = cycles.find((c) => c.label === '1-hour');
+  const b = cycles.find((c) => c.label === '24-hour');
+  if (!a?.naive.length || !b?.naive.length || !naiveFinished(a) || !naiveFinished(b)) return undefined;
+  const [ya, yb] = [stat(a.naive, pick).median, stat(b.naive, pick).median];
+  const perRound = (yb - ya) / (ROUNDS(b) - ROUNDS(a));
+  return { perRound, at: (c: CycleResult) => Math.round(ya + perRound * (ROUNDS(c) - ROUNDS(a))) };
+}
+
+function projectNaive(cycles: CycleResult[], target: CycleResult, pick: (r: RunCost) => number): number | undefined {
+  return naiveLine(cycles, pick)?.at(target);
+}
+
+const naiveFinished = (c: CycleResult) => c.naive.length > 0 && c.naive.every((r) => r.outcome === 'promoted');
+
+function historySection(report: BenchReport, goals: Goal[], findings: string[]): string {
+  const h = report.history.result;
+  if (!h) {
+    goals.push({ goal: '7-day cycle: no run above 4,096 events', measured: 'n/a', met: undefined });
+    goals.push({ goal: '7-day cycle: ≥ 50× fewer events per release than naive', measured: 'n/a', met: undefined });
+    return `## 1. History cost per release\n\n${failed('The history bench', report.history)}`;
+  }
+  const rows: string[] = [];
+  const actionRows: string[] = [];
+  for (const c of h.cycles) {
+    const events = stat(c.release, (r) => r.events);
+    const actions = stat(c.release, (r) => r.actions.total);
+    const naiveEvents = stat(c.naive, (r) => r.events);
+    const largest = stat(c.release, (r) => r.largestRun);
+    const naiveLargest = stat(c.naive, (r) => r.largestRun);
+    const runsPerRelease = stat(c.release, (r) => r.runs);
+    const naiveActions = stat(c.naive, (r) => r.actions.total);
+    const finished = naiveFinished(c);
+    const projectedEvents = finished ? naiveEvents.median : projectNaive(h.cycles, c, (r) => r.events);
+    const projectedActions = finished ? naiveActions.median : projectNaive(h.cycles, c, (r) => r.actions.total);
+    const stopped = c.naive.find((r) => r.outcome !== 'promoted');
+    const naiveCell = finished
+      ? medianRange(naiveEvents)
+      : `${stopped?.outcome ?? 'not run'} at ${medianRange(naiveEvents)}; a whole release needs ≈ ${num(projectedEvents ?? NaN)} (projected)`;
+    const ratio = projectedEvents !== undefined ? projectedEvents / events.median : NaN;
+    const lowerBound =
+      !finished && c.naive.length > 0 ? ` (≥ ${num(naiveEvents.max / events.median, 0)}× at termination)` : '';
+    rows.push(
+      `| ${c.label} | ${c.release.length} / ${c.naive.length} | ${medianRange(events)} | ${num(largest.max)} (${num(runsPerRelease.max)} run${runsPerRelease.max === 1 ? '' : 's'} per release) | ${naiveCell} | ${num(naiveLargest.max)} | ${num(ratio, 1)}×${lowerBound} |`,
+    );
+    const breakdown = (r: RunCost | undefined) =>
+      r
+        ? `: ${r.actions.activities} activities · ${r.actions.timers} timers · ${r.actions.upserts} upserts · ${r.actions.other} other`
+        : '';
+    const withBeats = actions.median + c.heartbeatsEstimate;
+    actionRows.push(
+      `| ${c.label} | ${medianRange(actions)}${breakdown(c.release[0])} | + ${num(c.heartbeatsEstimate)} | ${num(withBeats)} | ${finished ? medianRange(naiveActions) : `${medianRange(naiveActions)} at termination; ≈ ${num(projectedActions ?? NaN)} per release (projected)`} | ${num((projectedActions ?? NaN) / actions.median, 1)}× | ${num((projectedActions ?? NaN) / withBeats, 2)}× |`,
+    );
+    if (c.label === '7-day') {
+      goals.push({
+        goal: '7-day cycle at 1-minute analysis: no run above 4,096 events',
+        measured: `largest run ${num(largest.max)} events (${c.release.length} releases)`,
+        met: c.release.length > 0 ? largest.max <= GOAL_MAX_EVENTS : undefined,
+      });
+      goals.push({
+        goal: '7-day cycle: ≥ 50× fewer events per release than the naive design',
+        measured:
+          `${num(ratio, 1)}× (naive needs ≈ ${num(projectedEvents ?? NaN)} events per release, projected; ` +
+          `it was stopped at ${num(naiveEvents.max)}, the limit is ${num(HISTORY_EVENT_LIMIT)}) — ` +
+          `${num(naiveEvents.max / events.median, 1)}× even counting only the events before termination`,
+        met: c.release.length > 0 && Number.isFinite(ratio) ? ratio >= GOAL_EVENT_RATIO : undefined,
+      });
+      findings.push(
+        `- **Heartbeats, not history, decide the 7-day bill.** A real analysis stretch heartbeats every 5 s; the ` +
+          `SDK forwards at most one per min(0.8 × 30 s heartbeat timeout, 60 s) = 24 s, so a 7-day bake sends ` +
+          `≈ ${num(c.heartbeatsEstimate)} heartbeats, each a billable action: ${num(c.heartbeatsEstimate / actions.median, 0)}× ` +
+          `the ${num(actions.median)} actions in its history. Counting them, a Tollgate release costs ≈ ${num(withBeats)} ` +
+          `actions, ${num(withBeats / (projectedActions ?? NaN), 2)}× the naive design's ≈ ${num(projectedActions ?? NaN)} ` +
+          `(projected), although its history is ${num(ratio, 0)}× smaller. Not changed here (src/ is outside the bench): ` +
+          `a longer heartbeat timeout on the analysis proxy (e.g. 5 min, then throttled by the worker's 60 s ` +
+          `maxHeartbeatThrottleInterval: ≈ ${num(Math.ceil(c.cycleMs / 60_000))} per 7 days) and a larger ` +
+          `maxHeartbeatThrottleInterval for fewer still; the price is slower detection of a worker that died ` +
+          `mid-stretch and staler live rounds in \`status\`.`,
+      );
+    }
+  }
+  return `## 1. History cost per release (time-skipping server)
+
+Traffic cycles analysed every minute (one check), staging → canary bake → one production wave without bake, no
+gates, dry-run target. Tollgate is \`releaseWorkflow\` with its real activities and an **instant** analysis double;
+the naive design is [\`bench/naive-workflow.ts\`](bench/naive-workflow.ts): \`for each minute: await sleep(1m); await
+analyzeOnce()\`, one timer and one activity per check round, no continue-as-new. Both run in this invocation on the
+time-skipping test server (${report.versions.testServer}) in two lanes of their own servers (the naive 7-day run in
+one, everything else in the other). Figures: median (min–max) over the releases; a release's events are summed
+over its continue-as-new chain, and "largest run" is the largest single run seen in any of them.
+
+| traffic cycle | releases (Tollgate / naive) | Tollgate events per release | Tollgate largest run | naive events per release | naive largest run | naive ÷ Tollgate |
+| --- | --- | --- | --- | --- | --- | --- |
+${rows.join('\n')}
+
+Temporal Cloud actions per release:
+
+| traffic cycle | Tollgate actions in history | heartbeats of real analysis (estimated) | Tollgate with heartbeats | naive actions | naive ÷ Tollgate (history) | naive ÷ Tollgate (with heartbeats) |
+| --- | --- | --- | --- | --- | --- | --- |
+${actionRows.join('\n')}
+
+How these are counted:
+
+- **Events**: \`history.events.length\` of the run (\`handle.fetchHistory()\`).
+- **Actions** (rule from docs.temporal.io/cloud/actions, counted from the history, [\`bench/actions.ts\`](bench/actions.ts)):
+  workflow started 1 (each run, so a continue-as-new counts); activity scheduled 1, plus 1 per retry
+  (\`attempt − 1\` of its started event); timer started 1; signal received or sent 1; search-attribute upsert 1
+  (attributes given at start are free); update accepted 1; child workflow initiated 2; external cancel 1; workflow
+  options updated 1; local-activity markers 1 per workflow task. Not in history and so not in the "in history"
+  column: queries (the bench sends none while measuring), rejected updates (none), and **activity heartbeats** —
+  estimated in their own column from the heartbeat throttle: bake length ÷ 24 s.
+- **Instant double**: an analysis stretch that answers at once makes the workflow wait for the stretch's planned
+  end with an extra timer (${h.cycles.map((c) => `${c.segments} stretches for ${c.label}`).join(', ')}), so a real
+  run costs slightly fewer events and timers than the Tollgate columns (and adds the heartbeats above).
+- **Naive 7-day**: it cannot finish: the real server terminates a run past ${num(HISTORY_EVENT_LIMIT)} events; the
+  bench does not rely on the test server to do the same, so the naive workflow fails itself once its history reaches
+  the limit ("terminated at the history limit"); a run still going at the bench's wall-time bound is terminated and recorded as "stopped by the
+  time bound". Its per-release figure is projected from the measured 1-hour and 24-hour medians (cost is linear in
+  check rounds: ${num(naiveLine(h.cycles, (r) => r.events)?.perRound ?? NaN, 2)} events and ${num(naiveLine(h.cycles, (r) => r.actions.total)?.perRound ?? NaN, 2)} actions per round).
+- Heartbeats: see the findings at the top.
+
+Section wall time: ${seconds(h.wallMs)}.
+`;
+}
+
+function startupSection(report: BenchReport, goals: Goal[]): string {
+  const s = report.startup.result;
+  if (!s) {
+    goals.push({
+      goal: 'Prebuilt bundle start-up ≥ 2× faster than bundling at start',
+      measured: 'n/a',
+      met: undefined,
+    });
+    return `## 2. Worker start-up\n\n${failed('The start-up bench', report.startup)}`;
+  }
+  const of = (mode: string, pick: 'processToTaskMs' | 'createToTaskMs') =>
+    summarize(s.runs.filter((r) => r.mode === mode).map((r) => r[pick]));
+  const [pp, bp, pc, bc] = [
+    of('prebuilt', 'processToTaskMs'),
+    of('bundle', 'processToTaskMs'),
+    of('prebuilt', 'createToTaskMs'),
+    of('bundle', 'createToTaskMs'),
+  ];
+  const ratio = bp.median / pp.median;
+  goals.push({
+    goal: 'Prebuilt bundle start-up ≥ 2× faster than bundling at start',
+    measured: `${num(ratio, 1)}× from process start (${num(pp.median)} vs ${num(bp.median)} ms); ${num(bc.median / pc.median, 1)}× from Worker.create`,
+    met: pp.n > 0 && bp.n > 0 ? ratio >= GOAL_STARTUP_RATIO : undefined,
+  });
+  return `## 2. Worker start-up (dev server)
+
+A fresh \`node\` process per run ([\`bench/startup-worker.ts\`](bench/startup-worker.ts)): connect, \`Worker.create\`,
+\`run\`. A release is already waiting on the worker's new task queue, so the first poll finds a task; the moment is
+that task's \`WorkflowTaskStarted\` time in the server's history (same machine clock). Prebuilt: \`workflowBundle:
+{ codePath }\` of the release workflows bundled once by this bench (${num(s.bundleKiB)} KiB); bundling at start:
+\`workflowsPath\` (what the worker does without \`npm run build\`). Modes alternate run by run.
+
+| workflow code | runs | process start → first polled workflow task | Worker.create → first polled workflow task |
+| --- | --- | --- | --- |
+| prebuilt bundle | ${pp.n} | ${medianRange(pp, 0, ' ms')} | ${medianRange(pc, 0, ' ms')} |
+| bundling at start | ${bp.n} | ${medianRange(bp, 0, ' ms')} | ${medianRange(bc, 0, ' ms')} |
+| ratio (median) | | ${num(ratio, 1)}× | ${num(bc.median / pc.median, 1)}× |
+
+Section wall time: ${seconds(s.wallMs)}.
+`;
+}
+
+function reactionSection(report: BenchReport, goals: Goal[], findings: string[]): string {
+  const r = report.reaction.result;
+  if (!r) {
+    goals.push({ goal: 'abort → first undo started: p99 ≤ 250 ms', measured: 'n/a', met: undefined });
+    return `## 3. Reaction time\n\n${failed('The reaction bench', report.reaction)}`;
+  }
+  const rows = (['update', 'signal'] as const).map((kind) => {
+    const trials = r.trials.filter((t) => t.kind === kind);
+    const s = summarize(trials.map((t) => t.reactionMs));
+    const closed = summarize(trials.flatMap((t) => (t.closedMs !== undefined ? [t.closedMs] : [])));
+    const answer = summarize(trials.flatMap((t) => (t.answerMs !== undefined ? [t.answerMs] : [])));
+    return {
+      kind,
+      s,
+      row: `| ${kind} | ${s.n} | ${num(s.p50)} ms | ${num(s.p95)} ms | ${num(s.p99)} ms | ${num(s.min)}–${num(s.max)} ms | ${answer.n > 0 ? `${num(answer.p50)} / ${num(answer.p99)} ms` : '—'} | ${num(closed.p50)} / ${num(closed.p99)} ms |`,
+    };
+  });
+  const worst = Math.max(...rows.map((x) => x.s.p99));
+  const [update, signal] = [rows[0]!.s, rows[1]!.s];
+  if (update.n > 0 && signal.n > 0) {
+    findings.push(
+      `- **An abort update reacts faster than an abort signal** (p50 ${num(update.p50)} vs ${num(signal.p50)} ms, ` +
+        `p99 ${num(update.p99)} vs ${num(signal.p99)} ms): both well inside the goal. The likely reason, not ` +
+        `profiled further: the server hands an update to the worker in a speculative workflow task straight away, ` +
+        `while a signal's workflow task goes through the history service's task queue first.`,
+    );
+  }
+  const enough = rows.every((x) => x.s.n >= 200);
+  goals.push({
+    goal: 'abort → first undo activity started: p99 ≤ 250 ms (dev server)',
+    measured: rows.map((x) => `${x.kind} p99 ${num(x.s.p99)} ms (n = ${x.s.n})`).join('; '),
+    met: rows.every((x) => x.s.n > 0) ? worst <= GOAL_ABORT_P99_MS && enough : undefined,
+  });
+  return `## 3. Reaction time: abort → first undo (dev server)
+
+Releases (1-hour cycle, 1-minute analysis, instant analysis double) are started ${r.batch} at a time on one worker
+process ([\`bench/worker-process.ts\`](bench/worker-process.ts)) and each is left baking in canary; then, one release
+at a time, the bench sends \`abort\` — as an update and as a signal, alternately — and times from just before the
+client call to the moment the first \`undo\` activity starts on the worker (a timestamp taken in the activity, sent to
+the bench over IPC; same machine clock). The next abort waits until the previous release has closed, so trials do
+not overlap; the other baking releases of the batch stay on the worker as background.
+
+| abort via | trials | p50 | p95 | p99 | min–max | update answered at the client, p50 / p99 | release closed (rollback done), p50 / p99 |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+${rows.map((x) => x.row).join('\n')}
+
+${r.failures.length > 0 ? `Failed trials (${r.failures.length}): ${r.failures.slice(0, 5).join('; ')}\n\n` : 'Failed trials: none.\n\n'}Not measured here: approve → next deploy, and a breach visible in Prometheus → rollback (issue 7 lists both).
+
+Section wall time: ${seconds(r.wallMs)}.
+`;
+}
+
+const latency = (h: HistogramSummary | undefined) =>
+  h ? `${le(h.p50LeMs)} / ${le(h.p99LeMs)} (n = ${num(h.count)})` : '—';
+
+const maxCachedNote = (report: BenchReport) =>
+  report.command.includes('BENCH_MAX_CACHED_WORKFLOWS')
+    ? ', set by the bench'
+    : ', the SDK default from the heap limit';
+
+function concurrencySection(report: BenchReport, goals: Goal[], findings: string[]): string {
+  const done = report.concurrency.filter((c): c is { result: ConcurrencyResult } => c.result !== undefined);
+  const failures = report.concurrency.map((c, i) => failed(`Concurrency run ${i + 1}`, c)).join('');
+  const rows = done.flatMap(({ result: c }) =>
+    (
+      [
+        ['ramp-up (start → all baking)', c.rampUp],
+        ['steady (all baking)', c.steady],
+        ['whole window', c.whole],
+      ] as const
+    ).map(
+      ([phase, p]) =>
+        `| ${num(c.releases)} | ${phase} | ${seconds(p.wallMs)} | ${num(p.cpuPercent, 1)} % | ${latency(p.workflowTaskScheduleToStart)} | ${latency(p.activityScheduleToStart)} |`,
+    ),
+  );
+  const perRelease = (c: ConcurrencyResult) => (c.peakRssMiB - c.idleRssMiB) / c.releases;
+  const memory = done.map(
+    ({ result: c }) =>
+      `| ${num(c.releases)} | ${num(c.worker.maxCachedWorkflows)} | ${num(c.idleRssMiB)} MiB | ${num(c.endRssMiB)} MiB | ${num(c.peakRssMiB)} MiB | ${num(perRelease(c), 1)} MiB | ${c.errors.length === 0 ? '0' : c.errors.join('; ')} |`,
+  );
+  const thousand = done.find((c) => c.result.releases >= 1000)?.result;
+  goals.push({
+    goal: '1,000 concurrent baking releases on one worker: CPU ≤ 50 % of a core, peak RSS ≤ 1 GiB, zero errors',
+    measured: thousand
+      ? `CPU ${num(thousand.whole.cpuPercent, 1)} % (steady ${num(thousand.steady.cpuPercent, 1)} %), peak RSS ${num(thousand.peakRssMiB)} MiB, ${thousand.errors.length} errors`
+      : `not run by default (time bound); 100 releases: ${done
+          .filter((c) => c.result.releases === 100)
+          .map(
+            ({ result: c }) =>
+              `CPU ${num(c.whole.cpuPercent, 1)} % over the window (steady ${num(c.steady.cpuPercent, 1)} %), peak RSS ${num(c.peakRssMiB)} MiB, ${c.errors.length} errors`,
+          )
+          .join('')}`,
+    met: thousand
+      ? thousand.whole.cpuPercent <= 50 && thousand.peakRssMiB <= 1024 && thousand.errors.length === 0
+      : undefined,
+  });
+  const first = done[0]?.result;
+  for (const { result: c } of done) {
+    findings.push(
+      `- **${num(c.releases)} baking releases cost the worker ${num(c.steady.cpuPercent, 1)} % of a core once baking** ` +
+        `(${num(c.whole.cpuPercent, 1)} % over the whole window, ${c.errors.length} errors); the start-up burst is what ` +
+        `costs (${num(c.rampUp.cpuPercent, 0)} % for ${seconds(c.rampUp.wallMs)}, workflow task schedule-to-start p99 ` +
+        `${le(c.rampUp.workflowTaskScheduleToStart?.p99LeMs ?? NaN)} while ${num(c.releases)} releases start in the same ` +
+        `second on 2 shared cores). Peak RSS ${num(c.peakRssMiB)} MiB: ≈ ${num(perRelease(c), 1)} MiB over idle per ` +
+        `release, ${c.worker.maxCachedWorkflows >= c.releases ? 'every one of them' : `at most ${num(c.worker.maxCachedWorkflows)}`} ` +
+        `cached (cache ${num(c.worker.maxCachedWorkflows)}${maxCachedNote(report)}); how much ` +
+        `of it is live workflow state and how much V8 heap headroom is not measured here (explore with ` +
+        `\`BENCH_MAX_CACHED_WORKFLOWS\` and \`NODE_OPTIONS=--max-old-space-size=…\`). With real analysis every baking ` +
+        `release also holds one long-running \`analyze\` activity: \`maxConcurrentActivityTaskExecutions\` (SDK ` +
+        `default 100) must be ≥ the releases a worker carries, or stretches queue.`,
+    );
+  }
+  return `## 4. Concurrency: releases baking at once on one worker (dev server)
+
+One worker process (real activities, dry-run target, instant analysis double; SDK defaults for slots and, unless
+\`BENCH_MAX_CACHED_WORKFLOWS\` is set, for the workflow cache)
+serves N releases started at once (${first ? `${first.cycle} cycle, analysis every ${first.interval}` : ''}, so
+each wakes at least once in the steady window). CPU is the worker process's own \`process.cpuUsage()\` over wall
+time (100 % = one core); RSS is sampled every 100 ms; schedule-to-start comes from the SDK's Prometheus metrics
+(\`temporal_workflow_task_schedule_to_start_latency\`, \`temporal_activity_schedule_to_start_latency\`, finer buckets
+set by the bench), read as the bucket bounds holding p50 / p99 of the tasks in each phase. Errors: failed starts,
+releases not baking or no longer running, worker ERROR log lines, workflow task failures.
+
+| releases | phase | wall | worker CPU (of one core) | workflow task schedule-to-start p50 / p99 | activity schedule-to-start p50 / p99 |
+| --- | --- | --- | --- | --- | --- |
+${rows.join('\n')}
+
+| releases | workflow cache (maxCachedWorkflows) | worker RSS, idle | RSS at the end of the steady window | RSS, peak | (peak − idle) ÷ releases | errors |
+| --- | --- | --- | --- | --- | --- | --- |
+${memory.join('\n')}
+
+${failures}The ramp-up is a burst (every release starts in the same second and each needs ~8 activities and ~10
+workflow tasks to reach canary) on 2 cores shared with the dev server and the bench driver; its schedule-to-start
+is queueing behind that burst. 1,000 releases are left out by default to keep \`npm run bench\` bounded (they
+take about 3½ minutes more): set \`BENCH_CONCURRENCY=100,1000\` to add them, and
+\`BENCH_MAX_CACHED_WORKFLOWS=N\` to bound the worker's cache.
+
+${done.map(({ result: c }) => `Section wall time (${num(c.releases)}): ${seconds(c.wallMs)}.`).join(' ')}
+`;
+}
+
+export function renderReport(report: BenchReport): string {
+  const goals: Goal[] = [];
+  const findings: string[] = [];
+  const sections = [
+    historySection(report, goals, findings),
+    startupSection(report, goals),
+    reactionSection(report, goals, findings),
+    concurrencySection(report, goals, findings),
+  ];
+  const m = report.machine;
+  const v = report.versions;
+  return `# Benchmarks
+
+Written by \`${report.command}\` (the TypeScript in [\`bench/\`](bench/), compiled with \`tsc -p bench/tsconfig.json\`)
+on ${report.startedAt}; total bench time ${seconds(report.totalMs)} (plus the \`tsc\` step)${report.quick ? ' — **quick mode (BENCH_QUICK=1): too few runs to keep these figures**' : ''}.
+Re-run it to refresh this file; compare figures side by side within one run, not absolute times across machines.
+
+| machine | |
+| --- | --- |
+| CPU | ${m.cpu}, ${m.cores} cores |
+| memory | ${num(m.memoryGiB, 1)} GiB |
+| OS | ${m.os} |
+| Node.js | ${m.node} |
+| Temporal CLI (dev server) | ${v.temporalCli.replace(/\s+/g, ' ')} |
+| Temporal test server | ${v.testServer} |
+| Temporal TypeScript SDK | ${v.sdk} |
+| workflow bundling (2 bundles, once per run) | ${num(report.bundleMs)} ms |
+
+## Goals (issue 7)
+
+| goal | measured | verdict |
+| --- | --- | --- |
+${goals.map((g) => `| ${g.goal} | ${g.measured} | ${verdict(g.met)} |`).join('\n')}
+
+## Findings
+
+${findings.join('\n')}
+
+${sections.join('\n')}`;
+}

@@ -1,0 +1,152 @@
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { DefaultLogger, makeTelemetryFilterString, Runtime } from '@temporalio/worker';
+import { PROJECT_ROOT } from '../scripts/temporal-binaries';
+import { runConcurrencyBench, type ConcurrencyResult } from './concurrency';
+import { bundle } from './fixtures';
+import { runHistoryBench, type HistoryResult } from './history';
+import { machine, versions } from './machine';
+import { runReactionBench, type ReactionResult } from './reaction';
+import { renderReport } from './report';
+import { startDevServer } from './servers';
+import { runStartupBench, type StartupResult } from './startup';
+
+/**
+ * `npm run bench`: every figure in one invocation, each section bounded in wall time, written to BENCHMARKS.md.
+ * Knobs (environment): BENCH_QUICK=1 runs a few repetitions of everything (a smoke test of the bench, figures not
+ * for keeping); BENCH_CONCURRENCY=100,1000 adds 1,000 concurrent releases (about 3 more minutes); BENCH_SECTIONS
+ * (history,startup,reaction,concurrency) and BENCH_OUT (another file) for a partial run; BENCH_BUDGET_MS bounds
+ * the whole run; BENCH_MAX_CACHED_WORKFLOWS sets the concurrency worker's workflow cache.
+ */
+const quick = process.env.BENCH_QUICK === '1';
+const concurrencyLevels = (process.env.BENCH_CONCURRENCY ?? '100').split(',').map(Number);
+const BUDGET_MS = Number(process.env.BENCH_BUDGET_MS ?? 345_000 + 200_000 * (concurrencyLevels.length - 1));
+const maxCached = process.env.BENCH_MAX_CACHED_WORKFLOWS ? Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) : undefined;
+const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? 'history,startup,reaction,concurrency').split(','));
+
+export interface SectionOutcome<T> {
+  result?: T;
+  error?: string;
+}
+
+export interface BenchReport {
+  startedAt: string;
+  command: string;
+  quick: boolean;
+  machine: ReturnType<typeof machine>;
+  versions: ReturnType<typeof versions>;
+  bundleMs: number;
+  history: SectionOutcome<HistoryResult>;
+  startup: SectionOutcome<StartupResult>;
+  reaction: SectionOutcome<ReactionResult>;
+  concurrency: SectionOutcome<ConcurrencyResult>[];
+  totalMs: number;
+}
+
+const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+
+async function section<T>(name: string, run: () => Promise<T>): Promise<SectionOutcome<T>> {
+  if (!SECTIONS.has(name)) return { error: 'skipped (BENCH_SECTIONS)' };
+  const t0 = Date.now();
+  log(`${name}: start`);
+  try {
+    const result = await run();
+    log(`${name}: done in ${Math.round((Date.now() - t0) / 1000)} s`);
+    return { result };
+  } catch (err) {
+    log(`${name}: failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const end = t0 + BUDGET_MS;
+  /** A section's deadline: its own bound, never past the overall end. */
+  const until = (boundMs: number) => Math.min(end, Date.now() + boundMs);
+  const knobs = ['BENCH_QUICK', 'BENCH_CONCURRENCY', 'BENCH_SECTIONS', 'BENCH_BUDGET_MS', 'BENCH_MAX_CACHED_WORKFLOWS']
+    .filter((k) => process.env[k] !== undefined)
+    .map((k) => `${k}=${process.env[k]} `)
+    .join('');
+  const report: Partial<BenchReport> = {
+    startedAt: new Date(t0).toISOString(),
+    command: `${knobs}npm run bench`,
+    quick,
+    machine: machine(),
+    versions: versions(),
+  };
+
+  // Quiet: workflow INFO lines and the test server's missing-capability warning would only bury the figures.
+  Runtime.install({
+    logger: new DefaultLogger('ERROR'),
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } },
+  });
+  const b0 = Date.now();
+  const benchCode = await bundle(require.resolve('./workflows'));
+  const releaseCode = await bundle(require.resolve('../src/workflows'));
+  const bundlePath = join(tmpdir(), `tollgate-bench-${randomUUID().slice(0, 8)}.js`);
+  writeFileSync(bundlePath, benchCode);
+  report.bundleMs = Date.now() - b0;
+  log(`bundled workflows in ${report.bundleMs} ms`);
+
+  report.history = await section('history', () =>
+    runHistoryBench({
+      code: benchCode,
+      repeats: quick
+        ? { release: { '1-hour': 2, '24-hour': 2, '7-day': 1 }, naive: { '1-hour': 2, '24-hour': 1, '7-day': 1 } }
+        : { release: { '1-hour': 5, '24-hour': 5, '7-day': 5 }, naive: { '1-hour': 5, '24-hour': 2, '7-day': 1 } },
+      naiveRunBoundMs: 150_000,
+      deadline: until(170_000),
+      log,
+    }),
+  );
+
+  const env = await startDevServer();
+  try {
+    report.startup = await section('startup', () =>
+      runStartupBench({
+        env,
+        workflowsPath: require.resolve('../src/workflows'),
+        code: releaseCode,
+        runsPerMode: quick ? 2 : 5,
+        deadline: until(60_000),
+        log,
+      }),
+    );
+    report.reaction = await section('reaction', () =>
+      runReactionBench({ env, bundlePath, trialsPerKind: quick ? 20 : 200, batch: 25, deadline: until(150_000), log }),
+    );
+    report.concurrency = [];
+    for (const releases of concurrencyLevels) {
+      report.concurrency.push(
+        await section('concurrency', () =>
+          runConcurrencyBench({
+            env,
+            bundlePath,
+            releases,
+            steadyMs: quick ? 10_000 : 60_000,
+            ...(maxCached !== undefined && { maxCachedWorkflows: maxCached }),
+            deadline: until(releases >= 1000 ? 300_000 : 120_000),
+            log,
+          }),
+        ),
+      );
+    }
+  } finally {
+    await env.teardown();
+  }
+  report.totalMs = Date.now() - t0;
+  const out = process.env.BENCH_OUT ?? join(PROJECT_ROOT, 'BENCHMARKS.md');
+  writeFileSync(out, renderReport(report as BenchReport));
+  log(`wrote ${out} in ${Math.round(report.totalMs / 1000)} s`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,3 @@
+/** The bench's workflow bundle: the real release workflow and the naive baseline, side by side. */
+export { releaseWorkflow } from '../src/workflows';
+export { naiveReleaseWorkflow } from './naive-workflow';
