@@ -190,6 +190,8 @@ async function main(): Promise<void> {
       TOLLGATE_PROMETHEUS_URL: `http://127.0.0.1:${PORTS.prometheus}`,
       TOLLGATE_METRICS_ADDRESS: `127.0.0.1:${PORTS.worker}`,
       TOLLGATE_POLICY_DIR: join(PROJECT_ROOT, 'policies'),
+      // Ctrl-C should be quick; an analysis stretch cut short resumes from its last heartbeat on the next start.
+      TOLLGATE_SHUTDOWN_GRACE: '3s',
     },
     join(logs, 'worker.log'),
   );
