@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
@@ -9,6 +8,7 @@ import { PROJECT_ROOT } from '../../scripts/temporal-binaries';
 import { TollgateClient } from '../../src/client/tollgate-client';
 import { TollgateService } from '../../src/domain/search-attributes';
 import type { ReleaseStatus } from '../../src/domain/status';
+import { freePort } from '../helpers/fleet';
 import { releaseHarness, writePolicies } from '../helpers/release-harness';
 import { startDevServer } from '../helpers/temporal';
 
@@ -26,19 +26,6 @@ const CHROMIUM_ARGS = [
 ];
 const SCREENSHOTS = join(PROJECT_ROOT, 'docs', 'screenshots');
 const UI_WAIT = { timeout: 20_000 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port')),
-      );
-    });
-  });
-}
 
 async function waitForStatus(tollgate: TollgateClient, service: string, ok: (s: ReleaseStatus) => boolean) {
   const deadline = Date.now() + 20_000;
