@@ -18,7 +18,6 @@ export const REDACT_PATHS = [
   '*.headers["x-tollgate-signature"]',
   'TEMPORAL_API_KEY',
   '*.TEMPORAL_API_KEY',
-  'key',
   '*.clientCertPair.key',
 ];
 
@@ -28,7 +27,8 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   return pino(
     {
       level,
-      base: { app: 'tollgate' },
+      // pid: several workers share a task queue; which one did what matters when one dies.
+      base: { app: 'tollgate', pid: process.pid },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
