@@ -1,27 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { ReleaseStatus } from '../../src/domain/status';
-import { removeDir, tempStateDir } from '../helpers/fleet';
 import {
   FULL,
   SEED,
   abort,
-  compiledWorker,
-  devServer,
   prng,
   progress,
-  recordRows,
   sleep,
   spawnWorker,
   startRelease,
   startServices,
-  stopAll,
   stopServices,
   tryStatus,
   workerFiles,
-  type DevServer,
   type Proc,
   type ReleaseHandle,
-  type Row,
+  reliabilityStack,
 } from './support';
 import { survived, verifyRelease, type Verdict } from './verify';
 
@@ -45,28 +39,14 @@ const inPhase: Record<Phase, (s: ReleaseStatus) => boolean> = {
   rollback: (s) => s.state === 'rolling-back',
 };
 
-let dir: string;
-let server: DevServer | undefined;
-const rows: Row[] = [];
-
-beforeAll(async () => {
-  dir = await tempStateDir('crash');
-  [server] = await Promise.all([devServer(dir), compiledWorker()]);
-}, 60_000);
-
-afterAll(async () => {
-  if (rows.length > 0) recordRows('crash', rows);
-  await stopAll();
-  await server?.close();
-  if (!process.env.RELIABILITY_KEEP) await removeDir(dir);
-}, 60_000);
+const stack = reliabilityStack('crash');
 
 test(
   `worker SIGKILLed ${KILLS} times at seeded points (seed ${SEED}): every release ends as it would have`,
   async () => {
     const started = Date.now();
     const rnd = prng(SEED);
-    const client = await server!.client();
+    const client = await stack.server.client();
     const verdicts: Verdict[] = [];
     const killLog: string[] = [];
     let kills = 0;
@@ -77,13 +57,13 @@ test(
         const services = await startServices([`crash-${id}-a`, `crash-${id}-b`, `crash-${id}-x`]);
         let worker: Proc | undefined;
         try {
-          const { targetsFile, policyDir } = workerFiles(dir, services, CYCLE_MS);
+          const { targetsFile, policyDir } = workerFiles(stack.dir, services, CYCLE_MS);
           const env = {
-            address: server!.address,
+            address: stack.server.address,
             taskQueue: `reliability-crash-${id}`,
             targetsFile,
             policyDir,
-            logDir: dir,
+            logDir: stack.dir,
           };
           worker = await spawnWorker(env);
           const handles: ReleaseHandle[] = [];
@@ -148,7 +128,7 @@ test(
     } finally {
       const bad = verdicts.filter((v) => !survived(v));
       const seconds = Math.round((Date.now() - started) / 1000);
-      rows.push({
+      stack.rows.push({
         scenario: 'worker SIGKILL (deploy, bake, wave, rollback)',
         runs: verdicts.length,
         faults: kills,

@@ -1,22 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { removeDir, tempStateDir } from '../helpers/fleet';
 import {
-  compiledWorker,
-  devServer,
   progress,
-  recordRows,
   sleep,
   spawnWorker,
   startRelease,
   startServices,
-  stopAll,
   stopServices,
   tryStatus,
   workerFiles,
-  type DevServer,
   type Proc,
-  type Row,
   type Service,
+  reliabilityStack,
 } from './support';
 import { survived, verifyRelease, type Verdict } from './verify';
 
@@ -34,21 +28,7 @@ const DOWN_MS = 2_000;
 /** Deploy time of the first wave up to its first action, plus scheduling after the restart. */
 const SLACK_MS = 5_000;
 
-let dir: string;
-let server: DevServer | undefined;
-const rows: Row[] = [];
-
-beforeAll(async () => {
-  dir = await tempStateDir('restart');
-  [server] = await Promise.all([devServer(dir), compiledWorker()]);
-}, 60_000);
-
-afterAll(async () => {
-  if (rows.length > 0) recordRows('server-restart', rows);
-  await stopAll();
-  await server?.close();
-  if (!process.env.RELIABILITY_KEEP) await removeDir(dir);
-}, 60_000);
+const stack = reliabilityStack('server-restart');
 
 /** Canary bake as the action log shows it: canary step applied → the first action of wave 1 (ms). */
 async function canaryBakeMs(service: Service): Promise<number | undefined> {
@@ -69,16 +49,16 @@ async function serverStoppedInBake(signal: NodeJS.Signals): Promise<void> {
   let faults = 0;
   const problems: string[] = [];
   try {
-    const { targetsFile, policyDir } = workerFiles(dir, [service!], CYCLE_MS);
+    const { targetsFile, policyDir } = workerFiles(stack.dir, [service!], CYCLE_MS);
     const env = {
-      address: server!.address,
+      address: stack.server.address,
       taskQueue: `reliability-restart-${id}`,
       targetsFile,
       policyDir,
-      logDir: dir,
+      logDir: stack.dir,
     };
     worker = await spawnWorker(env, `worker-${signal.toLowerCase()}`);
-    const handle = await startRelease(await server!.client(), env.taskQueue, service!.name);
+    const handle = await startRelease(await stack.server.client(), env.taskQueue, service!.name);
 
     let baking = false;
     for (let i = 0; i < 300 && !baking; i++) {
@@ -90,12 +70,12 @@ async function serverStoppedInBake(signal: NodeJS.Signals): Promise<void> {
 
     // Middle of the bake: the server goes away with the bake timer pending, and comes back on the same file.
     await sleep(CYCLE_MS / 2 - DOWN_MS / 2);
-    await server!.stop(signal);
+    await stack.server.stop(signal);
     faults++;
     progress(`${signal}: dev server stopped in the canary bake`);
     await sleep(DOWN_MS);
-    await server!.start();
-    await server!.client(); // answers once the namespace is served again
+    await stack.server.start();
+    await stack.server.client(); // answers once the namespace is served again
     progress(`${signal}: dev server back`);
 
     verdict = await verifyRelease(handle, service!, 'promoted', 60_000);
@@ -108,7 +88,7 @@ async function serverStoppedInBake(signal: NodeJS.Signals): Promise<void> {
     if (worker.exited()) problems.push('worker exited while the server was down');
   } finally {
     const ok = verdict !== undefined && survived(verdict) && problems.length === 0;
-    rows.push({
+    stack.rows.push({
       scenario: `dev server ${signal} in the canary bake, restarted on the same SQLite file`,
       runs: 1,
       faults,

@@ -437,3 +437,39 @@ export function writeReliabilityMd(): void {
   );
   writeFileSync(join(ROOT, 'RELIABILITY.md'), lines.join('\n'));
 }
+
+export interface ReliabilityStack {
+  readonly dir: string;
+  readonly server: DevServer;
+  readonly rows: Row[];
+}
+
+/**
+ * Per test file: a state dir, a dev server on its own SQLite file and the compiled worker, set up before the
+ * tests; afterwards the file's rows go into RELIABILITY.md and every process it started is stopped.
+ */
+export function reliabilityStack(name: string): ReliabilityStack {
+  let dir = '';
+  let server: DevServer | undefined;
+  const rows: Row[] = [];
+  beforeAll(async () => {
+    dir = await tempStateDir(name);
+    [server] = await Promise.all([devServer(dir), compiledWorker()]);
+  }, 60_000);
+  afterAll(async () => {
+    if (rows.length > 0) recordRows(name, rows);
+    await stopAll();
+    await server?.close();
+    if (!process.env.RELIABILITY_KEEP) await removeDir(dir);
+  }, 60_000);
+  return {
+    get dir() {
+      return dir;
+    },
+    get server() {
+      if (!server) throw new Error('the reliability stack is not up (beforeAll failed?)');
+      return server;
+    },
+    rows,
+  };
+}

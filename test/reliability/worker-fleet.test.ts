@@ -1,23 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeDir, tempStateDir } from '../helpers/fleet';
 import {
-  compiledWorker,
-  devServer,
   progress,
-  recordRows,
   sleep,
   spawnWorker,
   startRelease,
   startServices,
-  stopAll,
   stopServices,
   tryStatus,
   workerFiles,
-  type DevServer,
   type Proc,
-  type Row,
+  reliabilityStack,
 } from './support';
 import { survived, verifyRelease, type Verdict } from './verify';
 
@@ -31,31 +25,17 @@ import { survived, verifyRelease, type Verdict } from './verify';
 
 const CYCLE_MS = 10_000;
 
-let dir: string;
-let server: DevServer | undefined;
-const rows: Row[] = [];
-
-beforeAll(async () => {
-  dir = await tempStateDir('fleet');
-  [server] = await Promise.all([devServer(dir), compiledWorker()]);
-}, 60_000);
-
-afterAll(async () => {
-  if (rows.length > 0) recordRows('worker-fleet', rows);
-  await stopAll();
-  await server?.close();
-  if (!process.env.RELIABILITY_KEEP) await removeDir(dir);
-}, 60_000);
+const stack = reliabilityStack('worker-fleet');
 
 /** Log lines of a worker's log file that concern `service` and contain `text`. */
 function logLines(name: string, service: string, text: string): string[] {
-  const log = readFileSync(join(dir, `${name}.log`), 'utf8');
+  const log = readFileSync(join(stack.dir, `${name}.log`), 'utf8');
   return log.split('\n').filter((l) => l.includes(text) && l.includes(`"service":"${service}"`));
 }
 
 test('one of two workers SIGKILLed in the canary bake: the other promotes the release', async () => {
   const started = Date.now();
-  const client = await server!.client();
+  const client = await stack.server.client();
   const id = randomUUID().slice(0, 5);
   const [service] = await startServices([`fleet-${id}`]);
   const names = ['worker-a', 'worker-b'] as const;
@@ -64,8 +44,14 @@ test('one of two workers SIGKILLed in the canary bake: the other promotes the re
   let identified = false;
   const problems: string[] = [];
   try {
-    const { targetsFile, policyDir } = workerFiles(dir, [service!], CYCLE_MS);
-    const env = { address: server!.address, taskQueue: `reliability-fleet-${id}`, targetsFile, policyDir, logDir: dir };
+    const { targetsFile, policyDir } = workerFiles(stack.dir, [service!], CYCLE_MS);
+    const env = {
+      address: stack.server.address,
+      taskQueue: `reliability-fleet-${id}`,
+      targetsFile,
+      policyDir,
+      logDir: stack.dir,
+    };
     const workers: Proc[] = await Promise.all(names.map((n) => spawnWorker(env, n)));
     const handle = await startRelease(client, env.taskQueue, service!.name);
 
@@ -101,7 +87,7 @@ test('one of two workers SIGKILLed in the canary bake: the other promotes the re
   } finally {
     const seconds = Math.round((Date.now() - started) / 1000);
     const ok = verdict !== undefined && survived(verdict) && problems.length === 0;
-    rows.push({
+    stack.rows.push({
       scenario: 'two workers, one SIGKILLed in the canary bake (not restarted)',
       runs: 1,
       faults: killedName ? 1 : 0,
