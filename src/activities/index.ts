@@ -38,6 +38,22 @@ async function waitHeartbeating(ms: number, everyMs: number, details: unknown): 
   }
 }
 
+/**
+ * Heartbeats while a target changes the fleet (a drain can take minutes), so the heartbeat timeout can stay short:
+ * a worker that dies mid-deploy is noticed, and the step retried, within that timeout rather than the step's whole
+ * start-to-close budget.
+ */
+async function heartbeatingWhile<T>(work: Promise<T>, everyMs: number): Promise<T> {
+  const ctx = Context.current();
+  ctx.heartbeat();
+  const timer = setInterval(() => ctx.heartbeat(), everyMs);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 export function createActivities({
   target,
   metrics,
@@ -72,15 +88,13 @@ export function createActivities({
     },
 
     async deploy(step: DeployStep): Promise<DeployReceipt> {
-      Context.current().heartbeat();
-      const receipt = await target.apply(step);
+      const receipt = await heartbeatingWhile(target.apply(step), heartbeatEveryMs);
       stepLog(step).info({ key: step.key, applied: receipt.applied, changes: receipt.changes }, 'deploy step');
       return receipt;
     },
 
     async undo(step: DeployStep): Promise<DeployReceipt> {
-      Context.current().heartbeat();
-      const receipt = await target.undo(step);
+      const receipt = await heartbeatingWhile(target.undo(step), heartbeatEveryMs);
       stepLog(step).warn({ key: step.key, applied: receipt.applied, changes: receipt.changes }, 'undo step');
       return receipt;
     },

@@ -54,17 +54,20 @@ const quick = proxyActivities<Activities>({
   startToCloseTimeout: '1m',
   retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
 });
-/** Deploys wait for a cancelled attempt to finish: an undo must never race the step it reverts. */
+/**
+ * Deploys wait for a cancelled attempt to finish: an undo must never race the step it reverts. Deploys and undos
+ * heartbeat every 5 s while the target works, so a worker that died mid-step is noticed within 20 s.
+ */
 const deploys = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
-  heartbeatTimeout: '1m',
+  heartbeatTimeout: '20s',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5 },
 });
 /** One attempt per call: the workflow retries undos itself so every failed attempt shows in `status`. */
 const undos = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
-  heartbeatTimeout: '1m',
+  heartbeatTimeout: '20s',
   retry: { maximumAttempts: 1 },
 });
 /** One attempt: the notifier retries on its own, and a lost notification must never hold a release up. */

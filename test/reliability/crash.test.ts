@@ -22,13 +22,16 @@ import { survived, verifyRelease, type Verdict } from './verify';
 /**
  * The real worker (a `node` child process) is SIGKILLed at seeded points — during a deploy, during the canary bake,
  * during a production wave, during a rollback — and started again, while three releases run on their own HAProxy
- * fleets: two that must be promoted, one aborted in production that must roll back. A killed deploy or undo
- * activity is retried only after its heartbeat timeout (1 min), which is what bounds a round's length.
+ * fleets: two that must be promoted, and one that holds in its first production wave until the test aborts it, so
+ * its rollback undoes a wave too. The phases come in a release's own order each round (a phase that is over cannot
+ * be waited for); the seed picks the delay into each phase and how long the worker stays down. A killed deploy or
+ * undo is retried after its heartbeat timeout (20 s), which is what bounds a round's length.
  */
 
 const KILLS = FULL ? 20 : 4;
 const MAX_ROUNDS = FULL ? 8 : 1;
 const CYCLE_MS = 8_000;
+const HOLD_MS = 10 * 60_000;
 const PHASES = ['deploy', 'bake', 'wave', 'rollback'] as const;
 type Phase = (typeof PHASES)[number];
 
@@ -57,7 +60,10 @@ test(
         const services = await startServices([`crash-${id}-a`, `crash-${id}-b`, `crash-${id}-x`]);
         let worker: Proc | undefined;
         try {
-          const { targetsFile, policyDir } = workerFiles(stack.dir, services, CYCLE_MS);
+          const hold = services[2]!.name;
+          const { targetsFile, policyDir } = workerFiles(stack.dir, services, CYCLE_MS, (name) =>
+            name === hold ? HOLD_MS : 2_000,
+          );
           const env = {
             address: stack.server.address,
             taskQueue: `reliability-crash-${id}`,
@@ -71,20 +77,25 @@ test(
           const finished = handles.map(() => false);
           const results = handles.map((h, i) => h.result().finally(() => (finished[i] = true)));
           for (const r of results) void r.catch(() => undefined);
-
-          // The third release is aborted as soon as it reaches production, so its rollback undoes a wave too.
-          const aborter = (async () => {
-            for (let i = 0; i < 1_500 && !finished[2]; i++) {
-              const st = await tryStatus(handles[2]!, 1_000);
-              if (st?.stage === 'production') return abort(handles[2]!);
-              await sleep(100);
+          const held = handles[2]!;
+          let aborted = false;
+          let abortedAt = 0;
+          /** Aborts the held release once it is in production (bounded), so its rollback undoes a wave. */
+          const abortHeld = async () => {
+            for (let i = 0; i < 600 && !aborted && !finished[2]; i++) {
+              const st = await tryStatus(held, 1_000);
+              if (st?.stage === 'production') {
+                await abort(held);
+                aborted = true;
+                abortedAt = Date.now();
+              } else await sleep(200);
             }
-          })();
+          };
 
           const perRound = Math.min(PHASES.length, KILLS - kills);
-          const offset = rnd.int(0, PHASES.length - 1);
           for (let k = 0; k < perRound && finished.some((f) => !f); k++) {
-            const phase = PHASES[(offset + k) % PHASES.length]!;
+            const phase = PHASES[k]!;
+            if (phase === 'rollback') await abortHeld();
             const phaseDeadline = Math.min(deadline, Date.now() + 100_000);
             let hit: string | undefined;
             // Bounded: polls until a running release is in the phase, or the deadline (then kills wherever it is).
@@ -94,9 +105,15 @@ test(
                 const st = await tryStatus(h, 1_000);
                 if (st && inPhase[phase](st)) hit = `${services[i]!.name} ${st.stage}/${st.state}`;
               }
+              // Right after a kill, queries can go unanswered while the dead worker's sticky queue times out; an
+              // aborted release that has not finished is rolling back whether or not its status answers.
+              if (!hit && phase === 'rollback' && aborted && !finished[2] && Date.now() - abortedAt > 5_000) {
+                hit = `${services[2]!.name} aborted, not finished (status unanswered)`;
+              }
               if (!hit) await sleep(100);
             }
-            await sleep(rnd.int(0, 700));
+            // A rollback of a few undo steps is short: kill early in it rather than after it.
+            await sleep(rnd.int(0, phase === 'rollback' ? 200 : 700));
             await worker.stop('SIGKILL');
             kills++;
             const down = rnd.int(200, 2_000);
@@ -107,7 +124,7 @@ test(
             await sleep(down);
             worker = await spawnWorker(env);
           }
-          await aborter;
+          await abortHeld();
           progress('kills done; waiting for results');
           for (const [i, h] of handles.entries()) {
             verdicts.push(

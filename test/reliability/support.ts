@@ -289,10 +289,11 @@ export function workerFiles(
   dir: string,
   services: Service[],
   cycleMs: number,
+  waveBakeMs: (service: string) => number = () => 2_000,
 ): { targetsFile: string; policyDir: string } {
   const policyDir = writePolicies(
     ORG,
-    services.map((s) => policy(s.name, cycleMs)),
+    services.map((s) => policy(s.name, cycleMs, waveBakeMs(s.name))),
   );
   const targetsFile = join(dir, `targets-${services[0]?.name ?? 'none'}.yaml`);
   const entries = services.map((s) => [s.name, { kind: 'haproxy-fleet', ...s.fleet.target.options }] as const);

@@ -19,7 +19,7 @@ import { survived, verifyRelease, type Verdict } from './verify';
  * Two worker processes poll one task queue. During the canary bake the worker that ran the release's canary deploy
  * (known from its own log file) is SIGKILLed and never restarted: the other one must carry the release to
  * `promoted` on its own. The kill is in the bake, not in a deploy, because a deploy killed mid-flight is retried only
- * after its 1 min heartbeat timeout (crash.test.ts covers that); here the survivor takes over the workflow once the
+ * after its 20 s heartbeat timeout (crash.test.ts covers that); here the survivor takes over the workflow once the
  * dead worker's sticky queue times out (10 s).
  */
 
