@@ -19,6 +19,7 @@ export function renderStatus(s: ReleaseStatus, now = Date.now()): string {
       `   tollgate approve ${s.service} --by <name>`,
     );
   if (s.pause) lines.push(`>> paused by ${s.pause.by} since ${s.pause.since}: ${s.pause.reason}`);
+  for (const r of s.retrying ?? []) lines.push(`>> ${r.activity} failing, attempt ${r.attempt}: ${r.lastError}`);
   if (s.waitingForWindowUntil) lines.push(`>> waiting for a deployment window until ${s.waitingForWindowUntil}`);
   if (s.bake) {
     const b = s.bake;

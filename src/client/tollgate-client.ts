@@ -158,14 +158,26 @@ export class TollgateClient {
     const handle = this.handle(service);
     try {
       const [status, description] = await Promise.all([handle.query(statusQuery), handle.describe()]);
-      const live = description.raw.pendingActivities?.find((a) => a.activityType?.name === 'analyze')?.heartbeatDetails
-        ?.payloads?.[0];
+      const pending = description.raw.pendingActivities ?? [];
+      const live = pending.find((a) => a.activityType?.name === 'analyze')?.heartbeatDetails?.payloads?.[0];
       if (live) {
         const beat = defaultPayloadConverter.fromPayload<AnalysisHeartbeat>(live);
         if (beat.counters.rounds > status.analysis.rounds) {
           status.analysis = { ...beat.counters, checks: beat.checks.length > 0 ? beat.checks : status.analysis.checks };
         }
       }
+      const retrying = pending.flatMap((a) =>
+        a.lastFailure?.message
+          ? [
+              {
+                activity: a.activityType?.name ?? 'activity',
+                attempt: a.attempt ?? 1,
+                lastError: a.lastFailure.message,
+              },
+            ]
+          : [],
+      );
+      if (retrying.length > 0) status.retrying = retrying;
       return projectBake(status, Date.now());
     } catch (err) {
       throw this.translate(err, service);

@@ -86,4 +86,15 @@ export interface ReleaseStatus {
   /** Entries dropped from the front of `audit` to keep the status small. */
   auditDropped: number;
   updatedAt: string;
+  /**
+   * Steps Temporal is retrying right now (a deploy whose target keeps failing), with the last error. The workflow
+   * cannot see activity retries, so clients fill this in from the execution's pending activities.
+   */
+  retrying?: RetryingStep[];
+}
+
+export interface RetryingStep {
+  activity: string;
+  attempt: number;
+  lastError: string;
 }

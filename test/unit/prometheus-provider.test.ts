@@ -126,11 +126,15 @@ describe('query', () => {
   it('reports a garbage body and a JSON body of the wrong shape as malformed', async () => {
     const provider = new PrometheusProvider({ url });
     handler = (_req, res) => res.writeHead(200).end('definitely not json');
-    expect((await queryError(provider.query('q'))).why).toBe('malformed response (not JSON): definitely not json');
+    expect((await queryError(provider.query('q'))).why).toBe(
+      `malformed response from ${url} (not JSON): definitely not json`,
+    );
     handler = json({ status: 'success', data: { resultType: 'vector', result: [{ value: [1, 'lots'] }] } });
-    expect((await queryError(provider.query('q'))).why).toMatch(/^malformed response at data\.result\.0\.value\.1: /);
+    expect((await queryError(provider.query('q'))).why).toBe(
+      `malformed response from ${url} at data.result.0.value.1: expected a sample value`,
+    );
     handler = json({ hello: 'world' });
-    expect((await queryError(provider.query('q'))).why).toMatch(/^malformed response/);
+    expect((await queryError(provider.query('q'))).why).toMatch(/^malformed response from \S+ at status: /);
   });
 
   it('times out after timeoutMs', async () => {

@@ -105,14 +105,18 @@ export class PrometheusProvider implements MetricsProvider {
     try {
       body = JSON.parse(text);
     } catch {
-      const why = status >= 200 && status < 300 ? 'malformed response (not JSON)' : `HTTP ${status} from ${url.origin}`;
+      const why =
+        status >= 200 && status < 300
+          ? `malformed response from ${url.origin} (not JSON)`
+          : `HTTP ${status} from ${url.origin}`;
       throw new MetricsQueryError(query, `${why}: ${excerpt(text)}`);
     }
     const parsed = responseSchema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
-      const why = status >= 200 && status < 300 ? 'malformed response' : `HTTP ${status} from ${url.origin}`;
+      const why =
+        status >= 200 && status < 300 ? `malformed response from ${url.origin}` : `HTTP ${status} from ${url.origin}`;
       throw new MetricsQueryError(query, `${why}${where}: ${issue?.message ?? 'unexpected shape'}`);
     }
     if (parsed.data.status === 'error') {

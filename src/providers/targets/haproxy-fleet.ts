@@ -58,6 +58,8 @@ export const haproxyFleetOptionsSchema = z.object({
       drainMs: z.number().int().positive().default(30_000),
       stopMs: z.number().int().positive().default(15_000),
       lockMs: z.number().int().positive().default(120_000),
+      /** One HAProxy runtime API command, connect to answer: a hung HAProxy fails the step instead of stalling it. */
+      commandMs: z.number().int().positive().default(5_000),
     })
     .prefault({}),
 });
@@ -96,7 +98,7 @@ export class HaproxyFleetTarget implements DeploymentTarget {
     const env = o.env ? { ...process.env, ...o.env } : undefined;
     this.ops = new FleetOps(
       { ...o, env, cwd: o.cwd, timeouts: o.timeouts },
-      new HaproxyRuntime(o.haproxySocket),
+      new HaproxyRuntime(o.haproxySocket, o.timeouts.commandMs),
       this.store,
       this.log,
     );

@@ -33,7 +33,10 @@ export interface ServerStat {
 const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 const HOST = /^[0-9a-fA-F.:]{2,45}$/;
 
-/** A client for HAProxy's runtime API (the `stats socket`), one connection per command. */
+/**
+ * A client for HAProxy's runtime API (the `stats socket`), one connection per command. Each command has a deadline:
+ * a hung HAProxy still accepts connections (the kernel queues them), so without one a step would wait forever.
+ */
 export class HaproxyRuntime {
   constructor(
     readonly socketPath: string,
@@ -49,7 +52,12 @@ export class HaproxyRuntime {
       let answer = '';
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new HaproxySocketError(`no answer from HAProxy on ${this.socketPath} within ${this.timeoutMs} ms`));
+        reject(
+          new HaproxySocketError(
+            `no answer from HAProxy admin socket ${this.socketPath} to "${line}" within ${this.timeoutMs} ms ` +
+              '(HAProxy hung or overloaded?)',
+          ),
+        );
       }, this.timeoutMs);
       socket.setEncoding('utf8');
       socket.on('data', (chunk: string) => (answer += chunk));
@@ -59,7 +67,7 @@ export class HaproxyRuntime {
       });
       socket.on('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(this.socketError(err));
+        reject(this.socketError(err, line));
       });
       socket.end(`${line}\n`);
     });
@@ -139,17 +147,25 @@ export class HaproxyRuntime {
     }
   }
 
-  private socketError(err: NodeJS.ErrnoException): HaproxySocketError {
+  private socketError(err: NodeJS.ErrnoException, command?: string): HaproxySocketError {
     const hint = 'is HAProxy running with "stats socket <path> mode 600 level admin" in its global section?';
     switch (err.code) {
       case 'ENOENT':
         return new HaproxySocketError(`HAProxy admin socket ${this.socketPath} does not exist: ${hint}`);
       case 'ECONNREFUSED':
         return new HaproxySocketError(`nothing listens on HAProxy admin socket ${this.socketPath}: ${hint}`);
+      case 'EAGAIN':
+        // A stopped or hung HAProxy stops accepting: queued connections fill the listen backlog, then connect fails.
+        return new HaproxySocketError(
+          `HAProxy admin socket ${this.socketPath} is not accepting connections` +
+            `${command ? `; "${command}" not sent` : ''} (backlog full: HAProxy hung or overloaded?)`,
+        );
       case 'EACCES':
         return new HaproxySocketError(`no permission to use HAProxy admin socket ${this.socketPath}`);
       default:
-        return new HaproxySocketError(`cannot use HAProxy admin socket ${this.socketPath}: ${err.message}`);
+        return new HaproxySocketError(
+          `cannot use HAProxy admin socket ${this.socketPath}${command ? ` for "${command}"` : ''}: ${err.message}`,
+        );
     }
   }
 }
