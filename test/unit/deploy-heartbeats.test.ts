@@ -48,7 +48,7 @@ test.each(['deploy', 'undo'] as const)(
     const env = new MockActivityEnvironment();
     let beats = 0;
     env.on('heartbeat', () => beats++);
-    const receipt = await env.run((s: DeployStep) => activities(slowTarget(250))[name](s), step);
+    const receipt: DeployReceipt = await env.run((s: DeployStep) => activities(slowTarget(250))[name](s), step);
     expect(receipt.applied).toBe(true);
     // One at the start, then one per 20 ms for 250 ms; timers are coarse under load, so a loose lower bound.
     expect(beats).toBeGreaterThanOrEqual(5);
