@@ -103,3 +103,29 @@ export async function bundle(workflowsPath: string): Promise<string> {
 
 export const ms = (since: number): number => Date.now() - since;
 export const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** First time each workflow reached a point (keyed by the caller), and whoever waits for it. */
+export class Arrivals {
+  private readonly seen = new Map<string, number>();
+  private readonly waiting = new Map<string, (at: number) => void>();
+  mark(key: string, at: number) {
+    if (this.seen.has(key)) return;
+    this.seen.set(key, at);
+    this.waiting.get(key)?.(at);
+    this.waiting.delete(key);
+  }
+  wait(key: string, timeoutMs: number): Promise<number> {
+    const at = this.seen.get(key);
+    if (at !== undefined) return Promise.resolve(at);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(key);
+        reject(new Error(`${key}: not within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(key, (t) => {
+        clearTimeout(timer);
+        resolve(t);
+      });
+    });
+  }
+}

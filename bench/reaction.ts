@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { abortSignal, abortUpdate, statusQuery } from '../src/domain/messages';
-import { servicePolicy, SERVICE, sleepMs, writePolicies } from './fixtures';
+import { abortSignal, abortUpdate, approveSignal, approveUpdate, statusQuery } from '../src/domain/messages';
+import { runBreachBench, type BreachResult } from './breach';
+import { StepWorker } from './breach-worker-handle';
+import { Arrivals, servicePolicy, SERVICE, sleepMs, writePolicies } from './fixtures';
 import { WorkerProcess } from './worker-handle';
 
 export type AbortKind = 'update' | 'signal';
@@ -17,48 +19,56 @@ export interface ReactionTrial {
   closedMs?: number;
 }
 
-export interface ReactionResult {
+export interface AbortResult {
   trials: ReactionTrial[];
   failures: string[];
   wallMs: number;
   batch: number;
 }
 
+export interface ApproveTrial {
+  kind: AbortKind;
+  /** Sending approve → the next deploy activity (the canary's) starting on the worker. */
+  reactionMs: number;
+  /** Update only: sending → the update's answer back at the client. */
+  answerMs?: number;
+}
+
+export interface ApproveResult {
+  trials: ApproveTrial[];
+  failures: string[];
+  wallMs: number;
+  batch: number;
+}
+
+export interface Part<T> {
+  result?: T;
+  error?: string;
+}
+
+export interface ReactionResult {
+  abort: Part<AbortResult>;
+  approve: Part<ApproveResult>;
+  breach: Part<BreachResult>;
+  wallMs: number;
+}
+
 export interface ReactionOptions {
   env: TestWorkflowEnvironment;
   bundlePath: string;
   trialsPerKind: number;
-  /** Releases started together and baking side by side while their aborts go out one at a time. */
+  /** Releases started together and waiting side by side while their messages go out one at a time. */
   batch: number;
+  breachTrials: number;
   deadline: number;
   log: (line: string) => void;
 }
 
-/** First time each workflow reached a point, and whoever waits for it. */
-class Arrivals {
-  private readonly seen = new Map<string, number>();
-  private readonly waiting = new Map<string, (at: number) => void>();
-  mark(key: string, at: number) {
-    if (this.seen.has(key)) return;
-    this.seen.set(key, at);
-    this.waiting.get(key)?.(at);
-    this.waiting.delete(key);
-  }
-  wait(key: string, timeoutMs: number): Promise<number> {
-    const at = this.seen.get(key);
-    if (at !== undefined) return Promise.resolve(at);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(key);
-        reject(new Error(`${key}: not within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiting.set(key, (t) => {
-        clearTimeout(timer);
-        resolve(t);
-      });
-    });
-  }
-}
+/** Each part's own bound (never past the section's deadline), so one slow part cannot starve the next. */
+const PART_BOUND_MS = { abort: 150_000, approve: 150_000, breach: 100_000 } as const;
+type PartName = keyof typeof PART_BOUND_MS;
+/** BENCH_REACTION=approve,breach runs only those parts (a partial run, for working on one of them). */
+const PARTS = new Set((process.env.BENCH_REACTION ?? 'abort,approve,breach').split(','));
 
 async function bakingInCanary(handle: WorkflowHandle, arrivals: Arrivals): Promise<void> {
   await arrivals.wait(`analyze:${handle.workflowId}`, 30_000);
@@ -70,7 +80,7 @@ async function bakingInCanary(handle: WorkflowHandle, arrivals: Arrivals): Promi
   throw new Error(`${handle.workflowId} never settled into canary baking`);
 }
 
-export async function runReactionBench(opts: ReactionOptions): Promise<ReactionResult> {
+async function runAbortBench(opts: ReactionOptions): Promise<AbortResult> {
   const t0 = Date.now();
   const taskQueue = `bench-reaction-${randomUUID().slice(0, 8)}`;
   const policyDir = writePolicies(servicePolicy('1h', '1m'));
@@ -140,4 +150,115 @@ export async function runReactionBench(opts: ReactionOptions): Promise<ReactionR
     await worker.stop();
   }
   return { trials, failures, wallMs: Date.now() - t0, batch: opts.batch };
+}
+
+/** Until the status query shows the release waiting at the canary gate. */
+async function awaitingCanaryApproval(handle: WorkflowHandle, arrivals: Arrivals): Promise<void> {
+  await arrivals.wait(`deploy:staging:${handle.workflowId}`, 30_000);
+  for (let i = 0; i < 250; i++) {
+    const status = await handle.query(statusQuery);
+    if (status.state === 'awaiting-approval' && status.gate?.name === 'canary') return;
+    await sleepMs(20);
+  }
+  throw new Error(`${handle.workflowId} never reached the canary approval gate`);
+}
+
+/**
+ * Approve → next deploy: releases whose policy gates the canary on approval (no four-eyes; the approver is not the
+ * initiator anyway) wait at that gate, and one at a time get `approve`; the clock stops when the canary's deploy
+ * activity starts on the worker. The next approve waits until the approved release is baking, so trials do not
+ * overlap.
+ */
+async function runApproveBench(opts: ReactionOptions): Promise<ApproveResult> {
+  const t0 = Date.now();
+  const taskQueue = `bench-approve-${randomUUID().slice(0, 8)}`;
+  const base = servicePolicy('1h', '1m');
+  const policyDir = writePolicies({ ...base, canary: { ...base.canary, approval: true } });
+  const worker = await StepWorker.start({
+    address: opts.env.address,
+    taskQueue,
+    bundlePath: opts.bundlePath,
+    policyDir,
+  });
+  const arrivals = new Arrivals();
+  worker.onMessage((m) => {
+    if (m.type === 'deploy') arrivals.mark(`deploy:${m.step}:${m.workflowId}`, m.at);
+    if (m.type === 'analyze') arrivals.mark(`analyze:${m.workflowId}`, m.at);
+  });
+  const trials: ApproveTrial[] = [];
+  const failures: string[] = [];
+  const total = 2 * opts.trialsPerKind;
+  try {
+    while (trials.length + failures.length < total && Date.now() < opts.deadline && failures.length < 20) {
+      const b0 = Date.now();
+      const size = Math.min(opts.batch, total - trials.length - failures.length);
+      const handles = await Promise.all(
+        Array.from({ length: size }, () =>
+          opts.env.client.workflow.start('releaseWorkflow', {
+            taskQueue,
+            workflowId: `bench-approve-${randomUUID()}`,
+            args: [{ service: SERVICE, version: '2.0.0', initiator: 'bench' }],
+          }),
+        ),
+      );
+      try {
+        await Promise.all(handles.map((h) => awaitingCanaryApproval(h, arrivals)));
+        for (const handle of handles) {
+          if (Date.now() >= opts.deadline) break;
+          const kind: AbortKind = (trials.length + failures.length) % 2 === 0 ? 'update' : 'signal';
+          const deployed = arrivals.wait(`deploy:canary:${handle.workflowId}`, 10_000);
+          const input = { by: 'bench-approver', comment: 'reaction trial' };
+          const sent = Date.now();
+          try {
+            let answerMs: number | undefined;
+            if (kind === 'update') {
+              await handle.executeUpdate(approveUpdate, { args: [input] });
+              answerMs = Date.now() - sent;
+            } else {
+              await handle.signal(approveSignal, input);
+            }
+            const deployAt = await deployed;
+            trials.push({ kind, reactionMs: deployAt - sent, ...(answerMs !== undefined && { answerMs }) });
+            await arrivals.wait(`analyze:${handle.workflowId}`, 10_000).catch(() => undefined);
+          } catch (err) {
+            deployed.catch(() => undefined);
+            failures.push(`${kind}: ${err instanceof Error ? err.message : String(err)}`);
+          }
+        }
+      } finally {
+        await Promise.all(handles.map((h) => h.terminate('bench over').catch(() => undefined)));
+      }
+      opts.log(`approve: ${trials.length}/${total} trials (${Date.now() - b0} ms for this batch)`);
+    }
+  } finally {
+    await worker.stop();
+  }
+  return { trials, failures, wallMs: Date.now() - t0, batch: opts.batch };
+}
+
+/** Abort → undo, approve → deploy and breach → rollback, one after the other, each bounded on its own. */
+export async function runReactionBench(opts: ReactionOptions): Promise<ReactionResult> {
+  const t0 = Date.now();
+  const part = async <T>(name: PartName, run: (deadline: number) => Promise<T>): Promise<Part<T>> => {
+    if (!PARTS.has(name)) return { error: 'skipped (BENCH_REACTION)' };
+    try {
+      return { result: await run(Math.min(opts.deadline, Date.now() + PART_BOUND_MS[name])) };
+    } catch (err) {
+      opts.log(`reaction/${name}: failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      return { error: err instanceof Error ? err.message : String(err) };
+    }
+  };
+  const abort = await part('abort', (deadline) => runAbortBench({ ...opts, deadline }));
+  const approve = await part('approve', (deadline) => runApproveBench({ ...opts, deadline }));
+  const breach = await part('breach', (deadline) =>
+    runBreachBench({
+      env: opts.env,
+      bundlePath: opts.bundlePath,
+      trials: opts.breachTrials,
+      lanes: 4,
+      deadline,
+      log: opts.log,
+    }),
+  );
+  return { abort, approve, breach, wallMs: Date.now() - t0 };
 }

@@ -1,6 +1,8 @@
 import type { ConcurrencyResult, HistogramSummary } from './concurrency';
 import { HISTORY_EVENT_LIMIT, type CycleResult, type RunCost } from './history';
 import type { BenchReport, SectionOutcome } from './run';
+import type { AbortResult, ApproveResult } from './reaction';
+import type { BreachResult, BreachTrial } from './breach';
 import { medianRange, num, summarize, type Summary } from './stats';
 
 const GOAL_MAX_EVENTS = 4_096;
@@ -12,6 +14,8 @@ interface Goal {
   goal: string;
   measured: string;
   met: boolean | undefined;
+  /** Instead of met / not met, for figures without a numeric goal. */
+  verdict?: string;
 }
 
 const verdict = (met: boolean | undefined) => (met === undefined ? 'not measured' : met ? '**met**' : '**not met**');
@@ -194,11 +198,18 @@ Section wall time: ${seconds(s.wallMs)}.
 `;
 }
 
-function reactionSection(report: BenchReport, goals: Goal[], findings: string[]): string {
-  const r = report.reaction.result;
+const failedTrials = (failures: string[]) =>
+  failures.length > 0
+    ? `Failed trials (${failures.length}): ${failures.slice(0, 5).join('; ')}`
+    : 'Failed trials: none.';
+const partFailed = (name: string, part: { error?: string }) =>
+  part.error !== undefined ? `_${name} did not complete: ${part.error}_\n` : '';
+const span = (s: Summary) => (s.n === 0 ? 'n/a' : s.min === s.max ? num(s.min) : `${num(s.min)}–${num(s.max)}`);
+
+function abortPart(r: AbortResult | undefined, goals: Goal[], findings: string[]): string {
   if (!r) {
     goals.push({ goal: 'abort → first undo started: p99 ≤ 250 ms', measured: 'n/a', met: undefined });
-    return `## 3. Reaction time\n\n${failed('The reaction bench', report.reaction)}`;
+    return '';
   }
   const rows = (['update', 'signal'] as const).map((kind) => {
     const trials = r.trials.filter((t) => t.kind === kind);
@@ -227,9 +238,7 @@ function reactionSection(report: BenchReport, goals: Goal[], findings: string[])
     measured: rows.map((x) => `${x.kind} p99 ${num(x.s.p99)} ms (n = ${x.s.n})`).join('; '),
     met: rows.every((x) => x.s.n > 0) ? worst <= GOAL_ABORT_P99_MS && enough : undefined,
   });
-  return `## 3. Reaction time: abort → first undo (dev server)
-
-Releases (1-hour cycle, 1-minute analysis, instant analysis double) are started ${r.batch} at a time on one worker
+  return `Releases (1-hour cycle, 1-minute analysis, instant analysis double) are started ${r.batch} at a time on one worker
 process ([\`bench/worker-process.ts\`](bench/worker-process.ts)) and each is left baking in canary; then, one release
 at a time, the bench sends \`abort\` — as an update and as a signal, alternately — and times from just before the
 client call to the moment the first \`undo\` activity starts on the worker (a timestamp taken in the activity, sent to
@@ -240,8 +249,147 @@ not overlap; the other baking releases of the batch stay on the worker as backgr
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.map((x) => x.row).join('\n')}
 
-${r.failures.length > 0 ? `Failed trials (${r.failures.length}): ${r.failures.slice(0, 5).join('; ')}\n\n` : 'Failed trials: none.\n\n'}Not measured here: approve → next deploy, and a breach visible in Prometheus → rollback (issue 7 lists both).
+${failedTrials(r.failures)} Wall time: ${seconds(r.wallMs)}.
+`;
+}
 
+function approvePart(r: ApproveResult | undefined, goals: Goal[]): string {
+  if (!r) {
+    goals.push({ goal: 'approve → next deploy started (no numeric goal)', measured: 'n/a', met: undefined });
+    return '';
+  }
+  const rows = (['update', 'signal'] as const).map((kind) => {
+    const trials = r.trials.filter((t) => t.kind === kind);
+    const s = summarize(trials.map((t) => t.reactionMs));
+    const answer = summarize(trials.flatMap((t) => (t.answerMs !== undefined ? [t.answerMs] : [])));
+    return {
+      kind,
+      s,
+      row: `| ${kind} | ${s.n} | ${num(s.p50)} ms | ${num(s.p95)} ms | ${num(s.p99)} ms | ${num(s.min)}–${num(s.max)} ms | ${answer.n > 0 ? `${num(answer.p50)} / ${num(answer.p99)} ms` : '—'} |`,
+    };
+  });
+  goals.push({
+    goal: 'approve → next deploy activity started (dev server; issue 7 sets no number)',
+    measured: rows.map((x) => `${x.kind} p50 ${num(x.s.p50)} ms, p99 ${num(x.s.p99)} ms (n = ${x.s.n})`).join('; '),
+    met: undefined,
+    verdict: 'figures only',
+  });
+  return `The same kind of releases, but their policy gates the canary on approval (\`canary.approval: true\`, no
+four-eyes; the approver \`bench-approver\` is not the initiator anyway). They are started ${r.batch} at a time on a worker
+process that reports every activity start ([\`bench/breach-worker.ts\`](bench/breach-worker.ts), instant analysis
+double) and each is left at the canary gate until the \`status\` query shows \`awaiting-approval\`; then, one release
+at a time, the bench sends \`approve\` — update and signal alternately — and times from just before the client call
+to the moment the canary's \`deploy\` activity starts on the worker. The next approve waits until the approved release
+has started its canary analysis, so trials do not overlap.
+
+| approve via | trials | p50 | p95 | p99 | min–max | update answered at the client, p50 / p99 |
+| --- | --- | --- | --- | --- | --- | --- |
+${rows.map((x) => x.row).join('\n')}
+
+${failedTrials(r.failures)} Wall time: ${seconds(r.wallMs)}.
+`;
+}
+
+function breachPart(r: BreachResult | undefined, goals: Goal[]): string {
+  if (!r) {
+    goals.push({ goal: 'metric breach visible in Prometheus → rollback started', measured: 'n/a', met: undefined });
+    return '';
+  }
+  const limits = [...new Set(r.trials.map((t) => t.failureLimit))].sort((a, b) => b - a);
+  const figures = limits.map((limit) => {
+    const trials = r.trials.filter((t) => t.failureLimit === limit);
+    const pick = (f: (t: BreachTrial) => number) => summarize(trials.map(f));
+    const inIntervals = (f: (t: BreachTrial) => number) => pick((t) => f(t) / r.intervalMs);
+    const visible = inIntervals((t) => t.visibleToRollbackMs);
+    const flip = inIntervals((t) => t.flipToRollbackMs);
+    const seen = pick((t) => t.flipToVisibleMs);
+    const decision = pick((t) => t.decisionToRollbackMs);
+    const rounds = pick((t) => t.rounds);
+    const failed = pick((t) => t.failedRounds);
+    const noData = trials.reduce((a, t) => a + t.noDataRounds, 0);
+    return {
+      limit,
+      visible,
+      flip,
+      row:
+        `| ${limit} | ${trials.length} | ${medianRange(visible, 2)} | ${medianRange(flip, 2)} | ` +
+        `${medianRange(seen, 0, ' ms')} | ${medianRange(decision, 0, ' ms')} | ${span(rounds)} (failed ${span(failed)}; without data: ${noData} in all trials) |`,
+    };
+  });
+  goals.push({
+    goal: `metric breach visible in Prometheus → rollback started, in analysis intervals (${num(r.intervalMs / 1000)} s; bound by design: failureLimit intervals, see §3)`,
+    measured: figures.length
+      ? figures
+          .map(
+            (f) =>
+              `failureLimit ${f.limit}: median ${num(f.visible.median, 2)}, max ${num(f.visible.max, 2)} from visible (` +
+              `${num(f.flip.median, 2)} / ${num(f.flip.max, 2)} from the flip; n = ${f.visible.n})`,
+          )
+          .join('; ')
+      : 'n/a',
+    met: undefined,
+    verdict: 'figures only',
+  });
+  return `A real Prometheus (${r.prometheus}; its own config and TSDB in a temp dir) scrapes every ${num(r.scrapeMs / 1000)} s
+a target in the bench process ([\`bench/breach-exporter.ts\`](bench/breach-exporter.ts)) that serves the demo
+service's request counters for the stable fleet and for each canary version, growing at 200 requests/s, 0.2 % of
+them 5xx. Releases analyse their canary with the **real** \`analyze\` activity through the project's Prometheus
+provider, one check \`error-ratio\` (max 1 %) every ${num(r.intervalMs / 1000)} s, so the query's rate window is
+[${r.rateWindow}]: \`${r.query}\`. Once a canary has passed a round, the bench waits a random fraction of an interval
+and flips its error share to 20 % at T_flip; it polls Prometheus' instant query API with the same query every 25 ms
+until the answer shows the breach (T_visible, the answer's arrival), and T_rollback is the first \`undo\` starting on
+the worker ([\`bench/breach-worker.ts\`](bench/breach-worker.ts), which also reports each round's query time and
+values). Trials alternate between failureLimit 3 (the service policy; the default and \`checkout\`'s) and 1 (a
+release request tightening it), ${r.lanes} releases in flight at once. Figures: median (min–max) over the trials.
+
+| failureLimit | trials | T_visible → T_rollback, intervals | T_flip → T_rollback, intervals | T_flip → T_visible | deciding round's query → undo started | analysis rounds T_flip → T_rollback |
+| --- | --- | --- | --- | --- | --- | --- |
+${figures.map((f) => f.row).join('\n')}
+
+What bounds it:
+
+- **The analysis interval.** Rounds run every interval at a phase the breach does not choose, so the first round
+  after the breach is visible comes 0–1 interval later.
+- **failureLimit.** A non-critical check rolls back at its failureLimit-th failed round (failed rounds are counted
+  over the stage, like Flagger's failed-checks counter: a passing round in between does not reset them), so the
+  rollback lands failureLimit − 1 intervals after the first failed round: from T_visible, between failureLimit − 1
+  and failureLimit intervals, plus the deciding round's own latency (its query, the activity's completion, a workflow
+  task, the undo's dispatch: the "deciding round → undo" column). A \`critical\` check rolls back on its first failed
+  round, as failureLimit 1 does here.
+- **The scrape interval** puts T_visible up to one scrape (plus ingestion) after T_flip.
+- **The rate window** (one interval, \`[${r.rateWindow}]\`) mixes samples from before and after the flip: a 20 % share
+  breaks the 1 % bound as soon as one post-flip scrape is in the window, but a breach closer to the bound needs more of
+  the window, up to a whole interval, before a round sees it — and Prometheus' instant query sees it at the same
+  moment, so that wait falls in T_flip → T_visible, not after it. A window of two scrapes is short: a round that
+  finds a single sample in it gets no data, which is inconclusive and not a failure, so it adds an interval (the
+  "without data" count above). A rate window of at least four scrape intervals (Prometheus' usual advice) avoids it;
+  the templates tie the window to the analysis interval, so that means an interval ≥ 4 scrapes.
+- So T_visible → T_rollback ≤ failureLimit intervals + the deciding round's latency, one more interval per round
+  without data; T_flip → T_rollback ≤ that + one scrape + (for a marginal breach) one rate window.
+
+${failedTrials(r.failures)} Wall time: ${seconds(r.wallMs)}.
+`;
+}
+
+function reactionSection(report: BenchReport, goals: Goal[], findings: string[]): string {
+  const r = report.reaction.result;
+  if (!r) {
+    abortPart(undefined, goals, findings);
+    approvePart(undefined, goals);
+    breachPart(undefined, goals);
+    return `## 3. Reaction time\n\n${failed('The reaction bench', report.reaction)}`;
+  }
+  return `## 3. Reaction time (dev server)
+
+### Abort → first undo
+
+${partFailed('The abort bench', r.abort)}${abortPart(r.abort.result, goals, findings)}
+### Approve → next deploy
+
+${partFailed('The approve bench', r.approve)}${approvePart(r.approve.result, goals)}
+### Metric breach visible in Prometheus → rollback
+
+${partFailed('The breach bench', r.breach)}${breachPart(r.breach.result, goals)}
 Section wall time: ${seconds(r.wallMs)}.
 `;
 }
@@ -252,7 +400,7 @@ const latency = (h: HistogramSummary | undefined) =>
 const maxCachedNote = (report: BenchReport) =>
   report.command.includes('BENCH_MAX_CACHED_WORKFLOWS')
     ? ', set by the bench'
-    : ', the SDK default from the heap limit';
+    : ", the worker's `TOLLGATE_MAX_CACHED_WORKFLOWS`";
 
 function concurrencySection(report: BenchReport, goals: Goal[], findings: string[]): string {
   const done = report.concurrency.filter((c): c is { result: ConcurrencyResult } => c.result !== undefined);
@@ -279,11 +427,11 @@ function concurrencySection(report: BenchReport, goals: Goal[], findings: string
     goal: '1,000 concurrent baking releases on one worker: CPU ≤ 50 % of a core, peak RSS ≤ 1 GiB, zero errors',
     measured: thousand
       ? `CPU ${num(thousand.whole.cpuPercent, 1)} % (steady ${num(thousand.steady.cpuPercent, 1)} %), peak RSS ${num(thousand.peakRssMiB)} MiB, ${thousand.errors.length} errors`
-      : `not run by default (time bound); 100 releases: ${done
+      : `1,000 not run (BENCH_CONCURRENCY or the time bound); ${done
           .filter((c) => c.result.releases === 100)
           .map(
             ({ result: c }) =>
-              `CPU ${num(c.whole.cpuPercent, 1)} % over the window (steady ${num(c.steady.cpuPercent, 1)} %), peak RSS ${num(c.peakRssMiB)} MiB, ${c.errors.length} errors`,
+              `100 releases: CPU ${num(c.whole.cpuPercent, 1)} % over the window (steady ${num(c.steady.cpuPercent, 1)} %), peak RSS ${num(c.peakRssMiB)} MiB, ${c.errors.length} errors`,
           )
           .join('')}`,
     met: thousand
@@ -299,17 +447,20 @@ function concurrencySection(report: BenchReport, goals: Goal[], findings: string
         `${le(c.rampUp.workflowTaskScheduleToStart?.p99LeMs ?? NaN)} while ${num(c.releases)} releases start in the same ` +
         `second on 2 shared cores). Peak RSS ${num(c.peakRssMiB)} MiB: ≈ ${num(perRelease(c), 1)} MiB over idle per ` +
         `release, ${c.worker.maxCachedWorkflows >= c.releases ? 'every one of them' : `at most ${num(c.worker.maxCachedWorkflows)}`} ` +
-        `cached (cache ${num(c.worker.maxCachedWorkflows)}${maxCachedNote(report)}); how much ` +
-        `of it is live workflow state and how much V8 heap headroom is not measured here (explore with ` +
-        `\`BENCH_MAX_CACHED_WORKFLOWS\` and \`NODE_OPTIONS=--max-old-space-size=…\`). With real analysis every baking ` +
-        `release also holds one long-running \`analyze\` activity: \`maxConcurrentActivityTaskExecutions\` (SDK ` +
-        `default 100) must be ≥ the releases a worker carries, or stretches queue.`,
+        `cached (cache ${num(c.worker.maxCachedWorkflows)}${maxCachedNote(report)}). Most of it is module state, not ` +
+        `release state: the SDK's reusable V8 context evaluates every module a workflow imports once per cached ` +
+        `workflow unless the bundle preloads it, and zod with the domain's schemas weighs ≈ 1.1 MiB of heap and ≈ 15 ms ` +
+        `of CPU per workflow (profiled outside the bench; \`PRELOAD_MODULES\` in src/worker.ts). With real analysis ` +
+        `every baking release also holds one long-running \`analyze\` activity: \`maxConcurrentActivityTaskExecutions\` ` +
+        `(\`TOLLGATE_MAX_ACTIVITIES\`, ${num(c.worker.maxConcurrentActivityTaskExecutions)} here) must be ≥ the ` +
+        `releases a worker carries, or stretches queue.`,
     );
   }
   return `## 4. Concurrency: releases baking at once on one worker (dev server)
 
-One worker process (real activities, dry-run target, instant analysis double; SDK defaults for slots and, unless
-\`BENCH_MAX_CACHED_WORKFLOWS\` is set, for the workflow cache)
+One worker process (real activities, dry-run target, instant analysis double; the product worker's capacity
+settings — \`workerCapacity\` in src/worker.ts, unless \`BENCH_MAX_CACHED_WORKFLOWS\` overrides the cache — and
+its bundler options, ${first ? `a ${num(first.worker.bundleKiB)} KiB bundle` : 'as `npm run build`'})
 serves N releases started at once (${first ? `${first.cycle} cycle, analysis every ${first.interval}` : ''}, so
 each wakes at least once in the steady window). CPU is the worker process's own \`process.cpuUsage()\` over wall
 time (100 % = one core); RSS is sampled every 100 ms; schedule-to-start comes from the SDK's Prometheus metrics
@@ -327,9 +478,8 @@ ${memory.join('\n')}
 
 ${failures}The ramp-up is a burst (every release starts in the same second and each needs ~8 activities and ~10
 workflow tasks to reach canary) on 2 cores shared with the dev server and the bench driver; its schedule-to-start
-is queueing behind that burst. 1,000 releases are left out by default to keep \`npm run bench\` bounded (they
-take about 3½ minutes more): set \`BENCH_CONCURRENCY=100,1000\` to add them, and
-\`BENCH_MAX_CACHED_WORKFLOWS=N\` to bound the worker's cache.
+is queueing behind that burst. \`BENCH_CONCURRENCY\` sets the numbers of releases (default 100,1000) and
+\`BENCH_MAX_CACHED_WORKFLOWS=N\` overrides the worker's cache.
 
 ${done.map(({ result: c }) => `Section wall time (${num(c.releases)}): ${seconds(c.wallMs)}.`).join(' ')}
 `;
@@ -367,7 +517,7 @@ Re-run it to refresh this file; compare figures side by side within one run, not
 
 | goal | measured | verdict |
 | --- | --- | --- |
-${goals.map((g) => `| ${g.goal} | ${g.measured} | ${verdict(g.met)} |`).join('\n')}
+${goals.map((g) => `| ${g.goal} | ${g.measured} | ${g.verdict ?? verdict(g.met)} |`).join('\n')}
 
 ## Findings
 

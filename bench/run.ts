@@ -2,10 +2,10 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { DefaultLogger, makeTelemetryFilterString, Runtime } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, makeTelemetryFilterString, Runtime } from '@temporalio/worker';
 import { PROJECT_ROOT } from '../scripts/temporal-binaries';
+import { workflowBundlerOptions } from '../src/worker';
 import { runConcurrencyBench, type ConcurrencyResult } from './concurrency';
-import { bundle } from './fixtures';
 import { runHistoryBench, type HistoryResult } from './history';
 import { machine, versions } from './machine';
 import { runReactionBench, type ReactionResult } from './reaction';
@@ -16,13 +16,19 @@ import { runStartupBench, type StartupResult } from './startup';
 /**
  * `npm run bench`: every figure in one invocation, each section bounded in wall time, written to BENCHMARKS.md.
  * Knobs (environment): BENCH_QUICK=1 runs a few repetitions of everything (a smoke test of the bench, figures not
- * for keeping); BENCH_CONCURRENCY=100,1000 adds 1,000 concurrent releases (about 3 more minutes); BENCH_SECTIONS
- * (history,startup,reaction,concurrency) and BENCH_OUT (another file) for a partial run; BENCH_BUDGET_MS bounds
- * the whole run; BENCH_MAX_CACHED_WORKFLOWS sets the concurrency worker's workflow cache.
+ * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_SECTIONS
+ * (history,startup,reaction,concurrency), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another file) for a
+ * partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency worker's
+ * workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS).
  */
 const quick = process.env.BENCH_QUICK === '1';
-const concurrencyLevels = (process.env.BENCH_CONCURRENCY ?? '100').split(',').map(Number);
-const BUDGET_MS = Number(process.env.BENCH_BUDGET_MS ?? 345_000 + 200_000 * (concurrencyLevels.length - 1));
+const concurrencyLevels = (process.env.BENCH_CONCURRENCY ?? '100,1000').split(',').map(Number);
+/** A concurrency run's wall-time bound: start-up burst, steady window, then describing and terminating every release. */
+const concurrencyBoundMs = (releases: number) => (releases >= 1000 ? 240_000 : 120_000);
+// 210 s of it for the reaction section's approve → deploy and breach → rollback parts (≈ 160 s in a run).
+const BUDGET_MS = Number(
+  process.env.BENCH_BUDGET_MS ?? 435_000 + concurrencyLevels.reduce((sum, n) => sum + concurrencyBoundMs(n), 0),
+);
 const maxCached = process.env.BENCH_MAX_CACHED_WORKFLOWS ? Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) : undefined;
 const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? 'history,startup,reaction,concurrency').split(','));
 
@@ -45,6 +51,9 @@ export interface BenchReport {
   totalMs: number;
 }
 
+const noop = () => undefined;
+const quietBundlerLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: console.error };
+
 const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 
 async function section<T>(name: string, run: () => Promise<T>): Promise<SectionOutcome<T>> {
@@ -66,7 +75,14 @@ async function main(): Promise<void> {
   const end = t0 + BUDGET_MS;
   /** A section's deadline: its own bound, never past the overall end. */
   const until = (boundMs: number) => Math.min(end, Date.now() + boundMs);
-  const knobs = ['BENCH_QUICK', 'BENCH_CONCURRENCY', 'BENCH_SECTIONS', 'BENCH_BUDGET_MS', 'BENCH_MAX_CACHED_WORKFLOWS']
+  const knobs = [
+    'BENCH_QUICK',
+    'BENCH_CONCURRENCY',
+    'BENCH_SECTIONS',
+    'BENCH_REACTION',
+    'BENCH_BUDGET_MS',
+    'BENCH_MAX_CACHED_WORKFLOWS',
+  ]
     .filter((k) => process.env[k] !== undefined)
     .map((k) => `${k}=${process.env[k]} `)
     .join('');
@@ -84,6 +100,9 @@ async function main(): Promise<void> {
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } },
   });
   const b0 = Date.now();
+  // Bundled as `npm run build` bundles the product, so the bench's workers run what a real worker runs.
+  const bundle = async (workflowsPath: string) =>
+    (await bundleWorkflowCode({ workflowsPath, logger: quietBundlerLogger, ...workflowBundlerOptions() })).code;
   const benchCode = await bundle(require.resolve('./workflows'));
   const releaseCode = await bundle(require.resolve('../src/workflows'));
   const bundlePath = join(tmpdir(), `tollgate-bench-${randomUUID().slice(0, 8)}.js`);
@@ -116,7 +135,15 @@ async function main(): Promise<void> {
       }),
     );
     report.reaction = await section('reaction', () =>
-      runReactionBench({ env, bundlePath, trialsPerKind: quick ? 20 : 200, batch: 25, deadline: until(150_000), log }),
+      runReactionBench({
+        env,
+        bundlePath,
+        trialsPerKind: quick ? 20 : 200,
+        batch: 25,
+        breachTrials: quick ? 4 : 20,
+        deadline: until(400_000),
+        log,
+      }),
     );
     report.concurrency = [];
     for (const releases of concurrencyLevels) {
@@ -128,7 +155,7 @@ async function main(): Promise<void> {
             releases,
             steadyMs: quick ? 10_000 : 60_000,
             ...(maxCached !== undefined && { maxCachedWorkflows: maxCached }),
-            deadline: until(releases >= 1000 ? 300_000 : 120_000),
+            deadline: until(concurrencyBoundMs(releases)),
             log,
           }),
         ),

@@ -2,7 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import type { WorkerMessage, WorkerProcessConfig } from './worker-process';
+import type { WorkerMessage, WorkerProcessConfig, WorkerSettings } from './worker-process';
 
 type Usage = Extract<WorkerMessage, { type: 'usage' }>;
 
@@ -11,7 +11,7 @@ export class WorkerProcess {
   private readonly listeners = new Set<(m: WorkerMessage) => void>();
 
   /** The worker's effective settings, as it reported them once ready. */
-  settings = { maxCachedWorkflows: NaN };
+  settings: WorkerSettings = { maxCachedWorkflows: NaN, maxConcurrentActivityTaskExecutions: NaN, bundleKiB: NaN };
 
   private constructor(private readonly child: ChildProcess) {
     child.on('message', (m: WorkerMessage) => this.listeners.forEach((l) => l(m)));
@@ -28,7 +28,8 @@ export class WorkerProcess {
       timeoutMs,
       'worker start',
     );
-    worker.settings = { maxCachedWorkflows: ready.maxCachedWorkflows };
+    const { type: _ready, ...settings } = ready;
+    worker.settings = settings;
     return worker;
   }
 

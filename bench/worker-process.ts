@@ -1,4 +1,7 @@
+import { statSync } from 'node:fs';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { loadWorkerConfig } from '../src/config/worker-config';
+import { workerCapacity } from '../src/worker';
 import { benchActivities } from './fixtures';
 
 /** What the parent passes in BENCH_WORKER (JSON). */
@@ -11,13 +14,20 @@ export interface WorkerProcessConfig {
   metricsAddress?: string;
   /** Tell the parent about every analysis call and undo start (reaction bench). */
   reportActivities: boolean;
-  /** The worker's workflow cache size; the SDK's default (from the heap limit) when absent. */
+  /** Overrides the worker's workflow cache size (TOLLGATE_MAX_CACHED_WORKFLOWS, else the product's default). */
   maxCachedWorkflows?: number;
+}
+
+/** The settings a bench worker ran with, as the SDK resolved them. */
+export interface WorkerSettings {
+  maxCachedWorkflows: number;
+  maxConcurrentActivityTaskExecutions: number;
+  bundleKiB: number;
 }
 
 /** Messages to the parent over the IPC channel. */
 export type WorkerMessage =
-  | { type: 'ready'; maxCachedWorkflows: number }
+  | ({ type: 'ready' } & WorkerSettings)
   | { type: 'analyze'; workflowId: string; at: number }
   | { type: 'undo'; workflowId: string; at: number }
   | {
@@ -66,6 +76,15 @@ async function main(): Promise<void> {
   });
   let peakRss = process.memoryUsage().rss;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+  // The product's capacity settings, from the same environment schema the real worker parses.
+  const capacity = workerCapacity(
+    loadWorkerConfig({
+      ...process.env,
+      ...(config.maxCachedWorkflows !== undefined && {
+        TOLLGATE_MAX_CACHED_WORKFLOWS: String(config.maxCachedWorkflows),
+      }),
+    }),
+  );
   const connection = await NativeConnection.connect({ address: config.address });
   const worker = await Worker.create({
     connection,
@@ -81,7 +100,7 @@ async function main(): Promise<void> {
         : {},
     ),
     shutdownGraceTime: '2s',
-    ...(config.maxCachedWorkflows !== undefined && { maxCachedWorkflows: config.maxCachedWorkflows }),
+    ...capacity,
   });
   const cpuAtStart = process.cpuUsage();
   process.on('message', (message: { type?: string }) => {
@@ -100,7 +119,12 @@ async function main(): Promise<void> {
       worker.shutdown();
     }
   });
-  send({ type: 'ready', maxCachedWorkflows: worker.options.maxCachedWorkflows });
+  send({
+    type: 'ready',
+    maxCachedWorkflows: worker.options.maxCachedWorkflows,
+    maxConcurrentActivityTaskExecutions: capacity.maxConcurrentActivityTaskExecutions ?? NaN,
+    bundleKiB: statSync(config.bundlePath).size / 1024,
+  });
   await worker.run();
   clearInterval(sampler);
   await connection.close();

@@ -20,6 +20,17 @@ const workerEnvSchema = connectionEnvSchema.and(
     TOLLGATE_SHUTDOWN_GRACE: durationMs.default(30_000),
     /** Each baking release holds one long, mostly idle analysis activity: the SDK's default of 100 is too few. */
     TOLLGATE_MAX_ACTIVITIES: z.coerce.number().int().min(1).max(100_000).default(2_000),
+    /**
+     * Releases kept in the worker's workflow cache. A cached release costs memory (≈0.75 MiB with zod preloaded,
+     * ≈2 MiB without: see PRELOAD_MODULES in src/worker.ts), an evicted one a replay of its history when it next
+     * wakes. The SDK's default, sized from the V8 heap limit (2,310 with a 4 GiB heap), lets a worker pass 1 GiB.
+     */
+    TOLLGATE_MAX_CACHED_WORKFLOWS: z.coerce
+      .number()
+      .int('expected a whole number of workflows')
+      .min(40, 'must be at least 40 (the worker runs up to 40 workflow tasks at once)')
+      .max(100_000)
+      .default(1_000),
     TOLLGATE_POLICY_DIR: z.string().min(1).default('policies'),
     /** YAML file mapping services to deployment targets; without it every service goes to the dry-run target. */
     TOLLGATE_TARGETS_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),

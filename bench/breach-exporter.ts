@@ -1,0 +1,85 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { REQUESTS_TOTAL } from '../src/domain/check-templates';
+
+/**
+ * A scrape target standing in for the demo fleet: request counters of the stable baseline and of any number of
+ * canary versions, each growing at a steady rate with its own share of 5xx answers, which the bench can change at a
+ * recorded moment. Counters are integrated piecewise, so a flip changes the slope from that instant on.
+ */
+
+const REQUESTS_PER_SECOND = 200;
+
+interface Series {
+  track: 'canary' | 'stable';
+  version: string;
+  errorShare: number;
+  requests: number;
+  errors: number;
+  at: number;
+}
+
+export class BreachExporter {
+  private readonly series = new Map<string, Series>();
+  private readonly server: Server;
+
+  private constructor(
+    private readonly service: string,
+    stableVersion: string,
+  ) {
+    this.server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(this.render(Date.now()));
+    });
+    this.set('stable', stableVersion, 0);
+  }
+
+  /** Listening on 127.0.0.1; `target` is what Prometheus scrapes. */
+  static async start(service: string, stableVersion: string): Promise<{ exporter: BreachExporter; target: string }> {
+    const exporter = new BreachExporter(service, stableVersion);
+    exporter.server.listen(0, '127.0.0.1');
+    await once(exporter.server, 'listening');
+    return { exporter, target: `127.0.0.1:${(exporter.server.address() as AddressInfo).port}` };
+  }
+
+  /** Starts or changes a series' error share; returns the moment the new share applies from. */
+  set(track: Series['track'], version: string, errorShare: number): number {
+    const now = Date.now();
+    const key = `${track}/${version}`;
+    const s = this.series.get(key);
+    if (s) {
+      this.advance(s, now);
+      s.errorShare = errorShare;
+    } else {
+      this.series.set(key, { track, version, errorShare, requests: 0, errors: 0, at: now });
+    }
+    return now;
+  }
+
+  remove(track: Series['track'], version: string): void {
+    this.series.delete(`${track}/${version}`);
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private advance(s: Series, now: number): void {
+    const served = (REQUESTS_PER_SECOND * (now - s.at)) / 1000;
+    s.requests += served;
+    s.errors += served * s.errorShare;
+    s.at = now;
+  }
+
+  private render(now: number): string {
+    const lines = [`# TYPE ${REQUESTS_TOTAL} counter`];
+    for (const s of this.series.values()) {
+      this.advance(s, now);
+      const labels = `service="${this.service}",track="${s.track}",version="${s.version}"`;
+      lines.push(`${REQUESTS_TOTAL}{${labels},code="200"} ${s.requests - s.errors}`);
+      lines.push(`${REQUESTS_TOTAL}{${labels},code="500"} ${s.errors}`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+}
