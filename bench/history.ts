@@ -12,7 +12,9 @@ type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 /** Where the real server terminates a run (the time-skipping server does not enforce it). */
 export const HISTORY_EVENT_LIMIT = 51_200;
 /** The analysis proxy's heartbeat timeout in src/workflows/release.ts; decides the SDK's heartbeat throttle. */
-const ANALYSIS_HEARTBEAT_TIMEOUT_MS = 30_000;
+export const ANALYSIS_HEARTBEAT_TIMEOUT_MS = 120_000;
+/** How often the SDK forwards a heartbeat at most: min(0.8 × heartbeat timeout, maxHeartbeatThrottleInterval 60 s). */
+export const HEARTBEAT_THROTTLE_MS = Math.min(0.8 * ANALYSIS_HEARTBEAT_TIMEOUT_MS, 60_000);
 const INTERVAL_MS = 60_000;
 
 export const CYCLES = [

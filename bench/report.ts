@@ -1,5 +1,11 @@
 import type { ConcurrencyResult, HistogramSummary } from './concurrency';
-import { HISTORY_EVENT_LIMIT, type CycleResult, type RunCost } from './history';
+import {
+  ANALYSIS_HEARTBEAT_TIMEOUT_MS,
+  HEARTBEAT_THROTTLE_MS,
+  HISTORY_EVENT_LIMIT,
+  type CycleResult,
+  type RunCost,
+} from './history';
 import type { BenchReport, SectionOutcome } from './run';
 import type { AbortResult, ApproveResult } from './reaction';
 import type { BreachResult, BreachTrial } from './breach';
@@ -100,15 +106,15 @@ function historySection(report: BenchReport, goals: Goal[], findings: string[]):
       });
       findings.push(
         `- **Heartbeats, not history, decide the 7-day bill.** A real analysis stretch heartbeats every 5 s; the ` +
-          `SDK forwards at most one per min(0.8 × 30 s heartbeat timeout, 60 s) = 24 s, so a 7-day bake sends ` +
-          `≈ ${num(c.heartbeatsEstimate)} heartbeats, each a billable action: ${num(c.heartbeatsEstimate / actions.median, 0)}× ` +
-          `the ${num(actions.median)} actions in its history. Counting them, a Tollgate release costs ≈ ${num(withBeats)} ` +
-          `actions, ${num(withBeats / (projectedActions ?? NaN), 2)}× the naive design's ≈ ${num(projectedActions ?? NaN)} ` +
-          `(projected), although its history is ${num(ratio, 0)}× smaller. Not changed here (src/ is outside the bench): ` +
-          `a longer heartbeat timeout on the analysis proxy (e.g. 5 min, then throttled by the worker's 60 s ` +
-          `maxHeartbeatThrottleInterval: ≈ ${num(Math.ceil(c.cycleMs / 60_000))} per 7 days) and a larger ` +
-          `maxHeartbeatThrottleInterval for fewer still; the price is slower detection of a worker that died ` +
-          `mid-stretch and staler live rounds in \`status\`.`,
+          `SDK forwards at most one per min(0.8 × ${num(ANALYSIS_HEARTBEAT_TIMEOUT_MS / 1000)} s heartbeat timeout, 60 s) = ` +
+          `${num(HEARTBEAT_THROTTLE_MS / 1000)} s, so a 7-day bake sends ≈ ${num(c.heartbeatsEstimate)} heartbeats, each a ` +
+          `billable action: ${num(c.heartbeatsEstimate / actions.median, 0)}× the ${num(actions.median)} actions in its ` +
+          `history. Counting them, a Tollgate release costs ≈ ${num(withBeats)} actions, ` +
+          `${num((projectedActions ?? NaN) / withBeats, 2)}× fewer than the naive design's ≈ ${num(projectedActions ?? NaN)} ` +
+          `(projected), and its history is ${num(ratio, 0)}× smaller. The analysis heartbeat timeout is 2 min for this ` +
+          `(at 30 s the throttle was 24 s: ≈ 25,200 heartbeats per 7 days, more than the naive design's actions); the ` +
+          `price is that a worker that died mid-stretch is noticed within 2 min. Fewer still would need a larger ` +
+          `maxHeartbeatThrottleInterval on the worker, and staler live rounds in \`status\`.`,
       );
     }
   }
@@ -141,7 +147,7 @@ How these are counted:
   (attributes given at start are free); update accepted 1; child workflow initiated 2; external cancel 1; workflow
   options updated 1; local-activity markers 1 per workflow task. Not in history and so not in the "in history"
   column: queries (the bench sends none while measuring), rejected updates (none), and **activity heartbeats** —
-  estimated in their own column from the heartbeat throttle: bake length ÷ 24 s.
+  estimated in their own column from the heartbeat throttle: bake length ÷ ${num(HEARTBEAT_THROTTLE_MS / 1000)} s.
 - **Instant double**: an analysis stretch that answers at once makes the workflow wait for the stretch's planned
   end with an extra timer (${h.cycles.map((c) => `${c.segments} stretches for ${c.label}`).join(', ')}), so a real
   run costs slightly fewer events and timers than the Tollgate columns (and adds the heartbeats above).
@@ -447,10 +453,12 @@ function concurrencySection(report: BenchReport, goals: Goal[], findings: string
         `${le(c.rampUp.workflowTaskScheduleToStart?.p99LeMs ?? NaN)} while ${num(c.releases)} releases start in the same ` +
         `second on 2 shared cores). Peak RSS ${num(c.peakRssMiB)} MiB: ≈ ${num(perRelease(c), 1)} MiB over idle per ` +
         `release, ${c.worker.maxCachedWorkflows >= c.releases ? 'every one of them' : `at most ${num(c.worker.maxCachedWorkflows)}`} ` +
-        `cached (cache ${num(c.worker.maxCachedWorkflows)}${maxCachedNote(report)}). Most of it is module state, not ` +
+        `cached (cache ${num(c.worker.maxCachedWorkflows)}${maxCachedNote(report)}). Much of it is module state, not ` +
         `release state: the SDK's reusable V8 context evaluates every module a workflow imports once per cached ` +
-        `workflow unless the bundle preloads it, and zod with the domain's schemas weighs ≈ 1.1 MiB of heap and ≈ 15 ms ` +
-        `of CPU per workflow (profiled outside the bench; \`PRELOAD_MODULES\` in src/worker.ts). With real analysis ` +
+        `workflow unless the bundle preloads it. zod is preloaded (src/workflows/preload.ts; ≈ 0.7 MiB and ≈ 10 ms ` +
+        `of CPU per workflow before, 2.1 GiB at 1,000 releases); the domain's own schemas, ≈ 0.4 MiB per workflow, are ` +
+        `not, since zod fills schemas in lazily and the SDK freezes what it preloads (profiled outside the bench). ` +
+        `With real analysis ` +
         `every baking release also holds one long-running \`analyze\` activity: \`maxConcurrentActivityTaskExecutions\` ` +
         `(\`TOLLGATE_MAX_ACTIVITIES\`, ${num(c.worker.maxConcurrentActivityTaskExecutions)} here) must be ≥ the ` +
         `releases a worker carries, or stretches queue.`,
