@@ -3,6 +3,9 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseDuration } from '../src/domain/duration';
 
+/** Below HAProxy's `timeout http-keep-alive` (10 s, haproxy-fleet-bootstrap.ts). */
+const IDLE_SOCKET_MS = 4_000;
+
 /**
  * Load for the demo fleet: a compressed daily pattern (quiet → peak → quiet within one `cycle`), so a
  * canary that bakes for a full traffic cycle sees both the quiet hours and the peak in a few minutes.
@@ -69,7 +72,9 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     throw new Error(`load options: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
   }
   const o = parsed.data;
-  const agent = new Agent({ keepAlive: true, maxSockets: o.maxInFlight });
+  // Idle connections are closed here well before HAProxy's 10 s http-keep-alive timeout closes them: a request sent
+  // on a connection the proxy is closing at that moment fails (ECONNRESET), which is the client's race, not a drain's.
+  const agent = new Agent({ keepAlive: true, maxSockets: o.maxInFlight, timeout: IDLE_SOCKET_MS });
   const report: LoadReport = {
     url: o.url,
     durationMs: 0,

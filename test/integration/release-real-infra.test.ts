@@ -134,6 +134,8 @@ async function expectFleetOn(s: ReleaseStack, version: string): Promise<void> {
 
 function expectNoFailedRequests(report: LoadReport): void {
   expect(report.sent).toBeGreaterThan(500);
+  // The kinds first: a failure then says what it was (ECONNRESET, ETIMEDOUT, …), not just that there was one.
+  expect(report.errors).toEqual({});
   expect(report.failed).toBe(0);
   expect(report.skipped).toBe(0);
 }
@@ -147,8 +149,12 @@ test('a good version (1.1.0) is promoted through canary and both waves, without 
     const handle = await s.start('1.1.0');
     // Mid-bake, what Prometheus holds for the fleet: the labels the instances report themselves (honor_labels).
     await waitForStatus(handle, (st) => st.state === 'baking' && st.stage === 'canary', 30_000, 'canary bake');
-    await new Promise((r) => setTimeout(r, 3 * SCRAPE_SECONDS * 1000));
-    const labels = await seriesLabels(service);
+    // Bounded: until Prometheus has scraped the canary (a few scrapes; longer on a loaded machine).
+    let labels = await seriesLabels(service);
+    for (let i = 0; i < 60 && !labels.some((l) => l.track === 'canary'); i++) {
+      await new Promise((r) => setTimeout(r, (SCRAPE_SECONDS * 1000) / 2));
+      labels = await seriesLabels(service);
+    }
     return { result: await handle.result(), status: await handle.query(statusQuery), labels };
   });
   const rolloutMs = Date.now() - started;
