@@ -5,7 +5,7 @@ export interface CheckResult {
   check: string;
   verdict: Verdict;
   critical: boolean;
-  /** Why, in words: "error ratio 0.21 > max 0.01", "no data", "p=0.003: canary higher than baseline". */
+  /** Why, in words, without the check's name (readers prefix it): "mean 0.21 > max 0.01", "no data", "canary higher than baseline: …". */
   reason: string;
   canary?: number;
   baseline?: number;

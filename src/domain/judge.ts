@@ -94,7 +94,7 @@ export function judgeCheck(check: Check, samples: CheckSamples, at: string): Che
   }
 
   if (check.baseline !== undefined) {
-    const comparison = judgeBaseline(check.name, check.baseline, canary, baseline);
+    const comparison = judgeBaseline(check.baseline, canary, baseline);
     parts.push(comparison);
     result.samples = { canary: canary.length, baseline: baseline.length };
     if (comparison.canaryMedian !== undefined) result.canary = comparison.canaryMedian;
@@ -118,25 +118,24 @@ interface Part {
 }
 
 function judgeAbsolute(check: Check, canary: number[]): Part & { value?: number } {
-  if (canary.length === 0) return { verdict: 'inconclusive', reason: `${check.name}: no data` };
+  if (canary.length === 0) return { verdict: 'inconclusive', reason: 'no data' };
   const value = canary.reduce((sum, v) => sum + v, 0) / canary.length;
   if (check.max !== undefined && value > check.max) {
-    return { verdict: 'fail', value, reason: `${check.name} ${fmt(value)} > max ${fmt(check.max)}` };
+    return { verdict: 'fail', value, reason: `mean ${fmt(value)} > max ${fmt(check.max)}` };
   }
   if (check.min !== undefined && value < check.min) {
-    return { verdict: 'fail', value, reason: `${check.name} ${fmt(value)} < min ${fmt(check.min)}` };
+    return { verdict: 'fail', value, reason: `mean ${fmt(value)} < min ${fmt(check.min)}` };
   }
   const bounds = [
     check.min !== undefined ? `min ${fmt(check.min)}` : undefined,
     check.max !== undefined ? `max ${fmt(check.max)}` : undefined,
   ].filter(Boolean);
-  return { verdict: 'pass', value, reason: `${check.name} ${fmt(value)} within ${bounds.join(', ')}` };
+  return { verdict: 'pass', value, reason: `mean ${fmt(value)} within ${bounds.join(', ')}` };
 }
 
 type BaselineRule = NonNullable<Check['baseline']>;
 
 function judgeBaseline(
-  name: string,
   rule: BaselineRule,
   canary: number[],
   baseline: number[],
@@ -144,8 +143,8 @@ function judgeBaseline(
   if (canary.length < rule.minSamples || baseline.length < rule.minSamples) {
     const reason =
       canary.length === 0
-        ? `${name}: no data`
-        : `${name}: not enough samples to compare with baseline (canary ${canary.length}, baseline ${baseline.length}, need ${rule.minSamples} each)`;
+        ? 'no data'
+        : `not enough samples to compare with baseline (canary ${canary.length}, baseline ${baseline.length}, need ${rule.minSamples} each)`;
     return { verdict: 'inconclusive', reason };
   }
 
@@ -166,13 +165,13 @@ function judgeBaseline(
 
   if (pValue < ALPHA && bad) {
     const side = change > 0 ? 'higher' : 'lower';
-    return { verdict: 'fail', reason: `${name}: canary ${side} than baseline: ${numbers}`, ...measured };
+    return { verdict: 'fail', reason: `canary ${side} than baseline: ${numbers}`, ...measured };
   }
   const why =
     pValue < ALPHA
       ? `within tolerance ${fmt(rule.tolerance * 100)}%`
       : `no significant ${rule.direction === 'either' ? 'difference' : rule.direction}`;
-  return { verdict: 'pass', reason: `${name}: ${why}: ${numbers}`, ...measured };
+  return { verdict: 'pass', reason: `${why}: ${numbers}`, ...measured };
 }
 
 /** Relative to the baseline; from a zero baseline any rise is an infinite change, since there is no scale to use. */

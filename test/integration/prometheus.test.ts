@@ -128,7 +128,7 @@ describe('PrometheusProvider against a real Prometheus', () => {
     expect(result.verdict).toBe('fail');
     expect(result.pValue).toBeLessThan(0.01);
     expect(result.reason).toMatch(
-      /^latency: canary higher than baseline: canary median 0\.49[78] vs baseline 0\.0995 \(\+400%, p=0\.00/,
+      /^canary higher than baseline: canary median 0\.49[78] vs baseline 0\.0995 \(\+400%, p=0\.00/,
     );
   });
 

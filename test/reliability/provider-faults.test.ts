@@ -301,7 +301,7 @@ test('Prometheus answering garbage (not JSON, wrong shape, NaN): paused on incon
         shape: new RegExp(
           `^query failed: malformed response from ${origin} at data\\.result: .*expected array.*: sum\\(probe_shape\\{`,
         ),
-        nan: /^nan: no data$/,
+        nan: /^no data$/,
       });
       ctx.notes.push(`paused on inconclusive analysis; ${reasonsNote(paused)}`);
       await abortAndJudge(ctx, run.handle, run.service);
@@ -472,7 +472,7 @@ test('a canary instance SIGKILLed mid-bake: the up check on a real Prometheus fa
 
         ctx.result = await resultWithin(handle, 40_000);
         check(
-          /^critical check failed — canary-up: canary-up 0 < min 1$/.test(ctx.result?.reason ?? ''),
+          /^critical check failed — canary-up: mean 0 < min 1$/.test(ctx.result?.reason ?? ''),
           ctx,
           `reason: ${ctx.result?.reason}`,
         );

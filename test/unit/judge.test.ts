@@ -58,7 +58,7 @@ describe('mannWhitneyU', () => {
 describe('judgeCheck: absolute thresholds', () => {
   it('fails above max with the numbers in the reason, judging the mean of the canary samples', () => {
     const r = judgeCheck(check({ name: 'error-ratio', max: 0.01 }), { canary: [0.2, 0.22, 0.21], baseline: [] }, AT);
-    expect(r).toMatchObject({ check: 'error-ratio', verdict: 'fail', reason: 'error-ratio 0.21 > max 0.01', at: AT });
+    expect(r).toMatchObject({ check: 'error-ratio', verdict: 'fail', reason: 'mean 0.21 > max 0.01', at: AT });
     expect(r.canary).toBeCloseTo(0.21, 10);
     expect(r.threshold).toEqual({ max: 0.01 });
     expect(r.samples).toEqual({ canary: 3, baseline: 0 });
@@ -72,7 +72,7 @@ describe('judgeCheck: absolute thresholds', () => {
 
   it('fails below min', () => {
     const r = judgeCheck(check({ name: 'requests', min: 100 }), { canary: [40, 60], baseline: [] }, AT);
-    expect(r).toMatchObject({ verdict: 'fail', reason: 'requests 50 < min 100', threshold: { min: 100 } });
+    expect(r).toMatchObject({ verdict: 'fail', reason: 'mean 50 < min 100', threshold: { min: 100 } });
   });
 
   it('is inconclusive, never pass, without canary data (NaN samples count as missing)', () => {
@@ -188,7 +188,7 @@ describe('judgeCheck: baseline comparison', () => {
     const noBaseline = judgeCheck(check(rule), { canary: slower, baseline: [] }, AT);
     expect(noBaseline.verdict).toBe('inconclusive');
     const noData = judgeCheck(check(rule), { canary: [], baseline: stable }, AT);
-    expect(noData).toMatchObject({ verdict: 'inconclusive', reason: 'c: no data' });
+    expect(noData).toMatchObject({ verdict: 'inconclusive', reason: 'no data' });
   });
 });
 
@@ -200,7 +200,7 @@ describe('judgeCheck: absolute and baseline together', () => {
     // One 2 s spike lifts the mean over max; the ranks, and so the baseline comparison, barely move.
     const canary = [0.1, 0.15, 2.0, 0.12, 0.18, 0.2, 0.19, 0.21];
     const r = judgeCheck(both, { canary, baseline: stable }, AT);
-    expect(r).toMatchObject({ verdict: 'fail', reason: 'c 0.394 > max 0.3' });
+    expect(r).toMatchObject({ verdict: 'fail', reason: 'mean 0.394 > max 0.3' });
     expect(r.canary).toBeCloseTo(0.185, 12);
     expect(r.baseline).toBeCloseTo(0.205, 12);
     expect(r.pValue).toBeGreaterThan(ALPHA);
@@ -210,7 +210,7 @@ describe('judgeCheck: absolute and baseline together', () => {
     const canary = stable.map((v) => v * 1.3);
     const r = judgeCheck(both, { canary, baseline: stable }, AT);
     expect(r.verdict).toBe('fail');
-    expect(r.reason).toMatch(/^c: canary higher than baseline/);
+    expect(r.reason).toMatch(/^canary higher than baseline/);
   });
 
   it('is inconclusive when the threshold passes but the baseline lacks data', () => {
@@ -221,12 +221,12 @@ describe('judgeCheck: absolute and baseline together', () => {
 
   it('fails when the threshold fails even though the baseline lacks data', () => {
     const r = judgeCheck(both, { canary: [0.4, 0.5], baseline: [] }, AT);
-    expect(r).toMatchObject({ verdict: 'fail', reason: 'c 0.45 > max 0.3' });
+    expect(r).toMatchObject({ verdict: 'fail', reason: 'mean 0.45 > max 0.3' });
   });
 
   it('passes when both pass, naming both', () => {
     const r = judgeCheck(both, { canary: stable, baseline: stable }, AT);
     expect(r.verdict).toBe('pass');
-    expect(r.reason).toMatch(/^c 0.206 within max 0.3; c: no significant increase/);
+    expect(r.reason).toMatch(/^mean 0.206 within max 0.3; no significant increase/);
   });
 });
