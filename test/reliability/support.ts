@@ -384,7 +384,8 @@ export interface Row {
 export function recordRows(file: string, rows: Row[]): void {
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(
-    join(RESULTS_DIR, `${file}.json`),
+    // One file per scenario file and mode: a short CI-mode run never replaces the figures of a full run.
+    join(RESULTS_DIR, `${file}-${FULL ? 'full' : 'ci'}.json`),
     JSON.stringify({ mode: FULL ? 'full' : 'ci', seed: SEED, at: new Date().toISOString(), rows }, null, 2),
   );
   writeReliabilityMd();
