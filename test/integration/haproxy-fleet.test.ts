@@ -201,6 +201,38 @@ describe('a restarted worker (a new target over the same state dir)', () => {
     expect(await versionsServing(fleet.frontendUrl, 40)).toEqual({ [STABLE]: 40 });
   });
 
+  test('an instance started by a worker killed before it saved the PID is found by its id and stopped', async () => {
+    // What the state holds when the worker dies between saving a `starting` instance and saving its PID.
+    const state = await fleet.target.readState();
+    const id = `${SERVICE}-${state.nextInstance}`;
+    const orphan = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', '--', '--instance', id], {
+      detached: true,
+      stdio: 'ignore',
+    });
+    orphan.unref();
+    const pid = orphan.pid!;
+    try {
+      state.nextInstance += 1;
+      state.instances.push({
+        id,
+        version: NEXT,
+        track: 'canary',
+        port: 1,
+        pid: 0,
+        slot: null,
+        status: 'starting',
+        startedAt: new Date().toISOString(),
+      });
+      await writeFile(fleet.target.statePath, JSON.stringify(state));
+      const report = await new HaproxyFleetTarget({ ...fleet.target.options, logger }).reconcile();
+      expect(report.dropped).toEqual([id]);
+      expect(await isAlive(pid)).toBe(false);
+      expect((await fleet.target.readState()).instances.map((i) => i.id)).not.toContain(id);
+    } finally {
+      if (await isAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
   test('an already applied step stays applied: no new action', async () => {
     const before = (await restarted.readActions()).length;
     expect((await restarted.apply(wave100)).applied).toBe(false);

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -58,6 +58,8 @@ export function spawnInstance(
 
 /** Alive and not a zombie: a stopped instance whose parent (init, after a worker restart) never reaps it is gone. */
 export async function isAlive(pid: number): Promise<boolean> {
+  // 0 is an instance whose process was never recorded; signalling it would reach the worker's own process group.
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
   } catch (err) {
@@ -76,6 +78,15 @@ export function commandLineOf(pid: number): string[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Processes (Linux /proc) whose argv carries `instanceId` as one argument: an instance whose PID never got saved. */
+export async function processesOf(instanceId: string): Promise<number[]> {
+  const entries = await readdir('/proc').catch(() => [] as string[]);
+  return entries
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => pid !== process.pid && (commandLineOf(pid) ?? []).includes(instanceId));
 }
 
 /** Is `pid` still the process we started for `instanceId` (and not a recycled PID)? */

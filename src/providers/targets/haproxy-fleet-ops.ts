@@ -4,6 +4,7 @@ import {
   httpStatus,
   isOurInstance,
   portIsFree,
+  processesOf,
   renderCommand,
   spawnInstance,
   stopProcess,
@@ -105,26 +106,30 @@ export class FleetOps {
       instance: id,
       track: spec.track,
     });
-    const spawned = spawnInstance(argv, {
-      logDir: join(this.cfg.stateDir, 'logs'),
-      id,
-      cwd: this.cfg.cwd,
-      env: this.cfg.env,
-    });
     const instance: Instance = {
       id,
       version: spec.version,
       track: spec.track,
       port,
-      pid: spawned.pid,
+      pid: 0,
       slot: spec.slot,
       status: 'starting',
       startedAt: new Date().toISOString(),
     };
+    // Saved before the process exists: a worker killed right after the spawn leaves a `starting` entry, which
+    // reconcile stops (finding the process by its id), never a process nobody knows of.
     state.instances.push(instance);
     await this.store.save(state);
-    await this.store.record({ action: 'start', key: spec.key, ...describe(instance) });
     try {
+      const spawned = spawnInstance(argv, {
+        logDir: join(this.cfg.stateDir, 'logs'),
+        id,
+        cwd: this.cfg.cwd,
+        env: this.cfg.env,
+      });
+      instance.pid = spawned.pid;
+      await this.store.save(state);
+      await this.store.record({ action: 'start', key: spec.key, ...describe(instance) });
       await waitHealthy(spawned, this.healthUrl(port), this.cfg.timeouts.startMs);
       if (instance.slot !== null) await this.enable(instance, spec.key);
     } catch (err) {
@@ -163,7 +168,8 @@ export class FleetOps {
 
   /** Every process the state knows of, stopped; HAProxy slots are left as they are (used on teardown). */
   async stopAll(state: FleetState): Promise<void> {
-    await Promise.all(state.instances.map((i) => stopProcess(i.pid, this.cfg.timeouts.stopMs)));
+    const pids = (await Promise.all(state.instances.map(pidsOf))).flat();
+    await Promise.all(pids.map((pid) => stopProcess(pid, this.cfg.timeouts.stopMs)));
     state.instances = [];
     await this.store.save(state);
   }
@@ -244,7 +250,7 @@ export class FleetOps {
       const stat = await this.slotStat(instance.slot);
       if (stat && isEnabled(stat)) await this.runtime.setServerState(this.cfg.backend, instance.slot, 'maint');
     }
-    await stopProcess(instance.pid, this.cfg.timeouts.stopMs);
+    for (const pid of await pidsOf(instance)) await stopProcess(pid, this.cfg.timeouts.stopMs);
     await this.store.record({ action: 'stop', key, ...describe(instance) });
     state.instances = state.instances.filter((i) => i !== instance);
     await this.store.save(state);
@@ -288,6 +294,12 @@ export class FleetOps {
 
 function isEnabled(stat: ServerStat): boolean {
   return !stat.status.startsWith('MAINT');
+}
+
+/** The instance's process, or — while it was starting, before its PID was saved — any process carrying its id. */
+async function pidsOf(instance: Instance): Promise<number[]> {
+  if (instance.pid > 0 || instance.status !== 'starting') return instance.pid > 0 ? [instance.pid] : [];
+  return processesOf(instance.id);
 }
 
 function describe(i: Instance) {
