@@ -205,10 +205,14 @@ describe('a restarted worker (a new target over the same state dir)', () => {
     // What the state holds when the worker dies between saving a `starting` instance and saving its PID.
     const state = await fleet.target.readState();
     const id = `${SERVICE}-${state.nextInstance}`;
-    const orphan = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', '--', '--instance', id], {
-      detached: true,
-      stdio: 'ignore',
-    });
+    const orphan = spawn(
+      process.execPath,
+      ['-e', 'setInterval(() => {}, 1000)', '--', '--port', '59999', '--instance', id],
+      {
+        detached: true,
+        stdio: 'ignore',
+      },
+    );
     orphan.unref();
     const pid = orphan.pid!;
     try {
@@ -217,7 +221,7 @@ describe('a restarted worker (a new target over the same state dir)', () => {
         id,
         version: NEXT,
         track: 'canary',
-        port: 1,
+        port: 59_999,
         pid: 0,
         slot: null,
         status: 'starting',
@@ -230,6 +234,34 @@ describe('a restarted worker (a new target over the same state dir)', () => {
       expect((await fleet.target.readState()).instances.map((i) => i.id)).not.toContain(id);
     } finally {
       if (await isAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  test('a recorded PID that now belongs to another process is never signalled', async () => {
+    // After a crash the kernel may hand a dead instance's PID to anything else (pid_max is often 32,768).
+    const state = await fleet.target.readState();
+    const stranger = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+    stranger.unref();
+    const pid = stranger.pid!;
+    try {
+      const id = `${SERVICE}-${state.nextInstance}`;
+      state.nextInstance += 1;
+      state.instances.push({
+        id,
+        version: NEXT,
+        track: 'canary',
+        port: 59_998,
+        pid,
+        slot: null,
+        status: 'retiring',
+        startedAt: new Date().toISOString(),
+      });
+      await writeFile(fleet.target.statePath, JSON.stringify(state));
+      const report = await new HaproxyFleetTarget({ ...fleet.target.options, logger }).reconcile();
+      expect(report.retired).toEqual([id]);
+      expect(await isAlive(pid)).toBe(true);
+    } finally {
+      process.kill(pid, 'SIGKILL');
     }
   });
 

@@ -9,6 +9,7 @@ import { abortSignal, statusQuery } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
 import { releaseWorkflowId } from '../../src/domain/release';
 import type { ReleaseStatus } from '../../src/domain/status';
+import { commandLineOf } from '../../src/providers/targets/fleet-process';
 import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
 import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
 import type { releaseWorkflow } from '../../src/workflows';
@@ -344,10 +345,27 @@ export async function doubleApplications(service: Service): Promise<string[]> {
   return [...counts].filter(([, n]) => n > 1).map(([k, n]) => `${k} ×${n}`);
 }
 
-/** Problems with the fleet's end state: every member on `version`, labelled stable, serving, and UP in HAProxy. */
+/** Live processes of `service`'s instances (by their `--instance <service>-N` argument) that the state does not know. */
+function strayInstances(service: string, known: Set<string>): string[] {
+  const strays: string[] = [];
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    const argv = commandLineOf(Number(entry)) ?? [];
+    const id = argv[argv.indexOf('--instance') + 1];
+    if (argv.includes('--instance') && id?.startsWith(`${service}-`) && !known.has(id))
+      strays.push(`${id} (pid ${entry})`);
+  }
+  return strays;
+}
+
+/**
+ * Problems with the fleet's end state: every member on `version`, labelled stable, serving, and UP in HAProxy, and
+ * no instance process running that the fleet's state does not know (one a crash left behind).
+ */
 export async function fleetProblems(service: Service, version: string): Promise<string[]> {
   const problems: string[] = [];
   const state = await service.fleet.target.readState();
+  const known = new Set(state.instances.map((i) => i.id));
+  for (const stray of strayInstances(service.name, known)) problems.push(`stray instance ${stray}`);
   const members = state.instances.filter((i) => i.slot !== null);
   const wrong = members.filter((i) => `${i.version} ${i.track} ${i.status}` !== `${version} stable serving`);
   if (members.length !== FLEET_SIZE) problems.push(`${members.length} members, expected ${FLEET_SIZE}`);

@@ -80,13 +80,20 @@ export function commandLineOf(pid: number): string[] | undefined {
   }
 }
 
-/** Processes (Linux /proc) whose argv carries `instanceId` as one argument: an instance whose PID never got saved. */
-export async function processesOf(instanceId: string): Promise<number[]> {
-  const entries = await readdir('/proc').catch(() => [] as string[]);
+/**
+ * Processes (Linux /proc) whose argv carries both `instanceId` and `port` as arguments — the instance's own process
+ * however its PID was (or was not) recorded; undefined where /proc does not exist.
+ */
+export async function processesOf(instanceId: string, port: number): Promise<number[] | undefined> {
+  const entries = await readdir('/proc').catch(() => undefined);
+  if (!entries) return undefined;
   return entries
     .filter((e) => /^\d+$/.test(e))
     .map(Number)
-    .filter((pid) => pid !== process.pid && (commandLineOf(pid) ?? []).includes(instanceId));
+    .filter((pid) => {
+      const argv = pid === process.pid ? undefined : commandLineOf(pid);
+      return argv !== undefined && argv.includes(instanceId) && argv.includes(String(port));
+    });
 }
 
 /** Is `pid` still the process we started for `instanceId` (and not a recycled PID)? */

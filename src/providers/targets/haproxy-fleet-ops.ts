@@ -159,7 +159,8 @@ export class FleetOps {
       await this.runtime.setServerState(this.cfg.backend, slot, 'maint');
       await this.store.record({ action: 'disable', key, ...describe(instance) });
     }
-    const how = await stopProcess(instance.pid, this.cfg.timeouts.stopMs);
+    const hows = await Promise.all((await pidsOf(instance)).map((pid) => stopProcess(pid, this.cfg.timeouts.stopMs)));
+    const how = hows[0] ?? 'absent';
     await this.store.record({ action: 'stop', key, ...describe(instance) });
     state.instances = state.instances.filter((i) => i !== instance);
     await this.store.save(state);
@@ -296,10 +297,15 @@ function isEnabled(stat: ServerStat): boolean {
   return !stat.status.startsWith('MAINT');
 }
 
-/** The instance's process, or — while it was starting, before its PID was saved — any process carrying its id. */
+/**
+ * The instance's processes, found by its id and port — never by the recorded PID alone: after a crash or a long
+ * time the kernel may have given that PID to another process (pid_max is often 32,768), and a PID is not saved yet
+ * while an instance starts. Without /proc, the recorded PID is all there is.
+ */
 async function pidsOf(instance: Instance): Promise<number[]> {
-  if (instance.pid > 0 || instance.status !== 'starting') return instance.pid > 0 ? [instance.pid] : [];
-  return processesOf(instance.id);
+  const found = await processesOf(instance.id, instance.port);
+  if (found) return found;
+  return instance.pid > 0 ? [instance.pid] : [];
 }
 
 function describe(i: Instance) {
