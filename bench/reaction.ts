@@ -7,6 +7,19 @@ import { StepWorker } from './breach-worker-handle';
 import { Arrivals, servicePolicy, SERVICE, sleepMs, writePolicies } from './fixtures';
 import { WorkerProcess } from './worker-handle';
 
+/** `size` releases of the bench service started at once, each under its own workflow id. */
+function startReleases(env: TestWorkflowEnvironment, taskQueue: string, prefix: string, size: number) {
+  return Promise.all(
+    Array.from({ length: size }, () =>
+      env.client.workflow.start('releaseWorkflow', {
+        taskQueue,
+        workflowId: `${prefix}-${randomUUID()}`,
+        args: [{ service: SERVICE, version: '2.0.0', initiator: 'bench' }],
+      }),
+    ),
+  );
+}
+
 export type AbortKind = 'update' | 'signal';
 
 export interface ReactionTrial {
@@ -102,15 +115,7 @@ async function runAbortBench(opts: ReactionOptions): Promise<AbortResult> {
     while (trials.length + failures.length < total && Date.now() < opts.deadline && failures.length < 20) {
       const b0 = Date.now();
       const size = Math.min(opts.batch, total - trials.length - failures.length);
-      const handles = await Promise.all(
-        Array.from({ length: size }, () =>
-          opts.env.client.workflow.start('releaseWorkflow', {
-            taskQueue,
-            workflowId: `bench-reaction-${randomUUID()}`,
-            args: [{ service: SERVICE, version: '2.0.0', initiator: 'bench' }],
-          }),
-        ),
-      );
+      const handles = await startReleases(opts.env, taskQueue, 'bench-reaction', size);
       await Promise.all(handles.map((h) => bakingInCanary(h, arrivals)));
       for (const handle of handles) {
         if (Date.now() >= opts.deadline) break;
@@ -192,15 +197,7 @@ async function runApproveBench(opts: ReactionOptions): Promise<ApproveResult> {
     while (trials.length + failures.length < total && Date.now() < opts.deadline && failures.length < 20) {
       const b0 = Date.now();
       const size = Math.min(opts.batch, total - trials.length - failures.length);
-      const handles = await Promise.all(
-        Array.from({ length: size }, () =>
-          opts.env.client.workflow.start('releaseWorkflow', {
-            taskQueue,
-            workflowId: `bench-approve-${randomUUID()}`,
-            args: [{ service: SERVICE, version: '2.0.0', initiator: 'bench' }],
-          }),
-        ),
-      );
+      const handles = await startReleases(opts.env, taskQueue, 'bench-approve', size);
       try {
         await Promise.all(handles.map((h) => awaitingCanaryApproval(h, arrivals)));
         for (const handle of handles) {

@@ -11,6 +11,7 @@ import type { ReleaseStatus } from '../../src/domain/status';
 import type { releaseWorkflow } from '../../src/workflows';
 import {
   NEXT,
+  ORG,
   STABLE,
   doubleApplications,
   fleetProblems,
@@ -118,17 +119,7 @@ export function closeFakePrometheuses(): void {
 // ---- policies and targets ----
 
 /** The org file for releases judged by analysis: at least one check, limits small enough for seconds-long runs. */
-export const ORG_WITH_CHECKS = {
-  trafficCycle: { minDuration: '1s', minCanaryRequests: 0 },
-  minimums: {
-    analysisChecks: 1,
-    maxAnalysisInterval: '10s',
-    maxFailureLimit: 5,
-    maxInconclusiveLimit: 5,
-    productionApproval: false,
-    fourEyes: false,
-  },
-};
+export const ORG_WITH_CHECKS = { ...ORG, minimums: { ...ORG.minimums, analysisChecks: 1 } };
 
 export type CheckInput = Pick<Check, 'name'> & Partial<Omit<Check, 'name'>>;
 

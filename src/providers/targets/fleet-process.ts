@@ -80,20 +80,16 @@ export function commandLineOf(pid: number): string[] | undefined {
   }
 }
 
-/**
- * Processes (Linux /proc) whose argv carries both `instanceId` and `port` as arguments — the instance's own process
- * however its PID was (or was not) recorded; undefined where /proc does not exist.
- */
-export async function processesOf(instanceId: string, port: number): Promise<number[] | undefined> {
+/** Every other process's argv (Linux /proc), read once; undefined where /proc does not exist. */
+export async function processTable(): Promise<Map<number, string[]> | undefined> {
   const entries = await readdir('/proc').catch(() => undefined);
   if (!entries) return undefined;
-  return entries
-    .filter((e) => /^\d+$/.test(e))
-    .map(Number)
-    .filter((pid) => {
-      const argv = pid === process.pid ? undefined : commandLineOf(pid);
-      return argv !== undefined && argv.includes(instanceId) && argv.includes(String(port));
-    });
+  const table = new Map<number, string[]>();
+  for (const pid of entries.filter((e) => /^\d+$/.test(e)).map(Number)) {
+    const argv = pid === process.pid ? undefined : commandLineOf(pid);
+    if (argv) table.set(pid, argv);
+  }
+  return table;
 }
 
 /** Is `pid` still the process we started for `instanceId` (and not a recycled PID)? */

@@ -4,7 +4,7 @@ import {
   httpStatus,
   isOurInstance,
   portIsFree,
-  processesOf,
+  processTable,
   renderCommand,
   spawnInstance,
   stopProcess,
@@ -169,7 +169,8 @@ export class FleetOps {
 
   /** Every process the state knows of, stopped; HAProxy slots are left as they are (used on teardown). */
   async stopAll(state: FleetState): Promise<void> {
-    const pids = (await Promise.all(state.instances.map(pidsOf))).flat();
+    const table = await processTable();
+    const pids = (await Promise.all(state.instances.map((i) => pidsOf(i, table)))).flat();
     await Promise.all(pids.map((pid) => stopProcess(pid, this.cfg.timeouts.stopMs)));
     state.instances = [];
     await this.store.save(state);
@@ -302,10 +303,12 @@ function isEnabled(stat: ServerStat): boolean {
  * time the kernel may have given that PID to another process (pid_max is often 32,768), and a PID is not saved yet
  * while an instance starts. Without /proc, the recorded PID is all there is.
  */
-async function pidsOf(instance: Instance): Promise<number[]> {
-  const found = await processesOf(instance.id, instance.port);
-  if (found) return found;
-  return instance.pid > 0 ? [instance.pid] : [];
+async function pidsOf(instance: Instance, table?: Map<number, string[]>): Promise<number[]> {
+  const processes = table ?? (await processTable());
+  if (!processes) return instance.pid > 0 ? [instance.pid] : [];
+  return [...processes]
+    .filter(([, argv]) => argv.includes(instance.id) && argv.includes(String(instance.port)))
+    .map(([pid]) => pid);
 }
 
 function describe(i: Instance) {
