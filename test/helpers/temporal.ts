@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, makeTelemetryFilterString, Runtime, type LogLevel } from '@temporalio/worker';
 import { ephemeralExecutable, TEMPORAL_CLI, TEMPORAL_TEST_SERVER } from '../../scripts/temporal-binaries';
 import { SEARCH_ATTRIBUTES } from '../../src/domain/search-attributes';
 
 /** Time-skipping server: timers (sleep, condition with timeout) pass as soon as the test waits on a result. */
 export async function startTimeSkipping(extraArgs: string[] = []): Promise<TestWorkflowEnvironment> {
+  quietRuntime();
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: ephemeralExecutable(TEMPORAL_TEST_SERVER), extraArgs },
   });
@@ -24,6 +26,7 @@ export async function startTimeSkipping(extraArgs: string[] = []): Promise<TestW
  * With `uiPort`, the Web UI is served there too (browser tests); without, the server runs headless.
  */
 export function startDevServer(extraArgs: string[] = [], uiPort?: number): Promise<TestWorkflowEnvironment> {
+  quietRuntime();
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: ephemeralExecutable(TEMPORAL_CLI),
@@ -48,4 +51,18 @@ export function taskQueueForTest(): string {
 
 export function randomWorkflowId(prefix = 'wf'): string {
   return `${prefix}-${randomUUID()}`;
+}
+
+/**
+ * Workflow and worker logs at WARN, the SDK core's at ERROR (it warns that the test server lacks a capability
+ * it never uses); TEST_LOG_LEVEL=INFO sets both. A test run's output is then its results, not every worker's
+ * state changes. A test file that installs its own runtime first keeps it.
+ */
+function quietRuntime(): void {
+  if (Runtime._instance) return;
+  const level = process.env.TEST_LOG_LEVEL?.toUpperCase() as LogLevel | undefined;
+  Runtime.install({
+    logger: new DefaultLogger(level ?? 'WARN'),
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level ?? 'ERROR' }), forward: {} } },
+  });
 }
