@@ -1,4 +1,4 @@
-import type { Check, OrgPolicy, PolicyOverride, ResolvedPolicy, ServicePolicy } from './policy';
+import type { Analysis, Check, OrgPolicy, PolicyOverride, ResolvedPolicy, ServicePolicy } from './policy';
 
 export interface PolicyIssue {
   path: string;
@@ -74,7 +74,10 @@ function applyOverride(service: ServicePolicy, o: PolicyOverride, issues: Policy
   };
 }
 
-const totalBake = (p: ServicePolicy) => p.production.waves.reduce((sum, w) => sum + w.bake, 0);
+type Wave = ServicePolicy['production']['waves'][number];
+
+/** The analysis a wave bakes with: its own, or else the canary's (as the workflow runs it). */
+const waveAnalysis = (p: ServicePolicy, wave: Wave): Analysis => wave.analysis ?? p.canary.analysis;
 
 /** Fields a request may move in one direction only: longer bakes, more evidence, stricter limits, more gates. */
 function loosenings(service: ServicePolicy, merged: ServicePolicy): PolicyIssue[] {
@@ -82,13 +85,32 @@ function loosenings(service: ServicePolicy, merged: ServicePolicy): PolicyIssue[
   const notBelow = (path: string, was: number, now: number) =>
     now < was &&
     issues.push({ path, message: `may only be raised by a request (service policy: ${was}, requested: ${now})` });
-  const notAbove = (path: string, was: number, now: number) =>
+  const notAbove = (path: string, was: number, now: number, note = '') =>
     now > was &&
-    issues.push({ path, message: `may only be lowered by a request (service policy: ${was}, requested: ${now})` });
+    issues.push({
+      path,
+      message: `may only be lowered by a request (service policy: ${was}, requested: ${now})${note}`,
+    });
   const notOff = (path: string, was: boolean, now: boolean) =>
     was &&
     !now &&
     issues.push({ path, message: 'is required by the service policy and cannot be turned off by a request' });
+  const analysisNotLooser = (path: string, was: Analysis, now: Analysis, note = '') => {
+    notAbove(`${path}.interval`, was.interval, now.interval, note);
+    for (const check of was.checks) {
+      const kept = now.checks.find((c) => c.name === check.name);
+      if (!kept) {
+        issues.push({ path: `${path}.checks`, message: `may not drop the service's check "${check.name}"${note}` });
+      } else if (JSON.stringify(kept) !== JSON.stringify(check)) {
+        issues.push({
+          path: `${path}.checks`,
+          message: `may not replace the service's check "${check.name}"; add a check with a new name${note}`,
+        });
+      }
+    }
+    notAbove(`${path}.failureLimit`, was.failureLimit, now.failureLimit, note);
+    notAbove(`${path}.inconclusiveLimit`, was.inconclusiveLimit, now.inconclusiveLimit, note);
+  };
 
   notBelow('policy.trafficCycle.duration', service.trafficCycle.duration, merged.trafficCycle.duration);
   notBelow(
@@ -111,14 +133,54 @@ function loosenings(service: ServicePolicy, merged: ServicePolicy): PolicyIssue[
   notOff('policy.canary.approval', service.canary.approval, merged.canary.approval);
   notOff('policy.production.approval', service.production.approval, merged.production.approval);
   notOff('policy.approvals.fourEyes', service.approvals.fourEyes, merged.approvals.fourEyes);
-  if (merged.production.waves.length < service.production.waves.length) {
+
+  const was = service.production.waves;
+  const now = merged.production.waves;
+  if (now.length < was.length) {
     issues.push({
       path: 'policy.production.waves',
-      message: `may not have fewer waves than the service policy (${service.production.waves.length})`,
+      message: `may not have fewer waves than the service policy (${was.length})`,
     });
   }
-  notBelow('policy.production.waves (total bake)', totalBake(service), totalBake(merged));
+  // Position by position, a request's wave may reach no more of the fleet, and bake no less, than the service's
+  // wave there; so it never exposes more of the fleet sooner. Added waves go before the final one.
+  for (const [i, wave] of now.entries()) {
+    const path = `policy.production.waves[${i}]`;
+    const theirs = was[i];
+    if (theirs) {
+      notAbove(`${path}.percent`, theirs.percent, wave.percent);
+      notBelow(`${path}.bake`, theirs.bake, wave.bake);
+    } else if (i === now.length - 1) {
+      // The full-fleet bake before "stable" is the last evidence gathered; added waves may not shorten it.
+      notBelow(`${path}.bake`, was.at(-1)?.bake ?? 0, wave.bake);
+    }
+    // Each baking wave is analysed at least as strictly as the service's wave at its position (past the service's
+    // last wave, as strictly as that one). A wave that does not bake runs no analysis, so there is nothing to loosen.
+    const counterpart = theirs ?? was.at(-1);
+    if (!counterpart || counterpart.bake === 0 || wave.bake === 0) continue;
+    // Both inheriting the canary's analysis: the canary's own guards above already cover it.
+    if (!counterpart.analysis && !wave.analysis) continue;
+    const note = wave.analysis ? '' : " (this wave has no analysis of its own, so it bakes with the canary's)";
+    analysisNotLooser(`${path}.analysis`, waveAnalysis(service, counterpart), waveAnalysis(merged, wave), note);
+  }
   return issues;
+}
+
+/** The org's floor for one analysis, wherever it is declared (the canary's, or a production wave's own). */
+function analysisViolations(org: OrgPolicy, a: Analysis, add: (path: string, message: string) => void, at: string) {
+  const min = org.minimums;
+  const checks = a.checks.length;
+  if (checks < min.analysisChecks)
+    add(`${at}.checks`, `has ${checks} checks; the org requires at least ${min.analysisChecks}`);
+  if (a.interval > min.maxAnalysisInterval) {
+    add(`${at}.interval`, `is longer than the org maximum (${min.maxAnalysisInterval} ms)`);
+  }
+  if (a.interval < 1000) add(`${at}.interval`, 'must be at least 1s');
+  if (a.failureLimit > min.maxFailureLimit)
+    add(`${at}.failureLimit`, `is above the org maximum (${min.maxFailureLimit})`);
+  if (a.inconclusiveLimit > min.maxInconclusiveLimit) {
+    add(`${at}.inconclusiveLimit`, `is above the org maximum (${min.maxInconclusiveLimit})`);
+  }
 }
 
 /** The org's floor, which no service file and no request can go below. */
@@ -135,18 +197,10 @@ export function orgViolations(org: OrgPolicy, p: ServicePolicy, prefix: string):
   if (cycle.requirePeakWindow && p.trafficCycle.peakWindows.length === 0) {
     add('trafficCycle.peakWindows', 'the org requires every traffic cycle to include at least one peak window');
   }
-  const checks = p.canary.analysis.checks.length;
-  if (checks < min.analysisChecks)
-    add('canary.analysis.checks', `has ${checks} checks; the org requires at least ${min.analysisChecks}`);
-  if (p.canary.analysis.interval > min.maxAnalysisInterval) {
-    add('canary.analysis.interval', `is longer than the org maximum (${min.maxAnalysisInterval} ms)`);
-  }
-  if (p.canary.analysis.interval < 1000) add('canary.analysis.interval', 'must be at least 1s');
-  if (p.canary.analysis.failureLimit > min.maxFailureLimit) {
-    add('canary.analysis.failureLimit', `is above the org maximum (${min.maxFailureLimit})`);
-  }
-  if (p.canary.analysis.inconclusiveLimit > min.maxInconclusiveLimit) {
-    add('canary.analysis.inconclusiveLimit', `is above the org maximum (${min.maxInconclusiveLimit})`);
+  analysisViolations(org, p.canary.analysis, add, 'canary.analysis');
+  // A wave without its own analysis bakes with the canary's, which is checked just above.
+  for (const [i, wave] of p.production.waves.entries()) {
+    if (wave.analysis) analysisViolations(org, wave.analysis, add, `production.waves[${i}].analysis`);
   }
   if (min.productionApproval && !p.production.approval)
     add('production.approval', 'the org requires approval before production');

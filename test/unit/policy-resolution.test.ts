@@ -151,7 +151,7 @@ describe('resolvePolicy: loosening overrides are rejected, naming the field', ()
       /may not have fewer waves than the service policy \(2\)/,
     ],
     [
-      'less total wave bake',
+      'a shorter first-wave bake',
       {
         production: {
           waves: [
@@ -160,8 +160,8 @@ describe('resolvePolicy: loosening overrides are rejected, naming the field', ()
           ],
         },
       },
-      'policy.production.waves (total bake)',
-      /may only be raised by a request \(service policy: 7200000, requested: 5400000\)/,
+      'policy.production.waves[0].bake',
+      /may only be raised by a request \(service policy: 3600000, requested: 1800000\)/,
     ],
   ])('rejects %s', (_, input, path, message) => {
     const err = policyError(() => resolve(input));
@@ -364,5 +364,269 @@ describe('resolvePolicy: org minimums on the merged policy', () => {
     expect(resolved.approvals.fourEyes).toBe(true);
     expect(resolved.canary.approval).toBe(true);
     expect(resolved.sources).toEqual({ ...sources, override: true });
+  });
+});
+
+describe('resolvePolicy: production waves may only become more gradual and more strictly analysed', () => {
+  const own = { interval: '30s', checks: [errors, latency], failureLimit: 2, inconclusiveLimit: 2 } as const;
+  /** The default test service, but its first wave bakes with an analysis of its own, stricter than the canary's. */
+  const strictWaves = () =>
+    service({
+      production: {
+        approval: true,
+        waves: [
+          { percent: 25, bake: '1h', analysis: own },
+          { percent: 100, bake: '1h' },
+        ],
+      },
+    });
+  const waves = (...w: NonNullable<NonNullable<PolicyOverrideInput['production']>['waves']>) => ({
+    production: { waves: w },
+  });
+
+  it('refuses the audit’s override: waves 98/99/100 with no checks, a failure limit of 100 and a 1h interval', () => {
+    const lax = { checks: [], failureLimit: 100, interval: '1h' };
+    const err = policyError(() =>
+      resolve(
+        waves(
+          { percent: 98, bake: '1h', analysis: lax },
+          { percent: 99, bake: '1h', analysis: lax },
+          { percent: 100, bake: '1h', analysis: lax },
+        ),
+      ),
+    );
+    const messages = err.issues.map((i) => `${i.path}: ${i.message}`);
+    expect(messages).toEqual(
+      expect.arrayContaining([
+        'policy.production.waves[0].percent: may only be lowered by a request (service policy: 25, requested: 98)',
+        'policy.production.waves[0].analysis.interval: may only be lowered by a request (service policy: 60000, requested: 3600000)',
+        'policy.production.waves[0].analysis.checks: may not drop the service\'s check "errors"',
+        'policy.production.waves[0].analysis.failureLimit: may only be lowered by a request (service policy: 3, requested: 100)',
+        'policy.production.waves[2].analysis.failureLimit: may only be lowered by a request (service policy: 3, requested: 100)',
+        'policy.production.waves[0].analysis.checks: has 0 checks; the org requires at least 1',
+        'policy.production.waves[0].analysis.interval: is longer than the org maximum (900000 ms)',
+        'policy.production.waves[1].analysis.failureLimit: is above the org maximum (10)',
+      ]),
+    );
+  });
+
+  it.each<[string, ServicePolicy, PolicyOverrideInput, string, RegExp]>([
+    [
+      'a larger first wave',
+      service(),
+      waves({ percent: 50, bake: '1h' }, { percent: 100, bake: '1h' }),
+      'policy.production.waves[0].percent',
+      /^may only be lowered by a request \(service policy: 25, requested: 50\)$/,
+    ],
+    [
+      'a shorter final-wave bake',
+      service(),
+      waves({ percent: 25, bake: '1h' }, { percent: 100, bake: '10m' }),
+      'policy.production.waves[1].bake',
+      /^may only be raised by a request \(service policy: 3600000, requested: 600000\)$/,
+    ],
+    [
+      'added waves that shorten the full-fleet bake',
+      service(),
+      waves({ percent: 10, bake: '1h' }, { percent: 25, bake: '1h' }, { percent: 100, bake: '30m' }),
+      'policy.production.waves[2].bake',
+      /^may only be raised by a request \(service policy: 3600000, requested: 1800000\)$/,
+    ],
+    [
+      'a wave’s failure limit above the service wave’s',
+      strictWaves(),
+      waves({ percent: 25, bake: '1h', analysis: { ...own, failureLimit: 3 } }, { percent: 100, bake: '1h' }),
+      'policy.production.waves[0].analysis.failureLimit',
+      /^may only be lowered by a request \(service policy: 2, requested: 3\)$/,
+    ],
+    [
+      'a wave’s inconclusive limit above the service wave’s',
+      strictWaves(),
+      waves({ percent: 25, bake: '1h', analysis: { ...own, inconclusiveLimit: 3 } }, { percent: 100, bake: '1h' }),
+      'policy.production.waves[0].analysis.inconclusiveLimit',
+      /^may only be lowered by a request \(service policy: 2, requested: 3\)$/,
+    ],
+    [
+      'a wave’s interval longer than the service wave’s',
+      strictWaves(),
+      waves({ percent: 25, bake: '1h', analysis: { ...own, interval: '1m' } }, { percent: 100, bake: '1h' }),
+      'policy.production.waves[0].analysis.interval',
+      /^may only be lowered by a request \(service policy: 30000, requested: 60000\)$/,
+    ],
+    [
+      'a wave dropping one of the service wave’s checks',
+      strictWaves(),
+      waves({ percent: 25, bake: '1h', analysis: { ...own, checks: [errors] } }, { percent: 100, bake: '1h' }),
+      'policy.production.waves[0].analysis.checks',
+      /^may not drop the service's check "latency"$/,
+    ],
+    [
+      'a wave replacing one of the service wave’s checks with a looser one',
+      strictWaves(),
+      waves(
+        { percent: 25, bake: '1h', analysis: { ...own, checks: [{ ...errors, max: 0.5 }, latency] } },
+        { percent: 100, bake: '1h' },
+      ),
+      'policy.production.waves[0].analysis.checks',
+      /^may not replace the service's check "errors"; add a check with a new name$/,
+    ],
+    [
+      'a wave raising the limit of the canary analysis it inherits in the service file',
+      service(),
+      waves({ percent: 25, bake: '1h', analysis: { checks: [errors], failureLimit: 4 } }, { percent: 100, bake: '1h' }),
+      'policy.production.waves[0].analysis.failureLimit',
+      /^may only be lowered by a request \(service policy: 3, requested: 4\)$/,
+    ],
+    [
+      'a wave without analysis where the service wave has a stricter one',
+      strictWaves(),
+      waves({ percent: 25, bake: '1h' }, { percent: 100, bake: '1h' }),
+      'policy.production.waves[0].analysis.failureLimit',
+      /^may only be lowered by a request \(service policy: 2, requested: 3\) \(this wave has no analysis of its own, so it bakes with the canary's\)$/,
+    ],
+    [
+      'an added wave analysed more loosely than the service’s final wave',
+      service({
+        production: {
+          approval: true,
+          waves: [
+            { percent: 25, bake: '1h' },
+            { percent: 100, bake: '1h', analysis: own },
+          ],
+        },
+      }),
+      waves(
+        { percent: 10, bake: '1h' },
+        { percent: 25, bake: '1h', analysis: own },
+        { percent: 100, bake: '1h', analysis: { ...own, failureLimit: 5 } },
+      ),
+      'policy.production.waves[2].analysis.failureLimit',
+      /^may only be lowered by a request \(service policy: 2, requested: 5\)$/,
+    ],
+  ])('rejects %s', (_, s, input, path, message) => {
+    const err = policyError(() => resolve(input, s));
+    expect(err.message).toMatch(/^release policy rejected: /);
+    const onPath = err.issues.filter((i) => i.path === path);
+    expect(onPath).toHaveLength(1);
+    expect(onPath[0]?.message).toMatch(message);
+    expect(err.message).toContain(`${path}: ${onPath[0]?.message}`);
+  });
+
+  it('accepts a stricter wave analysis and a smaller wave added in front, and resolves to them', () => {
+    const stricter = { interval: '10s', checks: [latency, errors, { ...errors, name: 'errors-2' }], failureLimit: 1 };
+    const resolved = resolve(
+      waves(
+        { percent: 5, bake: '2h', analysis: { ...stricter, inconclusiveLimit: 1 } },
+        { percent: 25, bake: '1h' },
+        { percent: 100, bake: '1h' },
+      ),
+      strictWaves(),
+    );
+    expect(resolved.production.waves.map((w) => [w.percent, w.bake])).toEqual([
+      [5, 7_200_000],
+      [25, 3_600_000],
+      [100, 3_600_000],
+    ]);
+    expect(resolved.production.waves[0]?.analysis?.failureLimit).toBe(1);
+    expect(resolved.production.waves[0]?.analysis?.checks.map((c) => c.name)).toEqual([
+      'latency',
+      'errors',
+      'errors-2',
+    ]);
+  });
+
+  it('accepts a baking wave with its own analysis where the service’s wave ran none (it did not bake)', () => {
+    const noBake = service({ production: { approval: true, waves: [{ percent: 100, bake: 0 }] } });
+    const resolved = resolve(
+      waves({ percent: 10, bake: '1h', analysis: { checks: [latency], failureLimit: 5 } }, { percent: 100 }),
+      noBake,
+    );
+    expect(resolved.production.waves[0]?.analysis?.failureLimit).toBe(5);
+  });
+
+  it('does not hold a wave that does not bake (and so runs no analysis) to the service’s analysis', () => {
+    const resolved = resolve(
+      waves(
+        { percent: 10, bake: '1h', analysis: own },
+        { percent: 25, bake: '1h', analysis: own },
+        { percent: 60, bake: 0, analysis: { checks: [errors], failureLimit: 9 } },
+        { percent: 100, bake: '1h' },
+      ),
+      strictWaves(),
+    );
+    expect(resolved.production.waves.map((w) => w.percent)).toEqual([10, 25, 60, 100]);
+  });
+
+  it('reports a loosened canary analysis once, not again on every wave that inherits it', () => {
+    const err = policyError(() => resolve({ canary: { analysis: { failureLimit: 5 } } }));
+    expect(err.issues.map((i) => i.path)).toEqual(['policy.canary.analysis.failureLimit']);
+  });
+
+  it('enforces the org maximum on a wave’s own analysis beside the loosening', () => {
+    const err = policyError(() =>
+      resolve(
+        waves(
+          { percent: 25, bake: '1h', analysis: { checks: [errors], interval: '20m' } },
+          { percent: 100, bake: '1h' },
+        ),
+      ),
+    );
+    expect(err.issues.filter((i) => i.path === 'policy.production.waves[0].analysis.interval')).toEqual([
+      {
+        path: 'policy.production.waves[0].analysis.interval',
+        message: 'may only be lowered by a request (service policy: 60000, requested: 1200000)',
+      },
+      { path: 'policy.production.waves[0].analysis.interval', message: 'is longer than the org maximum (900000 ms)' },
+    ]);
+  });
+});
+
+describe('resolvePolicy: org minimums on the service file’s wave analyses', () => {
+  const withWaveAnalysis = (analysis: Record<string, unknown>) =>
+    service({
+      production: {
+        approval: true,
+        waves: [
+          { percent: 25, bake: '1h' },
+          { percent: 100, bake: '1h', analysis: { checks: [errors], ...analysis } },
+        ],
+      },
+    });
+
+  it.each<[string, Record<string, unknown>, Record<string, unknown>, RegExp]>([
+    [
+      'analysisChecks',
+      { minimums: { analysisChecks: 1 } },
+      { checks: [] },
+      /^has 0 checks; the org requires at least 1$/,
+    ],
+    [
+      'maxAnalysisInterval',
+      { minimums: { maxAnalysisInterval: '5m' } },
+      { interval: '10m' },
+      /^is longer than the org maximum \(300000 ms\)$/,
+    ],
+    ['a 1s interval floor', {}, { interval: 500 }, /^must be at least 1s$/],
+    ['maxFailureLimit', { minimums: { maxFailureLimit: 4 } }, { failureLimit: 5 }, /^is above the org maximum \(4\)$/],
+    [
+      'maxInconclusiveLimit',
+      { minimums: { maxInconclusiveLimit: 4 } },
+      { inconclusiveLimit: 5 },
+      /^is above the org maximum \(4\)$/,
+    ],
+  ])('enforces %s on production.waves[1].analysis', (_, orgInput, analysis, message) => {
+    const err = policyError(() => resolve(undefined, withWaveAnalysis(analysis), org(orgInput)));
+    expect(err.message).toMatch(/^service policy policies\/services\/checkout\.yaml breaks the org policy: /);
+    expect(err.issues).toHaveLength(1);
+    expect(err.issues[0]?.path).toMatch(
+      /^production\.waves\[1\]\.analysis\.(checks|interval|failureLimit|inconclusiveLimit)$/,
+    );
+    expect(err.issues[0]?.path.split('.').at(-1)).toBe(Object.keys(analysis)[0]);
+    expect(err.issues[0]?.message).toMatch(message);
+  });
+
+  it('accepts a service file whose wave analyses all meet the org floor', () => {
+    const s = withWaveAnalysis({ interval: '30s', failureLimit: 2 });
+    expect(resolve(undefined, s).production.waves[1]?.analysis?.failureLimit).toBe(2);
   });
 });
