@@ -4,25 +4,30 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { connectionSettings } from '../config/connection';
 import { ConfigError, connectionEnvSchema, parseEnv } from '../config/env';
+import type { ReleaseRequestInput } from '../domain/release';
 import type { ReleaseStatus } from '../domain/status';
 import type { releaseWorkflow } from '../workflows';
 import { TollgateError } from './errors';
 import { renderList, renderStatus } from './render';
 import { TollgateClient } from './tollgate-client';
 
-/** Exit codes: 0 ok / promoted, 1 error, 2 bad usage or input, 10 rolled back, 11 aborted. */
-const EXIT = { ok: 0, error: 1, usage: 2, rolled_back: 10, aborted: 11 } as const;
+/**
+ * Exit codes: 0 ok / promoted, 1 error, 2 bad usage or input, 10 rolled back, 11 aborted, 12 ended without an
+ * outcome (the workflow failed, was terminated or timed out).
+ */
+const EXIT = { ok: 0, error: 1, usage: 2, rolled_back: 10, aborted: 11, ended: 12 } as const;
 
 const HELP = `tollgate — start, watch and steer releases (staging → canary for a traffic cycle → production)
 
 usage:
   tollgate start <service> <version> [--reason TEXT] [--policy FILE] [--initiator NAME]
   tollgate status <service>
-  tollgate watch <service>              live view; exits when the release ends (0 promoted, 10 rolled back, 11 aborted)
-  tollgate approve <service> --by NAME [--comment TEXT]
+  tollgate watch <service>              live view; exits when the release ends: 0 promoted, 10 rolled back,
+                                        11 aborted, 12 failed or terminated
+  tollgate approve <service> --by NAME [--reason TEXT]
   tollgate abort   <service> --by NAME --reason TEXT
   tollgate pause   <service> --by NAME --reason TEXT
-  tollgate resume  <service> --by NAME
+  tollgate resume  <service> --by NAME [--reason TEXT]
   tollgate promote <service> --by NAME --reason TEXT   skip the rest of the current bake
   tollgate list [--service NAME] [--state STATE]        releases in flight
   tollgate history <service>                            past releases and their outcomes
@@ -37,7 +42,7 @@ options:
 examples:
   tollgate start checkout 1.4.2 --reason "fix rounding in tax totals"
   tollgate watch checkout
-  tollgate approve checkout --by bob --comment "canary looks clean"
+  tollgate approve checkout --by bob --reason "canary looks clean"
   tollgate abort checkout --by alice --reason "support tickets about totals"
   tollgate list --state awaiting-approval --json`;
 
@@ -106,6 +111,7 @@ async function watch(client: TollgateClient, service: string, values: Values): P
         state: status.state,
         bake: status.bake,
         outcome: status.outcome,
+        ...(status.ended && { ended: status.ended }),
       });
       if (line !== last) process.stdout.write(`${line}\n`);
       last = line;
@@ -113,6 +119,10 @@ async function watch(client: TollgateClient, service: string, values: Values): P
       const line = `${new Date().toISOString()} ${status.stage}/${status.state}${status.bake ? ` bake ${Math.floor((status.bake.elapsedMs / Math.max(1, status.bake.cycleMs)) * 100)}%` : ''}`;
       if (line.slice(25) !== last.slice(25)) process.stdout.write(`${line}\n`);
       last = line;
+    }
+    if (status.ended) {
+      if (!values.json) process.stdout.write(`release ${status.ended.status.toLowerCase()}: ${status.ended.message}\n`);
+      return EXIT.ended;
     }
     if (status.state === 'done') {
       const outcome = status.outcome ?? 'promoted';
@@ -123,92 +133,126 @@ async function watch(client: TollgateClient, service: string, values: Values): P
   }
 }
 
+type Command = (client: TollgateClient) => Promise<number>;
+
+/** The command line, checked whole before connecting: a typo never waits on the network, nor blames it. */
+function commandFor(values: Values, positionals: string[]): Command {
+  const [command, service, version] = positionals;
+  switch (command) {
+    case 'start': {
+      const request = {
+        service: need(service, '<service>'),
+        version: need(version, '<version>'),
+        initiator: values.initiator ?? process.env.USER ?? userInfo().username,
+        ...(values.reason !== undefined && { reason: values.reason }),
+        ...(values.policy !== undefined && { policy: readPolicy(values.policy) as never }),
+      };
+      return (client) => start(client, request, values);
+    }
+    case 'status': {
+      const name = need(service, '<service>');
+      return async (client) => {
+        const status = await client.status(name);
+        print(values, renderStatus(status), status);
+        return EXIT.ok;
+      };
+    }
+    case 'watch': {
+      const name = need(service, '<service>');
+      return (client) => watch(client, name, values);
+    }
+    case 'approve':
+    case 'abort':
+    case 'pause':
+    case 'resume':
+    case 'promote': {
+      const name = need(service, '<service>');
+      // approve and resume take an optional note (`comment` on the wire); --reason is accepted for it on every control.
+      const note = values.reason ?? values.comment;
+      const input = {
+        by: need(values.by, '--by <name>'),
+        ...(note !== undefined &&
+          (command === 'approve' || command === 'resume' ? { comment: note } : { reason: note })),
+      };
+      return async (client) => {
+        const status = await client.control(command, name, input);
+        print(values, `${command}: accepted\n${renderStatus(status)}`, status);
+        return EXIT.ok;
+      };
+    }
+    case 'list':
+      return async (client) => {
+        const rows = await client.list({
+          // Releases in flight, unless asked for the state only ended ones have.
+          ...(values.state !== 'done' && { closed: false }),
+          ...(values.service && { service: values.service }),
+          ...(values.state && { state: values.state }),
+        });
+        print(values, renderList(rows), rows);
+        return EXIT.ok;
+      };
+    case 'history': {
+      const name = need(service, '<service>');
+      return (client) => history(client, name, values);
+    }
+  }
+  throw new UsageError(`unknown command "${command}"; see tollgate --help`);
+}
+
+async function start(client: TollgateClient, request: ReleaseRequestInput, values: Values): Promise<number> {
+  const handle = await client.start(request);
+  // The worker resolves the policy: wait for it, so an unknown service or a refused policy fails this command.
+  const state = await client.awaitPolicy(handle);
+  if (state === undefined) {
+    process.stderr.write(
+      `tollgate: no worker has taken up ${handle.workflowId} yet; is one polling task queue ${client.taskQueue}?\n`,
+    );
+  }
+  print(
+    values,
+    `started ${handle.workflowId} (run ${handle.firstExecutionRunId})${state ? `, now ${state}` : ''}\n` +
+      `  watch:   tollgate watch ${request.service}\n  abort:   tollgate abort ${request.service} --by <name> --reason <why>`,
+    { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, state: state ?? null },
+  );
+  return EXIT.ok;
+}
+
+async function history(client: TollgateClient, service: string, values: Values): Promise<number> {
+  const rows = await client.history(service);
+  const withOutcomes = await Promise.all(
+    rows.map(async (r) => {
+      const outcome = await client.client.workflow
+        .getHandle<typeof releaseWorkflow>(r.workflowId, r.runId)
+        .result()
+        .then((res): string => res.outcome)
+        .catch((err: Error) => `failed: ${err.cause instanceof Error ? err.cause.message : err.message}`);
+      return { ...r, outcome };
+    }),
+  );
+  print(
+    values,
+    withOutcomes.map((r) => `${r.startTime}  ${r.version.padEnd(16)} ${r.outcome}`).join('\n') || 'no past releases',
+    withOutcomes,
+  );
+  return EXIT.ok;
+}
+
 async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
-  const [command, service, version] = positionals;
-  if (values.help || !command) {
+  if (values.help || positionals.length === 0) {
     process.stdout.write(`${HELP}\n`);
-    return command || values.help ? EXIT.ok : EXIT.usage;
+    return values.help ? EXIT.ok : EXIT.usage;
   }
+  const command = commandFor(values, positionals);
   const env = parseEnv(connectionEnvSchema, {
     ...process.env,
     ...(values.address && { TEMPORAL_ADDRESS: values.address }),
     ...(values.namespace && { TEMPORAL_NAMESPACE: values.namespace }),
     ...(values['task-queue'] && { TOLLGATE_TASK_QUEUE: values['task-queue'] }),
   });
-  const known = ['start', 'status', 'watch', 'approve', 'abort', 'pause', 'resume', 'promote', 'list', 'history'];
-  if (!known.includes(command)) throw new UsageError(`unknown command "${command}"; see tollgate --help`);
-
   const client = await TollgateClient.connect(connectionSettings(env), env.TOLLGATE_TASK_QUEUE);
   try {
-    switch (command) {
-      case 'start': {
-        const handle = await client.start({
-          service: need(service, '<service>'),
-          version: need(version, '<version>'),
-          initiator: values.initiator ?? process.env.USER ?? userInfo().username,
-          ...(values.reason !== undefined && { reason: values.reason }),
-          ...(values.policy !== undefined && { policy: readPolicy(values.policy) as never }),
-        });
-        print(
-          values,
-          `started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  watch:   tollgate watch ${service}\n  abort:   tollgate abort ${service} --by <name> --reason <why>`,
-          { workflowId: handle.workflowId, runId: handle.firstExecutionRunId },
-        );
-        return EXIT.ok;
-      }
-      case 'status': {
-        const status = await client.status(need(service, '<service>'));
-        print(values, renderStatus(status), status);
-        return EXIT.ok;
-      }
-      case 'watch':
-        return await watch(client, need(service, '<service>'), values);
-      case 'approve':
-      case 'abort':
-      case 'pause':
-      case 'resume':
-      case 'promote': {
-        const input = {
-          by: need(values.by, '--by <name>'),
-          ...(values.reason !== undefined && { reason: values.reason }),
-          ...(values.comment !== undefined && { comment: values.comment }),
-        };
-        const status = await client.control(command, need(service, '<service>'), input);
-        print(values, `${command}: accepted\n${renderStatus(status)}`, status);
-        return EXIT.ok;
-      }
-      case 'list': {
-        const rows = await client.list({
-          closed: false,
-          ...(values.service && { service: values.service }),
-          ...(values.state && { state: values.state }),
-        });
-        print(values, renderList(rows), rows);
-        return EXIT.ok;
-      }
-      case 'history': {
-        const rows = await client.history(need(service, '<service>'));
-        const withOutcomes = await Promise.all(
-          rows.map(async (r) => {
-            const outcome = await client.client.workflow
-              .getHandle<typeof releaseWorkflow>(r.workflowId, r.runId)
-              .result()
-              .then((res): string => res.outcome)
-              .catch((err: Error) => `failed: ${err.cause instanceof Error ? err.cause.message : err.message}`);
-            return { ...r, outcome };
-          }),
-        );
-        print(
-          values,
-          withOutcomes.map((r) => `${r.startTime}  ${r.version.padEnd(16)} ${r.outcome}`).join('\n') ||
-            'no past releases',
-          withOutcomes,
-        );
-        return EXIT.ok;
-      }
-    }
-    return EXIT.usage;
+    return await command(client);
   } finally {
     await client.close();
   }
@@ -226,7 +270,12 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       usage ||
       err instanceof TollgateError ||
       (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'));
-    process.stderr.write(`tollgate: ${known ? (err as Error).message : `unexpected error: ${String(err)}`}\n`);
+    const message = known ? (err as Error).message : `unexpected error: ${String(err)}`;
+    const code = err instanceof TollgateError ? err.code : usage || known ? 'usage' : 'unexpected';
+    // With --json the error is one JSON line too, so scripts can branch on its code.
+    process.stderr.write(
+      argv.includes('--json') ? `${JSON.stringify({ error: message, code })}\n` : `tollgate: ${message}\n`,
+    );
     return usage || (err instanceof TypeError && 'code' in err) ? EXIT.usage : EXIT.error;
   }
 }

@@ -13,6 +13,7 @@ export function renderStatus(s: ReleaseStatus, now = Date.now()): string {
     `${s.service} ${s.version}  (stable: ${s.stableVersion ?? 'none'})  started by ${s.initiator}`,
     `stage: ${s.stage}   state: ${s.state}${s.outcome ? `   outcome: ${s.outcome}` : ''}`,
   ];
+  if (s.ended) lines.push(`>> release ${s.ended.status.toLowerCase()} without an outcome: ${s.ended.message}`);
   if (s.gate)
     lines.push(
       `>> awaiting approval (${s.gate.name}): ${s.gate.message}`,

@@ -30,7 +30,7 @@ import {
 } from '../domain/release';
 import { TollgateService, TollgateState, TollgateVersion } from '../domain/search-attributes';
 import { formatDuration } from '../domain/duration';
-import type { ReleaseStatus } from '../domain/status';
+import type { EndedExecution, ReleaseStatus } from '../domain/status';
 import type { ConnectionSettings } from '../config/connection';
 import type { releaseWorkflow } from '../workflows';
 import { TollgateError } from './errors';
@@ -178,10 +178,49 @@ export class TollgateClient {
           : [],
       );
       if (retrying.length > 0) status.retrying = retrying;
+      const execution = description.status.name;
+      if (execution !== 'RUNNING' && status.state !== 'done') status.ended = await this.endedWithout(handle, execution);
       return projectBake(status, Date.now());
     } catch (err) {
       throw this.translate(err, service);
     }
+  }
+
+  /**
+   * Waits until a worker has resolved the policy of a release just started (its TollgateState leaves
+   * resolving-policy). A policy the worker refuses — an unknown service, an override below the org minimums — fails
+   * the release before anything is deployed; that comes back as an error naming the field. Undefined when no worker
+   * took the release up in time. Reads the execution's description, so it needs no worker to answer a query.
+   */
+  async awaitPolicy(
+    handle: WorkflowHandle<typeof releaseWorkflow>,
+    timeoutMs = 15_000,
+  ): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const description = await handle.describe();
+      const execution = description.status.name;
+      const state = description.typedSearchAttributes.get(TollgateState);
+      if (execution !== 'RUNNING' && execution !== 'COMPLETED') {
+        const ended = await this.endedWithout(handle, execution);
+        throw new TollgateError(`${handle.workflowId} ${ended.status.toLowerCase()}: ${ended.message}`, 'invalid-input');
+      }
+      if (execution === 'COMPLETED' || (state && state !== 'resolving-policy')) return state;
+      if (Date.now() >= deadline) return undefined;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** Why an execution closed without an outcome: its failure, or how it was terminated or timed out. */
+  private async endedWithout(
+    handle: WorkflowHandle<typeof releaseWorkflow>,
+    execution: string,
+  ): Promise<EndedExecution> {
+    const message = await handle.result().then(
+      () => 'completed',
+      (err: Error) => (err.cause instanceof Error && err.cause.message ? err.cause.message : err.message),
+    );
+    return { status: execution, message };
   }
 
   async result(service: string): Promise<ReleaseResult> {

@@ -10,10 +10,12 @@ import type { ReleaseStatus } from './status';
 const actor = z.string().trim().min(1, 'must name a person').max(128, 'at most 128 characters');
 const reason = z.string().trim().min(1, 'a reason is required').max(2000, 'at most 2000 characters');
 
-export const approveInputSchema = z.strictObject({ by: actor, comment: z.string().max(2000).optional() });
+const comment = z.string().max(2000, 'at most 2000 characters').optional();
+
+export const approveInputSchema = z.strictObject({ by: actor, comment });
 export const abortInputSchema = z.strictObject({ by: actor, reason });
 export const pauseInputSchema = z.strictObject({ by: actor, reason });
-export const resumeInputSchema = z.strictObject({ by: actor });
+export const resumeInputSchema = z.strictObject({ by: actor, comment });
 export const promoteInputSchema = z.strictObject({ by: actor, reason });
 
 export type ApproveInput = z.infer<typeof approveInputSchema>;

@@ -91,6 +91,17 @@ export interface ReleaseStatus {
    * cannot see activity retries, so clients fill this in from the execution's pending activities.
    */
   retrying?: RetryingStep[];
+  /**
+   * Set by clients when the execution closed without an outcome: it failed (e.g. its policy was refused), was
+   * terminated or timed out. The workflow cannot report its own termination, so this comes from Temporal.
+   */
+  ended?: EndedExecution;
+}
+
+export interface EndedExecution {
+  /** Temporal's execution status: FAILED, TERMINATED, TIMED_OUT, CANCELLED. */
+  status: string;
+  message: string;
 }
 
 export interface RetryingStep {

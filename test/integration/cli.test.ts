@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { main } from '../../src/client/cli';
+import type { ReleaseStatus } from '../../src/domain/status';
 import { failing, releaseHarness, writePolicies } from '../helpers/release-harness';
 import { startDevServer } from '../helpers/temporal';
 
@@ -14,7 +17,10 @@ async function tollgate(
   const saved = { ...process.env };
   Object.assign(process.env, env);
   const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((out += String(chunk)), true));
-  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((err += String(chunk)), true));
+  // The in-process worker's SDK log entries (timestamped) share stderr with the CLI; only the CLI's are its output.
+  const stderr = jest
+    .spyOn(process.stderr, 'write')
+    .mockImplementation((chunk) => (/^\d{4}-\d\d-\d\dT/.test(String(chunk)) || (err += String(chunk)), true));
   try {
     const code = await main(args);
     return { code, out, err };
@@ -88,6 +94,88 @@ describe('tollgate CLI against the dev server', () => {
       const nothing = await tollgate(['approve', service, '--by', 'bob'], conn);
       expect(nothing.code).toBe(1);
       expect(nothing.err.trim()).toBe(`tollgate: release-${service} has ended (COMPLETED); nothing to approve`);
+    });
+  });
+
+  it('refuses what the worker refuses, and steers a running release with every control', async () => {
+    const service = `shop-${randomUUID().slice(0, 6)}`;
+    const policyDir = writePolicies({ trafficCycle: { minDuration: '1h' } }, [
+      {
+        service,
+        trafficCycle: { duration: '2h' },
+        canary: { analysis: { interval: '1m', checks: [{ name: 'errors', template: 'error-ratio', max: 0.01 }] } },
+      },
+    ]);
+    const { worker, taskQueue, target } = await releaseHarness(env, { policyDir });
+    const conn = { TEMPORAL_ADDRESS: env.address, TOLLGATE_TASK_QUEUE: taskQueue, USER: 'alice' };
+    const loose = join(policyDir, 'loose.yaml');
+    writeFileSync(loose, 'trafficCycle:\n  duration: 30m\n');
+    const misspelt = join(policyDir, 'misspelt.yaml');
+    writeFileSync(misspelt, 'trafficCycle:\n  duraton: 3h\n');
+
+    await worker.runUntil(async () => {
+      // The worker has no policy for this service: the release fails before anything is deployed, and start says so.
+      const unknown = await tollgate(['start', 'no-such-service', '1.0.0'], conn);
+      expect(unknown.code).toBe(2);
+      expect(unknown.err.trim().split('\n')).toEqual([
+        expect.stringMatching(/^tollgate: release-no-such-service failed: .*no-such-service/),
+      ]);
+      const below = await tollgate(['start', service, '2.0.0', '--policy', loose], conn);
+      expect(below.code).toBe(2);
+      expect(below.err.trim()).toMatch(/^tollgate: release-.* failed: .*trafficCycle\.duration/);
+      // A field the schema does not know is caught before anything is sent, named with its path.
+      const typo = await tollgate(['start', service, '2.0.0', '--policy', misspelt, '--json'], conn);
+      expect(typo.code).toBe(2);
+      const typoError = JSON.parse(typo.err) as { code: string; error: string };
+      expect(typoError.code).toBe('invalid-input');
+      expect(typoError.error).toMatch(/^invalid release request: policy\.trafficCycle: .*"duraton"/);
+      expect(target.actions).toEqual([]);
+
+      expect((await tollgate(['start', service, '2.0.0'], conn)).code).toBe(0);
+      for (let i = 0; i < 50; i++) {
+        const s = await tollgate(['status', service, '--json'], conn);
+        if ((JSON.parse(s.out) as { state: string }).state === 'baking') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const nothing = await tollgate(['approve', service, '--by', 'bob'], conn);
+      expect(nothing.code).toBe(1);
+      expect(nothing.err.trim()).toMatch(/^tollgate: rejected: .*nothing is awaiting approval/);
+
+      const listed = await tollgate(['list', '--service', service, '--json'], conn);
+      expect(JSON.parse(listed.out)).toEqual([expect.objectContaining({ service, version: '2.0.0', state: 'baking' })]);
+      const paused = await tollgate(['pause', service, '--by', 'bob', '--reason', 'incident 42'], conn);
+      expect(paused.code).toBe(0);
+      expect(paused.out).toContain('>> paused by bob');
+      const inState = await tollgate(['list', '--state', 'paused'], conn);
+      expect(inState.out).toContain(service);
+      const promoteWhilePaused = await tollgate(['promote', service, '--by', 'bob', '--reason', 'x'], conn);
+      expect(promoteWhilePaused.code).toBe(1);
+      expect(promoteWhilePaused.err).toContain('resume it before promoting');
+      const resumed = await tollgate(['resume', service, '--by', 'bob', '--reason', 'incident over'], conn);
+      expect(resumed.code).toBe(0);
+      const resumedStatus = JSON.parse((await tollgate(['status', service, '--json'], conn)).out) as ReleaseStatus;
+      expect(resumedStatus.pause).toBeUndefined();
+      expect(resumedStatus.audit).toContainEqual(
+        expect.objectContaining({ actor: 'bob', action: 'resume', accepted: true, detail: 'incident over' }),
+      );
+      const aborted = await tollgate(['abort', service, '--by', 'bob', '--reason', 'wrong build'], conn);
+      expect(aborted.code).toBe(0);
+      const watched = await tollgate(['watch', service, '--interval', '1'], conn);
+      expect(watched.code).toBe(11);
+      expect(watched.out).toContain('release aborted');
+      expect(target.actions.map((a) => `${a.action} ${a.key.split('/').pop()}`)).toEqual([
+        'apply staging',
+        'apply canary',
+        'undo canary',
+        'undo staging',
+      ]);
+
+      // A release that ends without an outcome (terminated from the UI) ends `watch` too, with the reason.
+      expect((await tollgate(['start', service, '2.0.1'], conn)).code).toBe(0);
+      await env.client.workflow.getHandle(`release-${service}`).terminate('operator pulled the plug');
+      const ended = await tollgate(['watch', service, '--interval', '1'], conn);
+      expect(ended.code).toBe(12);
+      expect(ended.out).toContain('release terminated: operator pulled the plug');
     });
   });
 

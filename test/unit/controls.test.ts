@@ -137,7 +137,7 @@ describe('rejectionFor: malformed payloads', () => {
   it.each([
     ['approve', {}, 'invalid approve: by: Invalid input'],
     ['approve', { by: '   ' }, 'invalid approve: by: must name a person'],
-    ['approve', { by: 'bob', comment: 'x'.repeat(2001) }, 'invalid approve: comment: Too big'],
+    ['approve', { by: 'bob', comment: 'x'.repeat(2001) }, 'invalid approve: comment: at most 2000 characters'],
     ['abort', { by: 'bob' }, 'invalid abort: reason: Invalid input'],
     ['abort', { by: 'bob', reason: ' ' }, 'invalid abort: reason: a reason is required'],
     ['pause', { by: 'bob', reason: 'r', until: 'later' }, 'invalid pause: (input): Unrecognized key: "until"'],
