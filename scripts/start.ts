@@ -1,13 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { stringify } from 'yaml';
 import { TollgateClient } from '../src/client/tollgate-client';
 import { TollgateError } from '../src/client/errors';
 import { createLogger } from '../src/logger';
 import { startFleet, type Fleet } from '../src/providers/targets/haproxy-fleet-bootstrap';
 import { spawnDevServer, STATE_DIR, waitForPort } from './dev-server';
-import { PROJECT_ROOT } from './temporal-binaries';
+import { PROJECT_ROOT, requireBinary, TEMPORAL_CLI } from './temporal-binaries';
 
 /**
  * The main job: the whole story on one machine. Temporal dev server (Web UI), Prometheus, an HAProxy fleet of the
@@ -35,6 +35,7 @@ const dist = (...p: string[]) => join(PROJECT_ROOT, 'dist', ...p);
 const logger = createLogger(process.env.TOLLGATE_LOG_LEVEL ?? 'warn');
 const children: ChildProcess[] = [];
 let fleet: Fleet | undefined;
+let fleetStarting: Promise<Fleet> | undefined;
 let stopping = false;
 
 function child(
@@ -45,7 +46,11 @@ function child(
   logFile?: string,
 ): ChildProcess {
   const out = logFile ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'inherit', 'inherit'];
-  const proc = spawn(command, args, { stdio: out as never, env: { ...process.env, ...env } });
+  return supervise(name, spawn(command, args, { stdio: out as never, env: { ...process.env, ...env } }), logFile);
+}
+
+/** Any child that exits on its own takes the demo down with it, saying which one and where its log is. */
+function supervise(name: string, proc: ChildProcess, logFile?: string): ChildProcess {
   if (logFile) {
     const sink = (chunk: Buffer) => writeFileSync(logFile, chunk, { flag: 'a' });
     proc.stdout?.on('data', sink);
@@ -66,9 +71,11 @@ async function stop(code: number): Promise<never> {
   stopping = true;
   console.log('\nstopping: load, Prometheus, worker, fleet, Temporal…');
   const [server, ...rest] = children;
-  // The fleet goes after the worker (its last user) and before the Temporal server.
+  // The fleet goes after the worker (its last user) and before the Temporal server. A fleet still starting is
+  // waited for (its own timeouts bound that), so Ctrl-C during start-up leaves no HAProxy or instance behind.
   for (const proc of rest.reverse()) await terminate(proc);
-  await fleet?.stop().catch((err: Error) => console.error(`fleet stop: ${err.message}`));
+  const started = fleet ?? (await fleetStarting?.catch(() => undefined));
+  await started?.stop().catch((err: Error) => console.error(`fleet stop: ${err.message}`));
   if (server) await terminate(server);
   process.exit(code);
 }
@@ -80,15 +87,6 @@ async function terminate(proc: ChildProcess): Promise<void> {
   const timer = setTimeout(() => proc.kill('SIGKILL'), 35_000);
   await exited;
   clearTimeout(timer);
-}
-
-function previousStable(): string {
-  try {
-    const state = JSON.parse(readFileSync(join(FLEET_DIR, 'state.json'), 'utf8')) as { stableVersion?: string };
-    return state.stableVersion ?? GOOD_VERSIONS[0]!;
-  } catch {
-    return GOOD_VERSIONS[0]!;
-  }
 }
 
 function writeConfigs(): { targets: string; prometheus: string } {
@@ -163,13 +161,14 @@ async function main(): Promise<void> {
   mkdirSync(logs, { recursive: true });
 
   console.log('starting the Temporal dev server (state: .tollgate/temporal.db)…');
-  children.push(spawnDevServer({ port: PORTS.temporal, uiPort: PORTS.ui }));
+  supervise('Temporal dev server', spawnDevServer({ port: PORTS.temporal, uiPort: PORTS.ui }));
   await waitForPort(PORTS.temporal, 30_000);
 
   console.log(`starting an HAProxy fleet of ${FLEET_SIZE} ${SERVICE} instances on :${PORTS.frontend}…`);
-  fleet = await startFleet({
+  // A fleet from an earlier run comes back as it was (canary and waves included); a new one starts on 1.0.0.
+  fleetStarting = startFleet({
     service: SERVICE,
-    version: previousStable(),
+    version: GOOD_VERSIONS[0]!,
     fleetSize: FLEET_SIZE,
     frontendPort: PORTS.frontend,
     basePort: PORTS.instances,
@@ -179,6 +178,7 @@ async function main(): Promise<void> {
     fileSdPath: FILE_SD,
     logger,
   });
+  fleet = await fleetStarting;
 
   child(
     'worker',
@@ -231,12 +231,12 @@ Watch and steer it (another terminal):
   npx tollgate watch ${SERVICE}
   npx tollgate approve ${SERVICE} --by bob          # production needs approval, by someone other than "demo"
   npx tollgate abort ${SERVICE} --by bob --reason "looks wrong"
-  temporal workflow signal --workflow-id release-${SERVICE} --name pause --input '{"by":"bob","reason":"lunch"}'
+  ${relative(process.cwd(), requireBinary(TEMPORAL_CLI)) || 'temporal'} workflow signal --workflow-id release-${SERVICE} --name pause --input '{"by":"bob","reason":"lunch"}'
 
 See the automatic rollback: once this release ends, release the bad version (20% errors):
   npx tollgate start ${SERVICE} 1.2.0-bad --reason "try a bad build"
 
-Ctrl-C stops everything; npm start again resumes the release where it was.`);
+Ctrl-C stops everything; npm start again brings the fleet back as it was and resumes the release.`);
 }
 
 main().catch(async (err: unknown) => {

@@ -313,6 +313,48 @@ test('a missing HAProxy admin socket is a clear, typed error', async () => {
   await expect(attempt).rejects.toThrow(/admin socket .*missing\/admin\.sock does not exist.*level admin/);
 });
 
+test('a fleet stopped and started again on its state comes back as it was, canary included', async () => {
+  const dir = await tempStateDir('restart');
+  const options = {
+    service: SERVICE,
+    version: STABLE,
+    fleetSize: 2,
+    basePort: randomBasePort(),
+    stagingPort: await freePort(),
+    command: serviceCommand(serviceJs),
+    stateDir: dir,
+    fileSdPath: join(dir, 'file_sd.json'),
+    retries: false,
+    logger,
+  };
+  const first = await startFleet({ ...options, frontendPort: await freePort() });
+  let second: Fleet | undefined;
+  try {
+    const canaryStep = { ...canary, key: 'r9/canary', releaseId: 'r9' };
+    await first.target.apply(canaryStep);
+    await first.stop();
+    expect(await isAlive(first.haproxyPid)).toBe(false);
+
+    // `version` is only where a new fleet starts: a fleet with state keeps its stable version and its canary.
+    second = await startFleet({ ...options, version: '9.9.9', frontendPort: await freePort() });
+    expect(await versionsServing(second.frontendUrl, 40)).toEqual({ [STABLE]: 20, [NEXT]: 20 });
+    expect(await second.target.stableVersion(SERVICE)).toBe(STABLE);
+    const sd = JSON.parse(await readFile(options.fileSdPath, 'utf8')) as FileSdTarget[];
+    expect(sd.map((t) => `${t.labels.version} ${t.labels.track}`).sort()).toEqual([
+      `${STABLE} stable`,
+      `${NEXT} canary`,
+    ]);
+    // The step is still applied once: applying it again changes nothing, and undo still reverts it.
+    expect(await second.target.apply(canaryStep)).toMatchObject({ applied: false });
+    await second.target.undo(canaryStep);
+    expect(await versionsServing(second.frontendUrl, 20)).toEqual({ [STABLE]: 20 });
+  } finally {
+    await first.stop();
+    await second?.stop();
+    await removeDir(dir);
+  }
+});
+
 describe('the demo service', () => {
   const start = async (version: string) => {
     const port = await freePort();

@@ -8,9 +8,10 @@ import { HaproxyFleetTarget, type HaproxyFleetOptions } from './haproxy-fleet';
 import { HaproxyRuntime } from './haproxy-runtime';
 
 /**
- * Brings up a demo or test fleet from nothing: an HAProxy of its own (config, admin socket and logs in
- * `stateDir`) with one frontend and a backend of disabled server slots, then `fleetSize` instances of
- * the stable version. `stop()` stops every process the fleet runs, including those started by later steps.
+ * Brings up a demo or test fleet: an HAProxy of its own (config, admin socket and logs in `stateDir`) with one
+ * frontend and a backend of disabled server slots, then `fleetSize` instances of the stable version — or, when
+ * `stateDir` holds a fleet from an earlier run, that fleet as it was. `stop()` stops every process the fleet runs,
+ * including those started by later steps, and keeps its state.
  */
 
 export class FleetBootstrapError extends Error {
@@ -158,7 +159,10 @@ export async function startFleet(o: StartFleetOptions): Promise<Fleet> {
   return { frontendUrl: `http://127.0.0.1:${o.frontendPort}/`, socketPath, backend, target, haproxyPid, stop };
 }
 
-/** A previous run that died without stop(): its HAProxy and instances go, and the fleet starts over. */
+/**
+ * A previous run's HAProxy and instance processes, if it died without stop(), are stopped; its fleet state is kept,
+ * so bootstrap brings the fleet back as it was. A fresh HAProxy starts with every slot disabled.
+ */
 async function stopLeftovers(stateDir: string, pidPath: string, o: StartFleetOptions): Promise<void> {
   const pid = Number(await readFile(pidPath, 'utf8').catch(() => ''));
   if (
@@ -175,12 +179,6 @@ async function stopLeftovers(stateDir: string, pidPath: string, o: StartFleetOpt
     backend: `be_${o.service}`,
     stateDir,
   });
-  const state = await stale.readState();
-  if (state.instances.length > 0) {
-    // Only processes whose command line still names their instance are ours; a recycled PID is left alone.
-    state.instances = state.instances.filter((i) => (commandLineOf(i.pid) ?? []).includes(i.id));
-    await Promise.all(state.instances.map((i) => stopProcess(i.pid, 5_000)));
-  }
-  await rm(stale.statePath, { force: true });
+  await stale.stopAll();
   await rm(join(stateDir, 'haproxy.sock'), { force: true });
 }

@@ -167,13 +167,14 @@ export class FleetOps {
     this.log.info({ ...describe(instance), how }, 'instance stopped');
   }
 
-  /** Every process the state knows of, stopped; HAProxy slots are left as they are (used on teardown). */
+  /**
+   * Every process the state knows of, stopped; HAProxy slots are left as they are (used on teardown). The records
+   * stay: a fleet started again on this state restarts each instance with its version, track and slot.
+   */
   async stopAll(state: FleetState): Promise<void> {
     const table = await processTable();
     const pids = (await Promise.all(state.instances.map((i) => pidsOf(i, table)))).flat();
     await Promise.all(pids.map((pid) => stopProcess(pid, this.cfg.timeouts.stopMs)));
-    state.instances = [];
-    await this.store.save(state);
   }
 
   /** Re-adopts live instances, restarts dead ones in place, finishes interrupted retirements. */

@@ -218,13 +218,17 @@ export class HaproxyFleetTarget implements DeploymentTarget {
     });
   }
 
-  /** Brings the fleet up to `fleetSize` instances of `version` (labelled stable), which becomes the stable version. */
+  /**
+   * Brings the fleet up to `fleetSize` instances. A new fleet starts on `version`, which becomes the stable version;
+   * a fleet with state (stopped, or its processes gone) comes back as it was — reconcile restarts every recorded
+   * instance, canaries included, and the stable version stays what releases made it.
+   */
   bootstrap(version: string): Promise<void> {
     return this.exclusive(async (state) => {
-      state.stableVersion = version;
+      state.stableVersion ??= version;
       await this.store.save(state);
       for (let i = this.ops.fleet(state).length; i < this.options.fleetSize; i++) {
-        await this.ops.replace(state, undefined, version, 'stable', 'bootstrap');
+        await this.ops.replace(state, undefined, state.stableVersion, 'stable', 'bootstrap');
       }
     });
   }
@@ -235,7 +239,7 @@ export class HaproxyFleetTarget implements DeploymentTarget {
     return this.reconciled ?? { adopted: [], restarted: [], dropped: [], retired: [] };
   }
 
-  /** Stops every instance process of the fleet (teardown of a demo or test fleet). */
+  /** Stops every instance process of the fleet (teardown of a demo or test fleet); its state is kept. */
   stopAll(): Promise<void> {
     return this.exclusive((state) => this.ops.stopAll(state), { reconcile: false });
   }
