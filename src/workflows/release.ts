@@ -5,6 +5,7 @@ import {
   condition,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -87,11 +88,22 @@ export const SEGMENT_MAX_ROUNDS = 120;
 const AUDIT_LIMIT = 200;
 const PROGRESS_TICK_MIN_MS = 60_000;
 const UNDO_RETRY_MAX_MS = 60_000;
+/**
+ * Guards the bake's history bounds (one question per inconclusive gate, failed stretches retried a stretch apart,
+ * paused stretches restarted on resume, completion waiting for a report after the last requirement was met):
+ * releases started before them replay as recorded.
+ */
+const BOUNDED_BAKE = 'bounded-bake-history';
 
 const waveAnalysis = (analysis: Analysis, percent: number): Analysis => ({
   ...analysis,
   checks: checksAt(analysis.checks, percent),
 });
+
+interface Milestone {
+  at: number;
+  what: string;
+}
 
 interface Alarm {
   at: number;
@@ -378,6 +390,9 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     const bakeStartedAt = new Date().toISOString();
     status.analysis = { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] };
     let latest: CheckResult[] = [];
+    /** When the latest analysis reported, and when everything but analysis was first met: completion needs both. */
+    let reportedAt: number | undefined;
+    let readyAt: number | undefined;
     const baked = () =>
       intervals.reduce((s, iv) => s + iv.end - iv.start, 0) + (openSince !== undefined ? now() - openSince : 0);
     const allIntervals = () => (openSince !== undefined ? [...intervals, { start: openSince, end: now() }] : intervals);
@@ -386,13 +401,24 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     const progress = () => {
       const elapsedMs = baked();
       const peaks = opts.peakWindows.map((w) => ({ window: windowLabel(w), seen: observedIn(w, allIntervals()) }));
-      const waitingFor = [
+      const timeAndTraffic = [
         ...(elapsedMs < opts.durationMs ? [`${formatDuration(opts.durationMs - elapsedMs)} of baking`] : []),
         ...(status.analysis.requests < opts.requestsRequired
           ? [`${status.analysis.requests}/${opts.requestsRequired} requests`]
           : []),
         ...peaks.filter((p) => !p.seen).map((p) => `peak ${p.window}`),
-        ...(healthy() ? [] : ['healthy analysis']),
+      ];
+      if (timeAndTraffic.length === 0 && !status.pause) readyAt ??= now();
+      // Stretches are sized to end when the last requirement is met; the one running then judges the release,
+      // not one that reported hours before.
+      const stale =
+        checks.length > 0 &&
+        readyAt !== undefined &&
+        (reportedAt === undefined || reportedAt < readyAt) &&
+        patched(BOUNDED_BAKE);
+      const waitingFor = [
+        ...timeAndTraffic,
+        ...(!healthy() ? ['healthy analysis'] : stale ? ['analysis since the cycle completed'] : []),
         ...(status.pause ? ['resume (paused)'] : []),
       ];
       status.bake = {
@@ -413,25 +439,34 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
      * Next moment worth waking for: the cycle's end, an unseen peak's end, or the next twentieth of the cycle —
      * the last only so the UI's progress moves; it costs a timer per 5% of the bake, whatever its length.
      */
-    const nextTimeMilestone = (): number | undefined => {
-      if (openSince === undefined) return undefined;
+    const nextTimeMilestones = (): Milestone[] => {
+      if (openSince === undefined) return [];
       const at = now();
       const tick = Math.max(PROGRESS_TICK_MIN_MS, opts.durationMs / 20);
-      const candidates = [
-        ...(baked() < opts.durationMs ? [at + opts.durationMs - baked()] : []),
-        ...(baked() + tick < opts.durationMs ? [at + tick - (baked() % tick)] : []),
-        ...opts.peakWindows
-          .filter((w) => !observedIn(w, allIntervals()))
-          .map((w) => observationTime(w, openSince!))
-          .filter((t): t is number => t !== undefined && t > at),
+      return [
+        ...(baked() < opts.durationMs ? [{ at: at + opts.durationMs - baked(), what: 'cycle ends' }] : []),
+        ...(baked() + tick < opts.durationMs ? [{ at: at + tick - (baked() % tick), what: 'progress' }] : []),
+        ...nextPeaksSeen(),
       ];
-      return candidates.length > 0 ? Math.min(...candidates) : undefined;
     };
+    /** When each peak window not yet observed will have been, if the bake stays unpaused. */
+    const nextPeaksSeen = (): Milestone[] => {
+      if (openSince === undefined) return [];
+      const at = now();
+      return opts.peakWindows
+        .filter((w) => !observedIn(w, allIntervals()))
+        .map((w) => ({ at: observationTime(w, openSince!), what: `peak ${windowLabel(w)} ends` }))
+        .filter((m): m is Milestone => m.at !== undefined && m.at > at);
+    };
+    const earliest = (milestones: Milestone[]): Milestone | undefined =>
+      milestones.reduce<Milestone | undefined>((a, b) => (a === undefined || b.at < a.at ? b : a), undefined);
 
     let segment:
       | {
           scope: CancellationScope;
           startedAt: number;
+          /** Sized for a pause, when no requirement comes closer: replaced by one sized to what is due on resume. */
+          whilePaused: boolean;
           result?: Awaited<ReturnType<Activities['analyze']>>;
           error?: Error;
         }
@@ -441,36 +476,48 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
      * taken, so an analysis that answers instantly (a broken provider, a test double) never spins a hot loop.
      */
     let nextSegmentAt = 0;
+    /** `nextSegmentAt` was put off while nobody answered; an answer brings it back to now. */
+    let putOffWhilePaused = false;
     let alarm: Alarm | undefined;
     const startSegment = () => {
-      // Sized to report back when the bake clock runs out, so completion is judged on fresh results; once time is
-      // done, short stretches keep "healthy" fresh, except while only requests are missing (reported as they arrive).
+      // Sized to report back when the next requirement is met — the bake clock runs out, an unseen peak window
+      // ends — so completion is judged on fresh results and however long the wait, it costs a stretch per
+      // SEGMENT_MAX_ROUNDS. Missing requests are reported as they arrive; nothing else comes due while paused.
+      const interval = opts.analysis!.interval;
+      const roundsUntil = (at: number) => Math.min(SEGMENT_MAX_ROUNDS, Math.max(1, Math.ceil((at - now()) / interval)));
       const remainingMs = Math.max(0, opts.durationMs - baked());
-      const maxRounds =
-        remainingMs > 0
-          ? Math.min(SEGMENT_MAX_ROUNDS, Math.ceil(remainingMs / opts.analysis!.interval))
+      const peakSeen = earliest(nextPeaksSeen());
+      const maxRounds = status.pause
+        ? SEGMENT_MAX_ROUNDS
+        : remainingMs > 0
+          ? roundsUntil(now() + remainingMs)
           : status.analysis.requests < opts.requestsRequired
             ? SEGMENT_MAX_ROUNDS
-            : 1;
+            : peakSeen
+              ? roundsUntil(peakSeen.at)
+              : 1;
+      // A human already has the question: until they answer, only failures need to come back.
+      const inconclusiveLimit =
+        status.gate?.name === 'inconclusive' ? Number.MAX_SAFE_INTEGER : opts.analysis!.inconclusiveLimit;
       const scope = new CancellationScope();
-      const current: NonNullable<typeof segment> = { scope, startedAt: now() };
+      const current: NonNullable<typeof segment> = { scope, startedAt: now(), whilePaused: status.pause !== undefined };
       segment = current;
       scope
         .run(() =>
           analyses.analyze.executeWithOptions(
             {
-              summary: `analyse ${opts.stage}: ${maxRounds} rounds every ${formatDuration(opts.analysis!.interval)}`,
-              startToCloseTimeout: maxRounds * opts.analysis!.interval + 5 * 60_000,
+              summary: `analyse ${opts.stage}: ${maxRounds} rounds every ${formatDuration(interval)}`,
+              startToCloseTimeout: maxRounds * interval + 5 * 60_000,
             },
             [
               {
                 context: context(opts.stage),
                 checks,
-                intervalMs: opts.analysis!.interval,
+                intervalMs: interval,
                 maxRounds,
                 counters: { ...status.analysis },
                 failureLimit: opts.analysis!.failureLimit,
-                inconclusiveLimit: opts.analysis!.inconclusiveLimit,
+                inconclusiveLimit,
                 requestsRequired: opts.requestsRequired,
               },
             ],
@@ -493,6 +540,14 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     };
     try {
       for (;;) {
+        if (segment?.whilePaused && !status.pause && patched(BOUNDED_BAKE)) {
+          segment.scope.cancel();
+          segment = undefined;
+        }
+        if (putOffWhilePaused && !status.pause) {
+          nextSegmentAt = now();
+          putOffWhilePaused = false;
+        }
         if (checks.length > 0 && !segment && now() >= nextSegmentAt) startSegment();
         syncClock();
         const waitingFor = progress();
@@ -504,20 +559,22 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         if (waitingFor.length === 0) break;
 
         const epoch = controlEpoch;
-        const milestone = [nextTimeMilestone(), checks.length > 0 && !segment ? nextSegmentAt : undefined]
-          .filter((t): t is number => t !== undefined)
-          .reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
+        const milestone = earliest([
+          ...nextTimeMilestones(),
+          ...(checks.length > 0 && !segment ? [{ at: nextSegmentAt, what: 'next analysis' }] : []),
+        ]);
         // One timer per distinct milestone, kept across wake-ups: re-arming it on every analysis report would
         // add a start and a cancel event to history each time.
-        if (alarm && alarm.at !== milestone) {
+        if (alarm && alarm.at !== milestone?.at) {
           alarm.scope.cancel();
           alarm = undefined;
         }
         if (milestone !== undefined && !alarm) {
-          const armed: Alarm = { at: milestone, scope: new CancellationScope(), rang: false };
+          const armed: Alarm = { at: milestone.at, scope: new CancellationScope(), rang: false };
           alarm = armed;
+          const summary = `bake ${opts.stage}${opts.wave !== undefined ? ` wave ${opts.wave + 1}` : ''}: ${milestone.what} ${new Date(milestone.at).toISOString()}`;
           armed.scope
-            .run(() => sleep(Math.max(1, milestone - now())))
+            .run(() => sleep(Math.max(1, milestone.at - now()), { summary }))
             .then(
               () => void (armed.rang = true),
               () => undefined,
@@ -540,12 +597,19 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
           const { error } = segment;
           segment = undefined;
           if (isCancellation(error)) throw error;
+          const asked = status.gate?.name === 'inconclusive';
           pauseForHuman('inconclusive', `analysis could not run: ${failureMessage(error)}`);
+          // Retried a stretch apart until someone answers, not at once: every failed stretch costs history.
+          if (asked && patched(BOUNDED_BAKE)) {
+            nextSegmentAt = now() + SEGMENT_MAX_ROUNDS * opts.analysis!.interval;
+            putOffWhilePaused = true;
+          }
         } else if (segment?.result) {
           const { result } = segment;
           nextSegmentAt =
             segment.startedAt + (result.counters.rounds - status.analysis.rounds) * opts.analysis!.interval;
           segment = undefined;
+          reportedAt = now();
           status.analysis = { ...result.counters, checks: result.checks };
           latest = result.checks;
           const failed = result.checks.filter((c) => c.verdict === 'fail');
@@ -567,6 +631,8 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
   };
 
   const pauseForHuman = (gateName: GateName, reason: string) => {
+    // Asked once: repeating the question every stretch nobody answers would push decisions out of the audit trail.
+    if (status.gate?.name === gateName && patched(BOUNDED_BAKE)) return;
     if (!status.pause) status.pause = { by: 'tollgate', reason, since: new Date().toISOString() };
     status.gate = {
       name: gateName,

@@ -8,6 +8,7 @@ import { Worker } from '@temporalio/worker';
 import pino from 'pino';
 import { stringify } from 'yaml';
 import { createActivities } from '../../src/activities';
+import { decide } from '../../src/activities/analysis';
 import type { AnalysisSegment, AnalyzeInput } from '../../src/activities/types';
 import type { CheckResult } from '../../src/domain/analysis';
 import { statusQuery } from '../../src/domain/messages';
@@ -41,8 +42,12 @@ export const pass = (check: string, at = '2026-01-01T00:00:00Z'): CheckResult =>
   at,
 });
 
-/** What the scripted analysis answers to each call, instantly; past the script's end every stretch is healthy. */
-export type AnalysisScript = Array<(input: AnalyzeInput) => AnalysisSegment>;
+export type AnalysisStep = (input: AnalyzeInput) => AnalysisSegment;
+/**
+ * What the scripted analysis answers to each call, instantly; past the script's end every stretch is healthy.
+ * A single step answers every call.
+ */
+export type AnalysisScript = AnalysisStep[] | AnalysisStep;
 
 export const healthy =
   (requests = 0): ((input: AnalyzeInput) => AnalysisSegment) =>
@@ -60,7 +65,7 @@ export const healthy =
 /** A test double for the analysis activity: answers from a script, then behaves like a long healthy stretch. */
 function scriptedAnalysis(script: AnalysisScript, calls: AnalyzeInput[]) {
   return (input: AnalyzeInput): Promise<AnalysisSegment> => {
-    const step = script[calls.length] ?? healthy();
+    const step = typeof script === 'function' ? script : (script[calls.length] ?? healthy());
     calls.push(input);
     return Promise.resolve(step(input));
   };
@@ -160,3 +165,22 @@ export const inconclusive =
     decision: 'inconclusive',
     reason,
   });
+
+/**
+ * The analysis activity's own bookkeeping over rounds whose checks all get `verdict()`: up to `maxRounds` rounds,
+ * stopping where the activity would, with the limits the workflow passed.
+ */
+export const rounds =
+  (verdict: () => 'pass' | 'fail' | 'inconclusive', critical = false): AnalysisStep =>
+  (input) => {
+    let counters = input.counters;
+    let checks: CheckResult[] = [];
+    for (let round = 0; round < input.maxRounds; round++) {
+      checks = input.checks.map((c) => ({ ...pass(c.name), verdict: verdict(), critical, reason: verdict() }));
+      const outcome = decide(counters, checks, 0, input);
+      counters = outcome.counters;
+      if (outcome.decision !== 'healthy')
+        return { counters, checks, decision: outcome.decision, reason: outcome.reason };
+    }
+    return { counters, checks, decision: 'healthy', reason: 'healthy' };
+  };

@@ -15,6 +15,7 @@ import {
   healthy,
   inconclusive,
   releaseHarness,
+  rounds,
   until,
   writePolicies,
   type HarnessOptions,
@@ -22,6 +23,9 @@ import {
 import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
 
 const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
+const startOfUtcDay = (ms: number) => Math.floor(ms / DAY) * DAY;
 const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
 
 function policy(overrides: Partial<ServicePolicyInput> = {}): ServicePolicyInput {
@@ -117,6 +121,63 @@ describe('release workflow scenarios (time-skipping)', () => {
     );
     expect(result.outcome).toBe('promoted');
     expect(status.audit.map((a) => a.action)).toEqual(expect.arrayContaining(['pause', 'approve', 'promoted']));
+  });
+
+  it('asks once while inconclusive analysis waits 48 h for an answer, with history bounded; approve carries on', async () => {
+    let verdict: 'pass' | 'inconclusive' = 'inconclusive';
+    const { result, status, history, notifications } = await run(
+      { analysis: rounds(() => verdict) },
+      async (handle) => {
+        await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        await env.sleep('48h');
+        const still = await handle.query(statusQuery);
+        expect(still).toMatchObject({ state: 'paused', gate: { name: 'inconclusive' } });
+        verdict = 'pass';
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'metrics back' }] });
+      },
+    );
+    expect(result.outcome).toBe('promoted');
+    expect(status.audit.filter((a) => a.action === 'pause')).toHaveLength(1);
+    expect(notifications.filter((n) => n.event === 'awaiting-approval')).toHaveLength(1);
+    const events = history.events?.length ?? 0;
+    console.log(`history: 48 h of unanswered inconclusive analysis at 1-minute rounds → ${events} events`);
+    expect(events).toBeLessThan(4096);
+  });
+
+  it('asks once while analysis cannot run for 48 h, with history bounded; abort still rolls back', async () => {
+    const { result, status, history, notifications, target } = await run(
+      {
+        analysis: () => {
+          throw new Error('metrics provider misconfigured');
+        },
+      },
+      async (handle) => {
+        await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        await env.sleep('48h');
+        const still = await handle.query(statusQuery);
+        expect(still.gate?.message).toContain('analysis could not run: metrics provider misconfigured');
+        await handle.executeUpdate(abortUpdate, { args: [{ by: 'bob', reason: 'cannot judge it' }] });
+      },
+    );
+    expect(result).toMatchObject({ outcome: 'aborted', stage: 'canary' });
+    expect(applied(target.actions)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
+    expect(status.audit.filter((a) => a.action === 'pause')).toHaveLength(1);
+    expect(notifications.filter((n) => n.event === 'awaiting-approval')).toHaveLength(1);
+    const events = history.events?.length ?? 0;
+    console.log(`history: 48 h of analysis that cannot run, unanswered → ${events} events`);
+    expect(events).toBeLessThan(4096);
+  });
+
+  it('still rolls back on a critical failure while paused on inconclusive analysis', async () => {
+    let verdict: 'fail' | 'inconclusive' = 'inconclusive';
+    const { result, target } = await run({ analysis: rounds(() => verdict, true) }, async (handle) => {
+      await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+      await env.sleep('12h');
+      verdict = 'fail';
+    });
+    expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary' });
+    expect(result.reason).toContain('critical check failed');
+    expect(applied(target.actions)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
   });
 
   it('aborted while paused on inconclusive analysis, undoes everything', async () => {
@@ -223,6 +284,38 @@ describe('release workflow scenarios (time-skipping)', () => {
     expect(result.outcome).toBe('promoted');
     const canaryBakeEnd = Date.parse(result.endedAt) - 2 * HOUR; // two 1h waves follow the canary
     expect(new Date(canaryBakeEnd).getUTCHours()).toBe(14);
+  });
+
+  it('waits days for a weekday-only peak window with history bounded, then promotes once it is seen', async () => {
+    // The only peak is on the weekday three days after the server's clock; time and requests are met after 1h.
+    const peakStart = startOfUtcDay(await env.currentTimeMs()) + 3 * DAY + 10 * HOUR;
+    const peakEnd = peakStart + 2 * HOUR;
+    const day = DAY_NAMES[new Date(peakStart).getUTCDay()]!;
+    const { result, history } = await run(
+      {
+        policy: policy({
+          trafficCycle: {
+            duration: '1h',
+            minCanaryRequests: 1000,
+            peakWindows: [{ name: 'weekly', days: [day], start: '10:00', end: '12:00' }],
+          },
+          production: { approval: false, waves: [{ percent: 100, bake: 0 }] },
+        }),
+        analysis: [healthy(1000)],
+      },
+      async (handle) => {
+        const waiting = await until(env, handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, '20m');
+        expect(waiting.bake?.waitingFor).toEqual(['peak weekly']);
+      },
+    );
+    expect(result.outcome).toBe('promoted');
+    expect(Date.parse(result.endedAt)).toBeGreaterThanOrEqual(peakEnd);
+    expect(Date.parse(result.endedAt)).toBeLessThan(peakEnd + 10 * 60_000);
+    const events = history.events?.length ?? 0;
+    console.log(
+      `history: waiting ${((peakEnd - Date.parse(result.startedAt)) / HOUR).toFixed(0)} h for a weekday peak at 1-minute analysis → ${events} events`,
+    );
+    expect(events).toBeLessThan(4096);
   });
 
   it('waits for a deployment window before production changes', async () => {
