@@ -1,3 +1,5 @@
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { approveUpdate, statusQuery } from '../../src/domain/messages';
 import { releaseWorkflow } from '../../src/workflows';
@@ -30,7 +32,7 @@ describe('release workflow: happy path', () => {
     ]);
     const { worker, taskQueue, target, analyzeCalls } = await releaseHarness(env, { policyDir, analysis: [healthy()] });
     const wallStart = Date.now();
-    await worker.runUntil(async () => {
+    const history = await worker.runUntil(async () => {
       const handle = await env.client.workflow.start(releaseWorkflow, {
         taskQueue,
         workflowId: randomWorkflowId('release-checkout'),
@@ -52,6 +54,7 @@ describe('release workflow: happy path', () => {
       const final = await handle.query(statusQuery);
       expect(final.waves.map((w) => w.state)).toEqual(['done', 'done', 'done']);
       expect(Date.parse(result.endedAt) - Date.parse(result.startedAt)).toBeGreaterThanOrEqual(27 * HOUR);
+      return handle.fetchHistory();
     });
     expect(Date.now() - wallStart).toBeLessThan(60_000);
     expect(target.actions.map((a) => `${a.action} ${a.detail}`)).toEqual([
@@ -63,5 +66,19 @@ describe('release workflow: happy path', () => {
       'mark-stable 1.1.0 is stable',
     ]);
     expect(analyzeCalls[0]?.maxRounds).toBe(120);
+
+    // The Temporal UI names every activity and timer by its summary: none may be left as a bare type or duration.
+    const summary = (e: temporal.api.history.v1.IHistoryEvent) =>
+      e.userMetadata?.summary ? defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary) : undefined;
+    const scheduled = (history.events ?? []).filter(
+      (e) => e.activityTaskScheduledEventAttributes || e.timerStartedEventAttributes,
+    );
+    const unnamed = scheduled
+      .filter((e) => !summary(e))
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? `timer ${e.eventId?.toString()}`);
+    expect(unnamed).toEqual([]);
+    const timers = scheduled.filter((e) => e.timerStartedEventAttributes).map(summary);
+    expect(timers).toContainEqual(expect.stringMatching(/^bake canary: cycle ends \d{4}-/));
+    expect(timers).toContainEqual(expect.stringMatching(/^bake production wave 3: /));
   });
 });
