@@ -335,6 +335,26 @@ describe('release workflow scenarios (time-skipping)', () => {
     expect([2, 3, 4]).toContain(end.getUTCDay());
   });
 
+  it('cancelling the workflow during the canary bake rolls back in reverse, retrying a failed undo, and ends aborted', async () => {
+    const { result, status, target, undoAttempts } = await run({ undoFailures: 1 }, async (handle) => {
+      await until(env, handle, (s) => s.stage === 'canary' && s.state === 'baking', '10m');
+      await handle.cancel();
+    });
+    expect(result).toMatchObject({
+      outcome: 'aborted',
+      stage: 'canary',
+      reason: 'workflow cancelled',
+      stableVersion: '1.0.0',
+    });
+    expect(applied(target.actions)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
+    expect(undoAttempts.map((k) => k.split('/').pop())).toEqual(['canary', 'canary', 'staging']);
+    expect(status.rollback).toMatchObject({
+      failedAttempts: 1,
+      undone: [expect.stringMatching(/canary$/), expect.stringMatching(/staging$/)],
+    });
+    expect(await target.stableVersion('checkout')).toBe('1.0.0');
+  });
+
   it('retries an undo that fails twice, shows the retries in status, and completes the rollback', async () => {
     const { result, status, undoAttempts } = await run({
       analysis: [failing('error ratio 0.3 > max 0.01')],
