@@ -25,6 +25,7 @@ import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
+const hhmm = (hour: number) => `${String(hour % 24).padStart(2, '0')}:00`;
 const startOfUtcDay = (ms: number) => Math.floor(ms / DAY) * DAY;
 const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
 
@@ -262,28 +263,26 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it('extends the bake until every peak window has been observed unpaused', async () => {
+    // Lunch starts 2-3 hours after the server's clock: after the 1h cycle, always still ahead.
+    const lunchStart = new Date(await env.currentTimeMs()).getUTCHours() + 3;
     const { result } = await run(
       {
         policy: policy({
-          trafficCycle: { duration: '1h', peakWindows: [{ name: 'lunch', start: '12:00', end: '14:00' }] },
+          trafficCycle: {
+            duration: '1h',
+            peakWindows: [{ name: 'lunch', start: hhmm(lunchStart), end: hhmm(lunchStart + 2) }],
+          },
         }),
       },
       async (handle) => {
         const waiting = await until(env, handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, '20m');
-        const now = Date.parse(waiting.updatedAt);
-        const lunchEnd = new Date(now);
-        lunchEnd.setUTCHours(14, 0, 0, 0);
-        const stillAhead =
-          lunchEnd.getTime() > now + 5 * 60_000 && Date.parse(waiting.bake!.startedAt) <= lunchEnd.getTime() - 2 * HOUR;
-        if (stillAhead || lunchEnd.getTime() <= now) {
-          expect(waiting.bake?.waitingFor).toContain('peak lunch');
-          expect(waiting.bake?.peakWindows).toEqual([{ window: 'lunch', seen: false }]);
-        }
+        expect(waiting.bake?.waitingFor).toEqual(['peak lunch']);
+        expect(waiting.bake?.peakWindows).toEqual([{ window: 'lunch', seen: false }]);
       },
     );
     expect(result.outcome).toBe('promoted');
     const canaryBakeEnd = Date.parse(result.endedAt) - 2 * HOUR; // two 1h waves follow the canary
-    expect(new Date(canaryBakeEnd).getUTCHours()).toBe(14);
+    expect(new Date(canaryBakeEnd).getUTCHours()).toBe((lunchStart + 2) % 24);
   });
 
   it('waits days for a weekday-only peak window with history bounded, then promotes once it is seen', async () => {
@@ -319,20 +318,22 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it('waits for a deployment window before production changes', async () => {
-    const { result, status } = await run(
-      { policy: policy({ windows: { allowed: [{ days: ['tue', 'wed', 'thu'], start: '09:00', end: '11:00' }] } }) },
+    // The only window opens on the weekday three days after the server's clock; production is ready after ~24h.
+    const opens = startOfUtcDay(await env.currentTimeMs()) + 3 * DAY + 9 * HOUR;
+    const day = DAY_NAMES[new Date(opens).getUTCDay()]!;
+    const { result } = await run(
+      { policy: policy({ windows: { allowed: [{ days: [day], start: '09:00', end: '11:00' }] } }) },
       async (handle) => {
         const waiting = await until(env, handle, (s) => s.state === 'waiting-for-window', '2h');
-        const opens = new Date(waiting.waitingForWindowUntil!);
-        expect(opens.getUTCHours()).toBe(9);
-        expect(['2', '3', '4']).toContain(String(opens.getUTCDay()));
+        expect(waiting.waitingForWindowUntil).toBe(new Date(opens).toISOString());
+        expect(waiting.waves.map((w) => w.state)).toEqual(['waiting-for-window', 'pending']);
+        expect(waiting.deployedSteps.map((k) => k.split('/').pop())).toEqual(['staging', 'canary']);
       },
     );
     expect(result.outcome).toBe('promoted');
-    const waveStarts = status.audit.length; // audit carries start/promoted; the window shows in the end time
-    expect(waveStarts).toBeGreaterThan(0);
-    const end = new Date(result.endedAt);
-    expect([2, 3, 4]).toContain(end.getUTCDay());
+    // Wave 1 at 09:00, its 1h bake, wave 2 at 10:00 (still inside the window), its 1h bake.
+    expect(Date.parse(result.endedAt)).toBeGreaterThanOrEqual(opens + 2 * HOUR);
+    expect(Date.parse(result.endedAt)).toBeLessThan(opens + 3 * HOUR);
   });
 
   it('cancelling the workflow during the canary bake rolls back in reverse, retrying a failed undo, and ends aborted', async () => {
