@@ -36,9 +36,16 @@ export function devServerArgs({
   ];
 }
 
+/**
+ * In a process group of its own: a terminal's Ctrl-C goes to the whole foreground group, and the server must outlive
+ * the worker's graceful shutdown (a worker reports its cut-short activities to it), so whoever started it stops it.
+ */
 export function spawnDevServer(options: DevServerOptions = {}): ChildProcess {
   mkdirSync(STATE_DIR, { recursive: true });
-  return spawn(requireBinary(TEMPORAL_CLI), devServerArgs(options), { stdio: ['ignore', 'inherit', 'inherit'] });
+  return spawn(requireBinary(TEMPORAL_CLI), devServerArgs(options), {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    detached: true,
+  });
 }
 
 /** Resolves once something accepts TCP connections on host:port, or rejects after timeoutMs. */

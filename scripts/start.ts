@@ -160,6 +160,16 @@ async function main(): Promise<void> {
   const logs = join(STATE_DIR, 'logs');
   mkdirSync(logs, { recursive: true });
 
+  if (
+    await waitForPort(PORTS.temporal, 0).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw new Error(
+      `something already listens on 127.0.0.1:${PORTS.temporal}: a demo still running, or the dev server of one that was killed`,
+    );
+  }
   console.log('starting the Temporal dev server (state: .tollgate/temporal.db)…');
   supervise('Temporal dev server', spawnDevServer({ port: PORTS.temporal, uiPort: PORTS.ui }));
   await waitForPort(PORTS.temporal, 30_000);

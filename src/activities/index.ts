@@ -1,4 +1,4 @@
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { CheckResult } from '../domain/analysis';
 import { PolicyError, resolvePolicy } from '../domain/policy-resolution';
 import type { ResolvedPolicy } from '../domain/policy';
@@ -113,7 +113,18 @@ export function createActivities({
       let beat: AnalysisHeartbeat = resumed ?? { counters: input.counters, checks: [] };
       const firstRound = beat.counters.rounds - input.counters.rounds;
       for (let round = firstRound; round < input.maxRounds; round++) {
-        await waitHeartbeating(input.intervalMs, heartbeatEveryMs, beat);
+        try {
+          await waitHeartbeating(input.intervalMs, heartbeatEveryMs, beat);
+        } catch (err) {
+          // A worker shutting down ends the stretch with the rounds it ran: heartbeats reach the server throttled (up
+          // to a minute apart), so failing here would make the retry repeat them. With no new round, the retry
+          // resumes exactly where this attempt began.
+          if (err instanceof CancelledFailure && err.message === 'WORKER_SHUTDOWN' && round > firstRound) {
+            log.info({ counters: beat.counters }, 'analysis stretch cut short by worker shutdown');
+            return { ...beat, decision: 'healthy', reason: 'stretch cut short: worker shutting down' };
+          }
+          throw err;
+        }
         const { results, requests } = await analysisRound(
           metrics,
           input.context,
