@@ -202,6 +202,8 @@ async function main(): Promise<void> {
       TOLLGATE_POLICY_DIR: join(PROJECT_ROOT, 'policies'),
       // Ctrl-C should be quick; an analysis stretch cut short resumes from its last heartbeat on the next start.
       TOLLGATE_SHUTDOWN_GRACE: '3s',
+      // The demo analyses every 10 s; heartbeats as often let `tollgate watch` show every round.
+      TOLLGATE_MAX_HEARTBEAT_THROTTLE: '10s',
     },
     join(logs, 'worker.log'),
   );

@@ -49,10 +49,11 @@ export function workflowBundlerOptions(): Required<Pick<BundleOptions, 'preloadM
 /** Worker settings that decide its capacity; the bench's workers use them too. */
 export function workerCapacity(
   config: WorkerConfig,
-): Pick<WorkerOptions, 'maxCachedWorkflows' | 'maxConcurrentActivityTaskExecutions'> {
+): Pick<WorkerOptions, 'maxCachedWorkflows' | 'maxConcurrentActivityTaskExecutions' | 'maxHeartbeatThrottleInterval'> {
   return {
     maxCachedWorkflows: config.TOLLGATE_MAX_CACHED_WORKFLOWS,
     maxConcurrentActivityTaskExecutions: config.TOLLGATE_MAX_ACTIVITIES,
+    maxHeartbeatThrottleInterval: config.TOLLGATE_MAX_HEARTBEAT_THROTTLE,
   };
 }
 

@@ -31,6 +31,12 @@ const workerEnvSchema = connectionEnvSchema.and(
       .min(40, 'must be at least 40 (the worker runs up to 40 workflow tasks at once)')
       .max(100_000)
       .default(1_000),
+    /**
+     * How often at most an activity's heartbeat reaches the server. Each is a billable action, and an analysis
+     * stretch's rounds reach `status` only through them: 60 s (the SDK's default) suits analysis every minute or
+     * more; the demo, analysing every 10 s, sets 10s so that `tollgate watch` follows each round.
+     */
+    TOLLGATE_MAX_HEARTBEAT_THROTTLE: durationMs.default(60_000),
     TOLLGATE_POLICY_DIR: z.string().min(1).default('policies'),
     /** YAML file mapping services to deployment targets; without it every service goes to the dry-run target. */
     TOLLGATE_TARGETS_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),

@@ -3,11 +3,21 @@ import { loadWorkerConfig } from '../../src/config/worker-config';
 import { workerCapacity } from '../../src/worker';
 
 describe('worker capacity settings', () => {
-  it('caches 1,000 workflows and runs 2,000 activities at once by default', () => {
+  it('caches 1,000 workflows, runs 2,000 activities at once and forwards a heartbeat a minute by default', () => {
     expect(workerCapacity(loadWorkerConfig({}))).toEqual({
       maxCachedWorkflows: 1_000,
       maxConcurrentActivityTaskExecutions: 2_000,
+      maxHeartbeatThrottleInterval: 60_000,
     });
+  });
+
+  it('takes the heartbeat throttle from TOLLGATE_MAX_HEARTBEAT_THROTTLE, and names it when it is not a duration', () => {
+    expect(workerCapacity(loadWorkerConfig({ TOLLGATE_MAX_HEARTBEAT_THROTTLE: '10s' }))).toMatchObject({
+      maxHeartbeatThrottleInterval: 10_000,
+    });
+    expect(() => loadWorkerConfig({ TOLLGATE_MAX_HEARTBEAT_THROTTLE: 'often' })).toThrow(
+      'invalid configuration: TOLLGATE_MAX_HEARTBEAT_THROTTLE: expected a duration such as 30s, 500ms or 2m',
+    );
   });
 
   it('takes the workflow cache size from TOLLGATE_MAX_CACHED_WORKFLOWS', () => {
