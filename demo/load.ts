@@ -34,6 +34,10 @@ export interface LoadReport {
   byStatus: Record<string, number>;
   /** Answers by the `x-version` header, to see what share each version served. */
   byVersion: Record<string, number>;
+  /** Answers outside 2xx by `x-version` ("none" without one, as from HAProxy itself): whose errors they were. */
+  non2xxByVersion: Record<string, number>;
+  /** When the first answer outside 2xx arrived (ISO 8601): the moment a faulty version's errors became visible. */
+  firstNon2xxAt?: string;
   /** Requests without an HTTP answer: connection refused/reset, timeout. */
   failed: number;
   errors: Record<string, number>;
@@ -81,6 +85,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     sent: 0,
     byStatus: {},
     byVersion: {},
+    non2xxByVersion: {},
     failed: 0,
     errors: {},
     skipped: 0,
@@ -95,6 +100,11 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
         bump(report.byStatus, String(res.statusCode ?? 0));
         const version = res.headers['x-version'];
         if (typeof version === 'string') bump(report.byVersion, version);
+        const ok = res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300;
+        if (!ok) {
+          report.firstNon2xxAt ??= new Date().toISOString();
+          bump(report.non2xxByVersion, typeof version === 'string' ? version : 'none');
+        }
         res.resume();
         res.on('error', (err: NodeJS.ErrnoException) => {
           report.failed += 1;

@@ -1,5 +1,5 @@
 import type { AnalysisCounters, AnalysisDecision, CheckResult } from '../domain/analysis';
-import { checkQueries } from '../domain/check-templates';
+import { checkQueries, type CheckQueryContext } from '../domain/check-templates';
 import { judgeCheck } from '../domain/judge';
 import type { Check } from '../domain/policy';
 import type { MetricsProvider, RangeWindow } from '../providers/metrics/types';
@@ -9,6 +9,38 @@ const REQUEST_COUNT: Check = { name: 'requests', template: 'request-count', min:
 
 /** How many per-interval samples a round reads: enough for the baseline test, one for a plain threshold. */
 const samplesFor = (check: Check) => check.baseline?.minSamples ?? 1;
+
+/**
+ * Prometheus applies service-discovery changes on 5 s tickers and needs two scrapes to rate a new series, so a canary
+ * can take traffic seconds before its metrics exist. Staying under the analysis activity's heartbeat timeout matters
+ * too: nothing heartbeats while a round waits.
+ */
+const FIRST_DATA_WAIT_MAX_MS = 15_000;
+const FIRST_DATA_POLL_MS = 500;
+
+/**
+ * Until the canary's request count has a value, for at most `budgetMs`; says whether it waited. Judging the first
+ * round before then would spend it as inconclusive and put off the verdict on a faulty canary by a whole interval;
+ * waiting costs only the lag. A query or provider that fails is not waited for: the round reports it.
+ */
+async function waitForCanaryData(metrics: MetricsProvider, ctx: CheckQueryContext, budgetMs: number): Promise<boolean> {
+  let query: string;
+  try {
+    query = checkQueries(REQUEST_COUNT, ctx).canary;
+  } catch {
+    return false;
+  }
+  const deadline = Date.now() + budgetMs;
+  for (let poll = 0; poll <= Math.ceil(budgetMs / FIRST_DATA_POLL_MS); poll++) {
+    const at = new Date();
+    const counted = await metrics
+      .queryRange(query, { start: at, end: at, stepSeconds: ctx.stepSeconds })
+      .catch(() => undefined);
+    if (counted === undefined || counted.length > 0 || Date.now() >= deadline) return poll > 0;
+    await new Promise((r) => setTimeout(r, FIRST_DATA_POLL_MS));
+  }
+  return true;
+}
 
 async function samples(metrics: MetricsProvider, query: string, window: RangeWindow): Promise<number[]> {
   return metrics.queryRange(query, window);
@@ -20,12 +52,15 @@ export async function analysisRound(
   context: ReleaseContext,
   checks: Check[],
   intervalMs: number,
-  now: Date,
+  roundAt: Date,
   /** Rounds already run this stage: how many intervals of canary data exist. */
   roundsSoFar = Number.POSITIVE_INFINITY,
 ): Promise<{ results: CheckResult[]; requests: number }> {
   const stepSeconds = Math.max(1, Math.round(intervalMs / 1000));
   const ctx = { ...context, stableVersion: context.stableVersion, stepSeconds };
+  const waited =
+    roundsSoFar === 0 && (await waitForCanaryData(metrics, ctx, Math.min(intervalMs, FIRST_DATA_WAIT_MAX_MS)));
+  const now = waited ? new Date() : roundAt;
   const windowFor = (n: number): RangeWindow => ({
     start: new Date(now.getTime() - (n - 1) * stepSeconds * 1000),
     end: now,

@@ -81,3 +81,48 @@ describe('analysis warm-up', () => {
     ).toBe('inconclusive');
   });
 });
+
+describe('the first round and a canary the metrics system has not scraped yet', () => {
+  /** A provider with no canary series for its first `emptyCalls` request-count queries. */
+  function lateMetrics(emptyCalls: number) {
+    let countQueries = 0;
+    const metrics: MetricsProvider = {
+      kind: 'late',
+      isOnline: () => Promise.resolve(true),
+      query: () => Promise.resolve(undefined),
+      queryRange: (query) => {
+        if (query.includes('increase(') && ++countQueries <= emptyCalls) return Promise.resolve([]);
+        return Promise.resolve(query.includes('rate(') ? [0.2] : [40]);
+      },
+    };
+    return { metrics, countQueries: () => countQueries };
+  }
+
+  it('is judged once the canary has data, not spent as inconclusive', async () => {
+    const { metrics, countQueries } = lateMetrics(2);
+    const started = Date.now();
+    const round = await analysisRound(metrics, context, [errors], 4_000, new Date(), 0);
+    expect(round.results[0]).toMatchObject({ check: 'errors', verdict: 'fail' });
+    expect(round.requests).toBe(40);
+    expect(countQueries()).toBe(4); // two empty polls, the one with data, the round's own count
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+
+  it('waits at most one interval, then reports the missing data', async () => {
+    const { metrics } = lateMetrics(Number.POSITIVE_INFINITY);
+    const started = Date.now();
+    const round = await analysisRound(metrics, context, [errors], 1_000, new Date(), 0);
+    expect(round.results[0]).toMatchObject({ verdict: 'fail' }); // the check's own query still answers
+    expect(round.requests).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('is not held up on later rounds', async () => {
+    const { metrics, countQueries } = lateMetrics(Number.POSITIVE_INFINITY);
+    const started = Date.now();
+    await analysisRound(metrics, context, [errors], 4_000, new Date(), 1);
+    expect(countQueries()).toBe(1);
+    expect(Date.now() - started).toBeLessThan(500);
+  });
+});
