@@ -46,7 +46,11 @@ function child(
   logFile?: string,
 ): ChildProcess {
   const out = logFile ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'inherit', 'inherit'];
-  return supervise(name, spawn(command, args, { stdio: out as never, env: { ...process.env, ...env } }), logFile);
+  // Each child in a process group of its own, so a terminal's Ctrl-C reaches only this process, which stops them one
+  // by one, in order. The worker must get exactly one signal: the SDK's Runtime shuts down gracefully on the first
+  // and lets a second kill the process — which would leave its running activities for the server to time out.
+  const proc = spawn(command, args, { stdio: out as never, env: { ...process.env, ...env }, detached: true });
+  return supervise(name, proc, logFile);
 }
 
 /** Any child that exits on its own takes the demo down with it, saying which one and where its log is. */
@@ -154,8 +158,7 @@ async function startOrResumeRelease(): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stop(0));
   const configs = writeConfigs();
   const logs = join(STATE_DIR, 'logs');
   mkdirSync(logs, { recursive: true });
