@@ -368,7 +368,7 @@ describe('resolvePolicy: org minimums on the merged policy', () => {
 });
 
 describe('resolvePolicy: production waves may only become more gradual and more strictly analysed', () => {
-  const own = { interval: '30s', checks: [errors, latency], failureLimit: 2, inconclusiveLimit: 2 } as const;
+  const own = { interval: '30s', checks: [errors, latency], failureLimit: 2, inconclusiveLimit: 2 };
   /** The default test service, but its first wave bakes with an analysis of its own, stricter than the canary's. */
   const strictWaves = () =>
     service({
