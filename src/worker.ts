@@ -9,6 +9,7 @@ import {
   type WorkerOptions,
 } from '@temporalio/worker';
 import { createActivities } from './activities';
+import { releaseLogAttributes } from './activities/log-attributes';
 import { ConfigError } from './config/env';
 import { PolicyStore } from './config/policies';
 import { createMetrics, createNotifier, createTarget } from './providers';
@@ -91,6 +92,7 @@ export async function runWorker(config: WorkerConfig, logger: Logger): Promise<v
         notifier: await createNotifier(config.TOLLGATE_NOTIFY_FILE, logger),
         logger,
       }),
+      interceptors: { activity: [releaseLogAttributes] },
       shutdownGraceTime: config.TOLLGATE_SHUTDOWN_GRACE,
       ...workerCapacity(config),
     });

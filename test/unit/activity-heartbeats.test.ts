@@ -119,7 +119,7 @@ describe('an analysis stretch when its worker shuts down', () => {
     const running = env.run(analyze(), input);
     while (rounds < 9) await new Promise((r) => setTimeout(r, 5));
     env.cancel('WORKER_SHUTDOWN');
-    const segment: AnalysisSegment = await running;
+    const segment = (await running) as AnalysisSegment;
     expect(segment.decision).toBe('healthy');
     expect(segment.reason).toBe('stretch cut short: worker shutting down');
     expect(segment.counters.rounds).toBeGreaterThanOrEqual(9);
