@@ -37,7 +37,7 @@ async function waitForStatus(tollgate: TollgateClient, service: string, ok: (s: 
   }
 }
 
-/** The README embeds these screenshots, so they are committed: keep them small. */
+/** The README shows these screenshots (generated here, never committed): keep them small enough to browse. */
 async function screenshot(page: Page, name: string): Promise<void> {
   const path = join(SCREENSHOTS, name);
   await page.screenshot({ path });
