@@ -192,10 +192,7 @@ export class TollgateClient {
    * the release before anything is deployed; that comes back as an error naming the field. Undefined when no worker
    * took the release up in time. Reads the execution's description, so it needs no worker to answer a query.
    */
-  async awaitPolicy(
-    handle: WorkflowHandle<typeof releaseWorkflow>,
-    timeoutMs = 15_000,
-  ): Promise<string | undefined> {
+  async awaitPolicy(handle: WorkflowHandle<typeof releaseWorkflow>, timeoutMs = 15_000): Promise<string | undefined> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const description = await handle.describe();
@@ -203,7 +200,10 @@ export class TollgateClient {
       const state = description.typedSearchAttributes.get(TollgateState);
       if (execution !== 'RUNNING' && execution !== 'COMPLETED') {
         const ended = await this.endedWithout(handle, execution);
-        throw new TollgateError(`${handle.workflowId} ${ended.status.toLowerCase()}: ${ended.message}`, 'invalid-input');
+        throw new TollgateError(
+          `${handle.workflowId} ${ended.status.toLowerCase()}: ${ended.message}`,
+          'invalid-input',
+        );
       }
       if (execution === 'COMPLETED' || (state && state !== 'resolving-policy')) return state;
       if (Date.now() >= deadline) return undefined;
