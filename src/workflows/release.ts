@@ -218,6 +218,8 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     fourEyes: policy?.approvals.fourEyes ?? true,
     approvers: policy?.approvals.approvers,
   });
+  /** What a paused release goes back to when it resumes. */
+  let unpausedState: ReleaseState = 'baking';
   let forward: CancellationScope | undefined;
   const apply = <N extends ControlName>(name: N, input: ControlInput<N>): void => {
     controlEpoch++;
@@ -281,7 +283,9 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       update,
       (payload: unknown) => {
         apply(name, payload as ControlInput<N>);
-        return status;
+        // The main loop leaves `paused` only when it next runs, after this answer is sent: answer with the state the
+        // release resumes into, so that `approve` or `resume` does not read as still paused.
+        return status.state === 'paused' && !status.pause ? { ...status, state: unpausedState } : status;
       },
       {
         validator: (payload: unknown) => {
@@ -324,6 +328,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
   const whileUnpaused = async () => {
     if (status.pause) {
       const before = status.state;
+      unpausedState = before;
       setState('paused');
       await condition(() => status.pause === undefined);
       setState(before);
@@ -551,6 +556,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         if (checks.length > 0 && !segment && now() >= nextSegmentAt) startSegment();
         syncClock();
         const waitingFor = progress();
+        unpausedState = 'baking';
         setState(status.pause ? 'paused' : 'baking');
         if (promoteRequested && !status.pause) {
           log.info('bake skipped by promote', logFields());

@@ -153,6 +153,7 @@ describe('tollgate CLI against the dev server', () => {
       expect(promoteWhilePaused.err).toContain('resume it before promoting');
       const resumed = await tollgate(['resume', service, '--by', 'bob', '--reason', 'incident over'], conn);
       expect(resumed.code).toBe(0);
+      expect(resumed.out).toMatch(/^stage: canary {3}state: baking$/m);
       const resumedStatus = JSON.parse((await tollgate(['status', service, '--json'], conn)).out) as ReleaseStatus;
       expect(resumedStatus.pause).toBeUndefined();
       expect(resumedStatus.audit).toContainEqual(
