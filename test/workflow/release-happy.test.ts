@@ -30,7 +30,10 @@ describe('release workflow: happy path', () => {
         },
       },
     ]);
-    const { worker, taskQueue, target, analyzeCalls } = await releaseHarness(env, { policyDir, analysis: [healthy()] });
+    const { worker, taskQueue, target, analyzeCalls, notifications } = await releaseHarness(env, {
+      policyDir,
+      analysis: [healthy()],
+    });
     const wallStart = Date.now();
     const history = await worker.runUntil(async () => {
       const handle = await env.client.workflow.start(releaseWorkflow, {
@@ -66,6 +69,13 @@ describe('release workflow: happy path', () => {
       'mark-stable 1.1.0 is stable',
     ]);
     expect(analyzeCalls[0]?.maxRounds).toBe(120);
+    // Canary events are labelled canary; approval is asked for production, once.
+    expect(notifications.map((n) => `${n.event}:${n.stage}:${n.track}`)).toEqual([
+      'release-started:staging:staging',
+      'canary-started:canary:canary',
+      'awaiting-approval:production:production',
+      'promoted:done:production',
+    ]);
 
     // The Temporal UI names every activity and timer by its summary: none may be left as a bare type or duration.
     const summary = (e: temporal.api.history.v1.IHistoryEvent) =>
