@@ -21,6 +21,7 @@ import { checksAt, type CheckResult } from '../domain/analysis';
 import { rejectionFor, type ControlView } from '../domain/controls';
 import { formatDuration } from '../domain/duration';
 import {
+  CONTROL_SCHEMAS,
   abortSignal,
   abortUpdate,
   approveSignal,
@@ -277,12 +278,12 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         refresh();
         return;
       }
-      apply(name, payload as ControlInput<N>);
+      apply(name, CONTROL_SCHEMAS[name].parse(payload) as ControlInput<N>);
     });
     setHandler(
       update,
       (payload: unknown) => {
-        apply(name, payload as ControlInput<N>);
+        apply(name, CONTROL_SCHEMAS[name].parse(payload) as ControlInput<N>);
         // The main loop leaves `paused` only when it next runs, after this answer is sent: answer with the state the
         // release resumes into, so that `approve` or `resume` does not read as still paused.
         return status.state === 'paused' && !status.pause ? { ...status, state: unpausedState } : status;

@@ -221,8 +221,12 @@ describe('release workflow scenarios (time-skipping)', () => {
     const { result, status } = await run({}, async (handle) => {
       await until(env, handle, (s) => s.stage === 'canary' && s.state === 'baking', '10m');
       await env.sleep('2h');
-      const paused = await handle.executeUpdate(pauseUpdate, { args: [{ by: 'dave', reason: 'incident elsewhere' }] });
-      expect(paused.pause?.by).toBe('dave');
+      // Sent as typed in a terminal: what is recorded is what was validated, trimmed.
+      const paused = await handle.executeUpdate(pauseUpdate, {
+        args: [{ by: '  dave ', reason: ' incident elsewhere  ' }],
+      });
+      expect(paused.pause).toMatchObject({ by: 'dave', reason: 'incident elsewhere' });
+      expect(paused.audit.at(-1)).toMatchObject({ actor: 'dave', action: 'pause', detail: 'incident elsewhere' });
       await env.sleep('48h');
       const frozen = await handle.query(statusQuery);
       expect(frozen.state).toBe('paused');
