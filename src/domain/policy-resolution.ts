@@ -1,3 +1,4 @@
+import { formatDuration } from './duration';
 import type { Analysis, Check, OrgPolicy, PolicyOverride, ResolvedPolicy, ServicePolicy } from './policy';
 
 export interface PolicyIssue {
@@ -82,14 +83,19 @@ const waveAnalysis = (p: ServicePolicy, wave: Wave): Analysis => wave.analysis ?
 /** Fields a request may move in one direction only: longer bakes, more evidence, stricter limits, more gates. */
 function loosenings(service: ServicePolicy, merged: ServicePolicy): PolicyIssue[] {
   const issues: PolicyIssue[] = [];
+  // Durations are held in ms; an error quotes them as a person writes them.
+  const shown = (path: string, v: number) => (/(duration|bake|interval)$/.test(path) ? formatDuration(v) : String(v));
   const notBelow = (path: string, was: number, now: number) =>
     now < was &&
-    issues.push({ path, message: `may only be raised by a request (service policy: ${was}, requested: ${now})` });
+    issues.push({
+      path,
+      message: `may only be raised by a request (service policy: ${shown(path, was)}, requested: ${shown(path, now)})`,
+    });
   const notAbove = (path: string, was: number, now: number, note = '') =>
     now > was &&
     issues.push({
       path,
-      message: `may only be lowered by a request (service policy: ${was}, requested: ${now})${note}`,
+      message: `may only be lowered by a request (service policy: ${shown(path, was)}, requested: ${shown(path, now)})${note}`,
     });
   const notOff = (path: string, was: boolean, now: boolean) =>
     was &&
@@ -173,7 +179,7 @@ function analysisViolations(org: OrgPolicy, a: Analysis, add: (path: string, mes
   if (checks < min.analysisChecks)
     add(`${at}.checks`, `has ${checks} checks; the org requires at least ${min.analysisChecks}`);
   if (a.interval > min.maxAnalysisInterval) {
-    add(`${at}.interval`, `is longer than the org maximum (${min.maxAnalysisInterval} ms)`);
+    add(`${at}.interval`, `is longer than the org maximum (${formatDuration(min.maxAnalysisInterval)})`);
   }
   if (a.interval < 1000) add(`${at}.interval`, 'must be at least 1s');
   if (a.failureLimit > min.maxFailureLimit)
@@ -189,7 +195,7 @@ export function orgViolations(org: OrgPolicy, p: ServicePolicy, prefix: string):
   const add = (path: string, message: string) => issues.push({ path: `${prefix}${path}`, message });
   const { trafficCycle: cycle, minimums: min } = org;
   if (p.trafficCycle.duration < cycle.minDuration) {
-    add('trafficCycle.duration', `is below the org minimum traffic cycle (${cycle.minDuration} ms)`);
+    add('trafficCycle.duration', `is below the org minimum traffic cycle (${formatDuration(cycle.minDuration)})`);
   }
   if (p.trafficCycle.minCanaryRequests < cycle.minCanaryRequests) {
     add('trafficCycle.minCanaryRequests', `is below the org minimum (${cycle.minCanaryRequests})`);

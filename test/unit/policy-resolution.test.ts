@@ -134,7 +134,7 @@ describe('resolvePolicy: loosening overrides are rejected, naming the field', ()
       'a longer interval',
       { canary: { analysis: { interval: '2m' } } },
       'policy.canary.analysis.interval',
-      /may only be lowered by a request \(service policy: 60000, requested: 120000\)/,
+      /may only be lowered by a request \(service policy: 1m, requested: 2m\)/,
     ],
     [
       'production approval off',
@@ -161,7 +161,7 @@ describe('resolvePolicy: loosening overrides are rejected, naming the field', ()
         },
       },
       'policy.production.waves[0].bake',
-      /may only be raised by a request \(service policy: 3600000, requested: 1800000\)/,
+      /may only be raised by a request \(service policy: 1h, requested: 30m\)/,
     ],
   ])('rejects %s', (_, input, path, message) => {
     const err = policyError(() => resolve(input));
@@ -197,7 +197,7 @@ describe('resolvePolicy: org minimums on the service file', () => {
       { trafficCycle: { minDuration: '7d' } },
       {},
       'trafficCycle.duration',
-      /below the org minimum traffic cycle \(604800000 ms\)/,
+      /below the org minimum traffic cycle \(7d\)/,
     ],
     [
       'minCanaryRequests',
@@ -225,7 +225,7 @@ describe('resolvePolicy: org minimums on the service file', () => {
       { minimums: { maxAnalysisInterval: '30s' } },
       {},
       'canary.analysis.interval',
-      /longer than the org maximum \(30000 ms\)/,
+      /longer than the org maximum \(30s\)/,
     ],
     ['maxFailureLimit', { minimums: { maxFailureLimit: 2 } }, {}, 'canary.analysis.failureLimit', /org maximum \(2\)/],
     [
@@ -288,7 +288,7 @@ describe('resolvePolicy: org minimums on the merged policy', () => {
       { trafficCycle: { minDuration: '20h' } },
       { trafficCycle: { duration: '12h' } },
       'policy.trafficCycle.duration',
-      /below the org minimum traffic cycle \(72000000 ms\)/,
+      /below the org minimum traffic cycle \(20h\)/,
     ],
     [
       'minCanaryRequests',
@@ -302,7 +302,7 @@ describe('resolvePolicy: org minimums on the merged policy', () => {
       {},
       { canary: { analysis: { interval: '20m' } } },
       'policy.canary.analysis.interval',
-      /longer than the org maximum \(900000 ms\)/,
+      /longer than the org maximum \(15m\)/,
     ],
     [
       'maxFailureLimit',
@@ -399,12 +399,12 @@ describe('resolvePolicy: production waves may only become more gradual and more 
     expect(messages).toEqual(
       expect.arrayContaining([
         'policy.production.waves[0].percent: may only be lowered by a request (service policy: 25, requested: 98)',
-        'policy.production.waves[0].analysis.interval: may only be lowered by a request (service policy: 60000, requested: 3600000)',
+        'policy.production.waves[0].analysis.interval: may only be lowered by a request (service policy: 1m, requested: 1h)',
         'policy.production.waves[0].analysis.checks: may not drop the service\'s check "errors"',
         'policy.production.waves[0].analysis.failureLimit: may only be lowered by a request (service policy: 3, requested: 100)',
         'policy.production.waves[2].analysis.failureLimit: may only be lowered by a request (service policy: 3, requested: 100)',
         'policy.production.waves[0].analysis.checks: has 0 checks; the org requires at least 1',
-        'policy.production.waves[0].analysis.interval: is longer than the org maximum (900000 ms)',
+        'policy.production.waves[0].analysis.interval: is longer than the org maximum (15m)',
         'policy.production.waves[1].analysis.failureLimit: is above the org maximum (10)',
       ]),
     );
@@ -423,14 +423,14 @@ describe('resolvePolicy: production waves may only become more gradual and more 
       service(),
       waves({ percent: 25, bake: '1h' }, { percent: 100, bake: '10m' }),
       'policy.production.waves[1].bake',
-      /^may only be raised by a request \(service policy: 3600000, requested: 600000\)$/,
+      /^may only be raised by a request \(service policy: 1h, requested: 10m\)$/,
     ],
     [
       'added waves that shorten the full-fleet bake',
       service(),
       waves({ percent: 10, bake: '1h' }, { percent: 25, bake: '1h' }, { percent: 100, bake: '30m' }),
       'policy.production.waves[2].bake',
-      /^may only be raised by a request \(service policy: 3600000, requested: 1800000\)$/,
+      /^may only be raised by a request \(service policy: 1h, requested: 30m\)$/,
     ],
     [
       'a wave’s failure limit above the service wave’s',
@@ -451,7 +451,7 @@ describe('resolvePolicy: production waves may only become more gradual and more 
       strictWaves(),
       waves({ percent: 25, bake: '1h', analysis: { ...own, interval: '1m' } }, { percent: 100, bake: '1h' }),
       'policy.production.waves[0].analysis.interval',
-      /^may only be lowered by a request \(service policy: 30000, requested: 60000\)$/,
+      /^may only be lowered by a request \(service policy: 30s, requested: 1m\)$/,
     ],
     [
       'a wave dropping one of the service wave’s checks',
@@ -574,9 +574,9 @@ describe('resolvePolicy: production waves may only become more gradual and more 
     expect(err.issues.filter((i) => i.path === 'policy.production.waves[0].analysis.interval')).toEqual([
       {
         path: 'policy.production.waves[0].analysis.interval',
-        message: 'may only be lowered by a request (service policy: 60000, requested: 1200000)',
+        message: 'may only be lowered by a request (service policy: 1m, requested: 20m)',
       },
-      { path: 'policy.production.waves[0].analysis.interval', message: 'is longer than the org maximum (900000 ms)' },
+      { path: 'policy.production.waves[0].analysis.interval', message: 'is longer than the org maximum (15m)' },
     ]);
   });
 });
@@ -604,7 +604,7 @@ describe('resolvePolicy: org minimums on the service file’s wave analyses', ()
       'maxAnalysisInterval',
       { minimums: { maxAnalysisInterval: '5m' } },
       { interval: '10m' },
-      /^is longer than the org maximum \(300000 ms\)$/,
+      /^is longer than the org maximum \(5m\)$/,
     ],
     ['a 1s interval floor', {}, { interval: 500 }, /^must be at least 1s$/],
     ['maxFailureLimit', { minimums: { maxFailureLimit: 4 } }, { failureLimit: 5 }, /^is above the org maximum \(4\)$/],

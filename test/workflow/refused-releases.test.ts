@@ -113,7 +113,7 @@ const CASES: [string, unknown, 'InvalidRequest' | 'InvalidPolicy', string, strin
     withPolicy({ trafficCycle: { duration: '6h' } }),
     'InvalidPolicy',
     POLICY,
-    ['policy.trafficCycle.duration: is below the org minimum traffic cycle (43200000 ms)'],
+    ['policy.trafficCycle.duration: is below the org minimum traffic cycle (12h)'],
   ],
   [
     'an override loosening the service’s canary failure limit',
@@ -149,7 +149,7 @@ const CASES: [string, unknown, 'InvalidRequest' | 'InvalidPolicy', string, strin
       'policy.production.waves[0].percent: may only be lowered by a request (service policy: 25, requested: 98)',
       'policy.production.waves[0].analysis.failureLimit: may only be lowered by a request (service policy: 3, requested: 100)',
       'policy.production.waves[2].analysis.checks: may not drop the service\'s check "latency"',
-      'policy.production.waves[1].analysis.interval: is longer than the org maximum (300000 ms)',
+      'policy.production.waves[1].analysis.interval: is longer than the org maximum (5m)',
     ],
   ],
   [
@@ -171,7 +171,7 @@ const CASES: [string, unknown, 'InvalidRequest' | 'InvalidPolicy', string, strin
     waves({ percent: 25, bake: '10m' }, { percent: 100, bake: '1h', analysis: fullFleetAnalysis }),
     'InvalidPolicy',
     POLICY,
-    ['policy.production.waves[0].bake: may only be raised by a request (service policy: 3600000, requested: 600000)'],
+    ['policy.production.waves[0].bake: may only be raised by a request (service policy: 1h, requested: 10m)'],
   ],
   [
     'a wave failure limit above the service wave’s',
@@ -204,7 +204,7 @@ const CASES: [string, unknown, 'InvalidRequest' | 'InvalidPolicy', string, strin
     'InvalidPolicy',
     POLICY,
     [
-      'policy.production.waves[1].analysis.interval: may only be lowered by a request (service policy: 30000, requested: 60000)',
+      'policy.production.waves[1].analysis.interval: may only be lowered by a request (service policy: 30s, requested: 1m)',
     ],
   ],
   [
