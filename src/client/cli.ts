@@ -106,12 +106,21 @@ async function watch(client: TollgateClient, service: string, values: Values): P
     const view = renderStatus(status);
     if (tty) process.stdout.write(`\x1b[2J\x1b[H${view}\n`);
     else if (values.json) {
+      // One line per change: everything the live view shows, without the audit trail and resolved policy.
+      const { stage, state, bake, gate, pause, retrying, rollback, outcome, ended } = status;
+      const { rounds, failures, inconclusive } = status.analysis;
+      const checks = status.analysis.checks.map(({ check, verdict, reason }) => ({ check, verdict, reason }));
       const line = JSON.stringify({
-        stage: status.stage,
-        state: status.state,
-        bake: status.bake,
-        outcome: status.outcome,
-        ...(status.ended && { ended: status.ended }),
+        stage,
+        state,
+        bake,
+        gate,
+        pause,
+        analysis: { rounds, failures, inconclusive, checks },
+        retrying,
+        rollback,
+        outcome,
+        ended,
       });
       if (line !== last) process.stdout.write(`${line}\n`);
       last = line;

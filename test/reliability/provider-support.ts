@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { stringify } from 'yaml';
 import type { Check, ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflowId, type ReleaseResult } from '../../src/domain/release';
+import { releaseWorkflowId } from '../../src/domain/release';
 import type { ReleaseStatus } from '../../src/domain/status';
 import type { releaseWorkflow } from '../../src/workflows';
 import {
@@ -208,19 +208,6 @@ export async function waitForLog(path: string, ok: (line: string) => boolean, ti
     await sleep(200);
   }
   return false;
-}
-
-/** Waits for the result (bounded); `undefined` when there is none in time. */
-export async function resultWithin(handle: ReleaseHandle, timeoutMs: number): Promise<ReleaseResult | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      handle.result(),
-      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** What the fleet came to: problems with its end state on `version`, and step keys applied (or undone) twice. */

@@ -7,7 +7,7 @@ import { devServerArgs, waitForPort } from '../../scripts/dev-server';
 import { requireBinary, TEMPORAL_CLI } from '../../scripts/temporal-binaries';
 import { abortSignal, statusQuery } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflowId } from '../../src/domain/release';
+import { releaseWorkflowId, type ReleaseResult } from '../../src/domain/release';
 import type { ReleaseStatus } from '../../src/domain/status';
 import { commandLineOf } from '../../src/providers/targets/fleet-process';
 import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
@@ -314,6 +314,22 @@ export function startRelease(client: Client, taskQueue: string, service: string)
     taskQueue,
     args: [{ service, version: NEXT, initiator: 'reliability', reason: 'crash suite' }],
   });
+}
+
+/**
+ * Waits for the result (bounded); `undefined` when there is none in time. The timer is cleared either way: one left
+ * running kept jest alive for minutes after the crash suite.
+ */
+export async function resultWithin(handle: ReleaseHandle, timeoutMs: number): Promise<ReleaseResult | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      handle.result(),
+      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Status, or undefined when no worker answers within `ms` (a query needs a live worker). */

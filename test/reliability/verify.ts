@@ -5,7 +5,7 @@ import {
   STABLE,
   doubleApplications,
   fleetProblems,
-  sleep,
+  resultWithin,
   type ReleaseHandle,
   type Service,
 } from './support';
@@ -34,12 +34,8 @@ export async function verifyRelease(
   const dataLost: string[] = [];
   let result: ReleaseResult | undefined;
   try {
-    result = await Promise.race([
-      handle.result(),
-      sleep(timeoutMs).then(() => {
-        throw new Error(`no result within ${timeoutMs} ms`);
-      }),
-    ]);
+    result = await resultWithin(handle, timeoutMs);
+    if (!result) dataLost.push(`result: no result within ${timeoutMs} ms`);
   } catch (err) {
     dataLost.push(`result: ${(err as Error).message}`);
   }
