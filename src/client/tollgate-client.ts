@@ -231,7 +231,7 @@ export class TollgateClient {
     const parsed = CONTROL_SCHEMAS[name].safeParse(input);
     if (!parsed.success) throw new TollgateError(`invalid ${name}: ${describeZodError(parsed.error)}`, 'invalid-input');
     try {
-      return await this.handle(service).executeUpdate(UPDATES[name] as typeof approveUpdate, {
+      await this.handle(service).executeUpdate(UPDATES[name] as typeof approveUpdate, {
         args: [parsed.data as ControlInput<'approve'>],
       });
     } catch (err) {
@@ -245,6 +245,9 @@ export class TollgateClient {
       }
       throw this.translate(err, service);
     }
+    // The update answers from inside the workflow task that applied it, before the release moved on in that same
+    // task (an approved gate is already deploying): the status read after it shows where the release is now.
+    return this.status(service);
   }
 
   approve = (service: string, input: ControlInput<'approve'>) => this.control('approve', service, input);

@@ -85,6 +85,8 @@ describe('tollgate CLI against the dev server', () => {
 
       const ok = await tollgate(['approve', service, '--by', 'bob'], conn);
       expect(ok.code).toBe(0);
+      // What it prints is where the release is after the approval, not the gate it just left.
+      expect(ok.out).toMatch(/^stage: canary {3}state: (deploying|baking|rolling-back)/m);
       const watched = await tollgate(['watch', service, '--json', '--interval', '1'], conn);
       expect(watched.code).toBe(10); // rolled back
       expect(watched.out).toContain('"outcome":"rolled_back"');
