@@ -54,15 +54,15 @@ export function randomWorkflowId(prefix = 'wf'): string {
 }
 
 /**
- * Workflow and worker logs at WARN, the SDK core's at ERROR (it warns that the test server lacks a capability
- * it never uses); TEST_LOG_LEVEL=INFO sets both. A test run's output is then its results, not every worker's
- * state changes. A test file that installs its own runtime first keeps it.
+ * Workflow, worker and SDK core logs at ERROR (TEST_LOG_LEVEL=WARN or INFO for more): the failure-path tests make
+ * activities fail by the hundred, each a WARN with its stack, and a test run's output should be its results. A test
+ * file that installs its own runtime first keeps it.
  */
 function quietRuntime(): void {
   if (Runtime._instance) return;
   const level = process.env.TEST_LOG_LEVEL?.toUpperCase() as LogLevel | undefined;
   Runtime.install({
-    logger: new DefaultLogger(level ?? 'WARN'),
+    logger: new DefaultLogger(level ?? 'ERROR'),
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level ?? 'ERROR' }), forward: {} } },
   });
 }
