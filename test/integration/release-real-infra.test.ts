@@ -237,10 +237,10 @@ test('a bad version (1.2.0-bad, 20% errors) is rolled back by the canary analysi
   expect(errorsToRollbackMs).toBeGreaterThanOrEqual(FAILURE_LIMIT * INTERVAL_MS - 1_000);
   // failureLimit rounds and no more: the first round waits for Prometheus to have the canary rather than spending a
   // round on "no data". The time bound is the design's: failureLimit intervals, plus that wait (at most one interval
-  // by design; Prometheus discovers a new target on 5 s tickers, then needs two scrapes: typically ~1 s, 2 s in a
-  // loaded CI run), plus the deploy's tail and the turnaround to the rollback (~0.2 s). Typically ≈ 12 s.
+  // by design; Prometheus discovers a new target on 5 s tickers, then needs two scrapes: 0–3 s in these runs), plus
+  // the deploy's tail and the turnaround to the rollback (~0.2 s; 2 s allowed for a loaded machine). 11.9–15.1 s seen.
   expect(status.analysis.rounds).toBe(FAILURE_LIMIT);
-  expect(errorsToRollbackMs).toBeLessThan((FAILURE_LIMIT + 1) * INTERVAL_MS + 1_000);
+  expect(errorsToRollbackMs).toBeLessThan((FAILURE_LIMIT + 1) * INTERVAL_MS + 2_000);
 
   await expectFleetOn(s, STABLE);
   expect(report.byStatus['500']).toBeGreaterThan(0);
