@@ -6,7 +6,7 @@ import { TollgateClient } from '../src/client/tollgate-client';
 import { TollgateError } from '../src/client/errors';
 import { createLogger } from '../src/logger';
 import { startFleet, type Fleet } from '../src/providers/targets/haproxy-fleet-bootstrap';
-import { spawnDevServer, STATE_DIR, waitForPort } from './dev-server';
+import { isListening, spawnDevServer, STATE_DIR, waitForPort } from './dev-server';
 import { PROJECT_ROOT, requireBinary, TEMPORAL_CLI } from './temporal-binaries';
 
 /**
@@ -34,8 +34,7 @@ const dist = (...p: string[]) => join(PROJECT_ROOT, 'dist', ...p);
 
 const logger = createLogger(process.env.TOLLGATE_LOG_LEVEL ?? 'warn');
 const children: ChildProcess[] = [];
-let fleet: Fleet | undefined;
-let fleetStarting: Promise<Fleet> | undefined;
+let fleet: Promise<Fleet> | undefined;
 let stopping = false;
 
 function child(
@@ -78,7 +77,7 @@ async function stop(code: number): Promise<never> {
   // The fleet goes after the worker (its last user) and before the Temporal server. A fleet still starting is
   // waited for (its own timeouts bound that), so Ctrl-C during start-up leaves no HAProxy or instance behind.
   for (const proc of rest.reverse()) await terminate(proc);
-  const started = fleet ?? (await fleetStarting?.catch(() => undefined));
+  const started = await fleet?.catch(() => undefined);
   await started?.stop().catch((err: Error) => console.error(`fleet stop: ${err.message}`));
   if (server) await terminate(server);
   process.exit(code);
@@ -138,7 +137,7 @@ function serviceCommand(): string[] {
   ];
 }
 
-async function startOrResumeRelease(): Promise<string> {
+async function startOrResumeRelease({ target }: Fleet): Promise<string> {
   const client = await TollgateClient.connect({ address: `127.0.0.1:${PORTS.temporal}`, namespace: 'default' });
   try {
     const running = await client.status(SERVICE).catch((err: unknown) => {
@@ -147,7 +146,7 @@ async function startOrResumeRelease(): Promise<string> {
     });
     if (running && running.state !== 'done')
       return `resumed the release of ${SERVICE} ${running.version} (${running.stage}/${running.state})`;
-    const stable = (await fleet!.target.stableVersion(SERVICE)) ?? GOOD_VERSIONS[0]!;
+    const stable = (await target.stableVersion(SERVICE)) ?? GOOD_VERSIONS[0]!;
     const next = GOOD_VERSIONS[GOOD_VERSIONS.indexOf(stable) + 1];
     if (!next) return `${SERVICE} is on ${stable}, the newest good demo version; start one yourself (see below)`;
     await client.start({ service: SERVICE, version: next, initiator: 'demo', reason: 'npm start demo release' });
@@ -163,12 +162,7 @@ async function main(): Promise<void> {
   const logs = join(STATE_DIR, 'logs');
   mkdirSync(logs, { recursive: true });
 
-  if (
-    await waitForPort(PORTS.temporal, 0).then(
-      () => true,
-      () => false,
-    )
-  ) {
+  if (await isListening(PORTS.temporal)) {
     throw new Error(
       `something already listens on 127.0.0.1:${PORTS.temporal}: a demo still running, or the dev server of one that was killed`,
     );
@@ -179,7 +173,7 @@ async function main(): Promise<void> {
 
   console.log(`starting an HAProxy fleet of ${FLEET_SIZE} ${SERVICE} instances on :${PORTS.frontend}…`);
   // A fleet from an earlier run comes back as it was (canary and waves included); a new one starts on 1.0.0.
-  fleetStarting = startFleet({
+  fleet = startFleet({
     service: SERVICE,
     version: GOOD_VERSIONS[0]!,
     fleetSize: FLEET_SIZE,
@@ -191,7 +185,7 @@ async function main(): Promise<void> {
     fileSdPath: FILE_SD,
     logger,
   });
-  fleet = await fleetStarting;
+  const demoFleet = await fleet;
 
   child(
     'worker',
@@ -226,19 +220,19 @@ async function main(): Promise<void> {
   child(
     'load',
     process.execPath,
-    [dist('demo', 'load.js'), '--url', fleet.frontendUrl, '--duration', '2h', '--cycle', '3m'],
+    [dist('demo', 'load.js'), '--url', demoFleet.frontendUrl, '--duration', '2h', '--cycle', '3m'],
     {},
     join(logs, 'load.log'),
   );
   await waitForPort(PORTS.ui, 30_000);
   await waitForPort(PORTS.prometheus, 30_000);
 
-  const release = await startOrResumeRelease();
+  const release = await startOrResumeRelease(demoFleet);
   console.log(`
 Tollgate demo is up — ${release}.
 
   Temporal Web UI   http://127.0.0.1:${PORTS.ui}/namespaces/default/workflows?query=${encodeURIComponent(`TollgateService="${SERVICE}"`)}
-  the service       ${fleet.frontendUrl}   (${FLEET_SIZE} instances behind HAProxy, under load)
+  the service       ${demoFleet.frontendUrl}   (${FLEET_SIZE} instances behind HAProxy, under load)
   Prometheus        http://127.0.0.1:${PORTS.prometheus}
   logs              .tollgate/logs/
 
