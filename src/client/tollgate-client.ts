@@ -198,14 +198,15 @@ export class TollgateClient {
       const description = await handle.describe();
       const execution = description.status.name;
       const state = description.typedSearchAttributes.get(TollgateState);
-      if (execution !== 'RUNNING' && execution !== 'COMPLETED') {
+      if (execution === 'COMPLETED') return state;
+      if (execution !== 'RUNNING') {
         const ended = await this.endedWithout(handle, execution);
         throw new TollgateError(
           `${handle.workflowId} ${ended.status.toLowerCase()}: ${ended.message}`,
           'invalid-input',
         );
       }
-      if (execution === 'COMPLETED' || (state && state !== 'resolving-policy')) return state;
+      if (state && state !== 'resolving-policy') return state;
       if (Date.now() >= deadline) return undefined;
       await new Promise((r) => setTimeout(r, 200));
     }

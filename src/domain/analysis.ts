@@ -46,3 +46,9 @@ export function checksAt<C extends { baseline?: unknown; max?: number; min?: num
     return [absolute as C];
   });
 }
+
+/** A measured value as reasons and the UI show it: 3 significant digits (0.18372946 → "0.184", 1250.4 → "1250"). */
+export function formatMeasure(value: number): string {
+  if (!Number.isFinite(value)) return String(value);
+  return String(Number(value.toPrecision(3)));
+}

@@ -1,4 +1,4 @@
-import type { CheckResult } from './analysis';
+import { formatMeasure, type CheckResult } from './analysis';
 import type { Check } from './policy';
 
 /**
@@ -121,16 +121,16 @@ function judgeAbsolute(check: Check, canary: number[]): Part & { value?: number 
   if (canary.length === 0) return { verdict: 'inconclusive', reason: 'no data' };
   const value = canary.reduce((sum, v) => sum + v, 0) / canary.length;
   if (check.max !== undefined && value > check.max) {
-    return { verdict: 'fail', value, reason: `mean ${fmt(value)} > max ${fmt(check.max)}` };
+    return { verdict: 'fail', value, reason: `mean ${formatMeasure(value)} > max ${formatMeasure(check.max)}` };
   }
   if (check.min !== undefined && value < check.min) {
-    return { verdict: 'fail', value, reason: `mean ${fmt(value)} < min ${fmt(check.min)}` };
+    return { verdict: 'fail', value, reason: `mean ${formatMeasure(value)} < min ${formatMeasure(check.min)}` };
   }
   const bounds = [
-    check.min !== undefined ? `min ${fmt(check.min)}` : undefined,
-    check.max !== undefined ? `max ${fmt(check.max)}` : undefined,
+    check.min !== undefined ? `min ${formatMeasure(check.min)}` : undefined,
+    check.max !== undefined ? `max ${formatMeasure(check.max)}` : undefined,
   ].filter(Boolean);
-  return { verdict: 'pass', value, reason: `mean ${fmt(value)} within ${bounds.join(', ')}` };
+  return { verdict: 'pass', value, reason: `mean ${formatMeasure(value)} within ${bounds.join(', ')}` };
 }
 
 type BaselineRule = NonNullable<Check['baseline']>;
@@ -160,7 +160,7 @@ function judgeBaseline(
       : rule.direction === 'decrease'
         ? -change > rule.tolerance
         : Math.abs(change) > rule.tolerance;
-  const numbers = `canary median ${fmt(canaryMedian)} vs baseline ${fmt(baselineMedian)} (${fmtChange(change)}, p=${fmt(pValue)})`;
+  const numbers = `canary median ${formatMeasure(canaryMedian)} vs baseline ${formatMeasure(baselineMedian)} (${fmtChange(change)}, p=${formatMeasure(pValue)})`;
   const measured = { canaryMedian, baselineMedian, pValue };
 
   if (pValue < ALPHA && bad) {
@@ -169,7 +169,7 @@ function judgeBaseline(
   }
   const why =
     pValue < ALPHA
-      ? `within tolerance ${fmt(rule.tolerance * 100)}%`
+      ? `within tolerance ${formatMeasure(rule.tolerance * 100)}%`
       : `no significant ${rule.direction === 'either' ? 'difference' : rule.direction}`;
   return { verdict: 'pass', reason: `${why}: ${numbers}`, ...measured };
 }
@@ -186,14 +186,9 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-function fmt(value: number): string {
-  if (!Number.isFinite(value)) return String(value);
-  return String(Number(value.toPrecision(3)));
-}
-
 function fmtChange(change: number): string {
   if (!Number.isFinite(change)) return change > 0 ? 'up from zero' : 'down from zero';
-  return `${change >= 0 ? '+' : ''}${fmt(change * 100)}%`;
+  return `${change >= 0 ? '+' : ''}${formatMeasure(change * 100)}%`;
 }
 
 /** Upper tail of the standard normal, via erfc (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7). */

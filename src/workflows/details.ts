@@ -1,4 +1,5 @@
 import { setCurrentDetails } from '@temporalio/workflow';
+import { formatMeasure } from '../domain/analysis';
 import { formatDuration } from '../domain/duration';
 import type { ReleaseStatus } from '../domain/status';
 
@@ -6,9 +7,6 @@ const bar = (fraction: number, width = 20) => {
   const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
   return `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
 };
-
-/** Measured values to 3 significant digits: 0.18372946 reads as 0.184, 1250.4 as 1250. */
-const sig = (n: number) => (Number.isFinite(n) && Math.abs(n) < 1000 ? Number(n.toPrecision(3)) : Math.round(n));
 
 /** The Temporal UI's "current details" (markdown): what a person watching the release needs at a glance. */
 export function renderDetails(status: ReleaseStatus): void {
@@ -41,8 +39,8 @@ export function renderDetails(status: ReleaseStatus): void {
     // A list, not a table: the UI renders markdown tables without padding or borders.
     for (const c of a.checks) {
       const numbers = [
-        c.canary !== undefined && `canary ${sig(c.canary)}`,
-        c.baseline !== undefined && `baseline ${sig(c.baseline)}`,
+        c.canary !== undefined && `canary ${formatMeasure(c.canary)}`,
+        c.baseline !== undefined && `baseline ${formatMeasure(c.baseline)}`,
       ]
         .filter(Boolean)
         .join(', ');

@@ -544,6 +544,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         openSince = now();
       }
     };
+    unpausedState = 'baking';
     try {
       for (;;) {
         if (segment?.whilePaused && !status.pause && patched(BOUNDED_BAKE)) {
@@ -557,7 +558,6 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         if (checks.length > 0 && !segment && now() >= nextSegmentAt) startSegment();
         syncClock();
         const waitingFor = progress();
-        unpausedState = 'baking';
         setState(status.pause ? 'paused' : 'baking');
         if (promoteRequested && !status.pause) {
           log.info('bake skipped by promote', logFields());
