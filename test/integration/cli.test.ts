@@ -31,6 +31,15 @@ async function tollgate(
   }
 }
 
+/** Polls `tollgate status --json` until the release is in `state` (bounded: 10 s). */
+async function untilState(service: string, state: string, env: Record<string, string>): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const s = await tollgate(['status', service, '--json'], env);
+    if ((JSON.parse(s.out) as { state: string }).state === state) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 describe('tollgate CLI against the dev server', () => {
   let env: TestWorkflowEnvironment;
   beforeAll(async () => {
@@ -71,11 +80,7 @@ describe('tollgate CLI against the dev server', () => {
       expect(twice.code).toBe(1);
       expect(twice.err).toContain(`already has a release in flight: release-${service}`);
 
-      for (let i = 0; i < 50; i++) {
-        const s = await tollgate(['status', service, '--json'], conn);
-        if ((JSON.parse(s.out) as { state: string }).state === 'awaiting-approval') break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      await untilState(service, 'awaiting-approval', conn);
       const own = await tollgate(['approve', service, '--by', 'alice'], conn);
       expect(own.code).toBe(1);
       expect(own.err.trim()).toMatch(/^tollgate: rejected: four-eyes: alice started this release/);
@@ -134,11 +139,7 @@ describe('tollgate CLI against the dev server', () => {
       expect(target.actions).toEqual([]);
 
       expect((await tollgate(['start', service, '2.0.0'], conn)).code).toBe(0);
-      for (let i = 0; i < 50; i++) {
-        const s = await tollgate(['status', service, '--json'], conn);
-        if ((JSON.parse(s.out) as { state: string }).state === 'baking') break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await untilState(service, 'baking', conn);
       const nothing = await tollgate(['approve', service, '--by', 'bob'], conn);
       expect(nothing.code).toBe(1);
       expect(nothing.err.trim()).toMatch(/^tollgate: rejected: .*nothing is awaiting approval/);

@@ -201,10 +201,29 @@ describe('a restarted worker (a new target over the same state dir)', () => {
     expect(await versionsServing(fleet.frontendUrl, 40)).toEqual({ [STABLE]: 40 });
   });
 
+  /** Writes an instance record as a worker that died at the wrong moment would leave it, then reconciles it. */
+  const plantAndReconcile = async (fields: {
+    id: string;
+    port: number;
+    pid: number;
+    status: 'starting' | 'retiring';
+  }) => {
+    const state = await fleet.target.readState();
+    state.nextInstance += 1;
+    state.instances.push({
+      ...fields,
+      version: NEXT,
+      track: 'canary',
+      slot: null,
+      startedAt: new Date().toISOString(),
+    });
+    await writeFile(fleet.target.statePath, JSON.stringify(state));
+    return new HaproxyFleetTarget({ ...fleet.target.options, logger }).reconcile();
+  };
+
   test('an instance started by a worker killed before it saved the PID is found by its id and stopped', async () => {
     // What the state holds when the worker dies between saving a `starting` instance and saving its PID.
-    const state = await fleet.target.readState();
-    const id = `${SERVICE}-${state.nextInstance}`;
+    const id = `${SERVICE}-${(await fleet.target.readState()).nextInstance}`;
     const orphan = spawn(
       process.execPath,
       ['-e', 'setInterval(() => {}, 1000)', '--', '--port', '59999', '--instance', id],
@@ -216,19 +235,7 @@ describe('a restarted worker (a new target over the same state dir)', () => {
     orphan.unref();
     const pid = orphan.pid!;
     try {
-      state.nextInstance += 1;
-      state.instances.push({
-        id,
-        version: NEXT,
-        track: 'canary',
-        port: 59_999,
-        pid: 0,
-        slot: null,
-        status: 'starting',
-        startedAt: new Date().toISOString(),
-      });
-      await writeFile(fleet.target.statePath, JSON.stringify(state));
-      const report = await new HaproxyFleetTarget({ ...fleet.target.options, logger }).reconcile();
+      const report = await plantAndReconcile({ id, port: 59_999, pid: 0, status: 'starting' });
       expect(report.dropped).toEqual([id]);
       expect(await isAlive(pid)).toBe(false);
       expect((await fleet.target.readState()).instances.map((i) => i.id)).not.toContain(id);
@@ -239,25 +246,12 @@ describe('a restarted worker (a new target over the same state dir)', () => {
 
   test('a recorded PID that now belongs to another process is never signalled', async () => {
     // After a crash the kernel may hand a dead instance's PID to anything else (pid_max is often 32,768).
-    const state = await fleet.target.readState();
     const stranger = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
     stranger.unref();
     const pid = stranger.pid!;
     try {
-      const id = `${SERVICE}-${state.nextInstance}`;
-      state.nextInstance += 1;
-      state.instances.push({
-        id,
-        version: NEXT,
-        track: 'canary',
-        port: 59_998,
-        pid,
-        slot: null,
-        status: 'retiring',
-        startedAt: new Date().toISOString(),
-      });
-      await writeFile(fleet.target.statePath, JSON.stringify(state));
-      const report = await new HaproxyFleetTarget({ ...fleet.target.options, logger }).reconcile();
+      const id = `${SERVICE}-${(await fleet.target.readState()).nextInstance}`;
+      const report = await plantAndReconcile({ id, port: 59_998, pid, status: 'retiring' });
       expect(report.retired).toEqual([id]);
       expect(await isAlive(pid)).toBe(true);
     } finally {
