@@ -134,7 +134,9 @@ async function watch(client: TollgateClient, service: string, values: Values): P
       return EXIT.ended;
     }
     if (status.state === 'done') {
-      const outcome = status.outcome ?? 'promoted';
+      // The workflow reports `done` a step before its execution closes (a last notification): wait for the close,
+      // so that whoever starts the next release right after `watch` is not refused as still in flight.
+      const { outcome } = await client.result(service);
       if (!values.json) process.stdout.write(`release ${outcome}\n`);
       return outcome === 'promoted' ? EXIT.ok : outcome === 'rolled_back' ? EXIT.rolled_back : EXIT.aborted;
     }
