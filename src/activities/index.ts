@@ -121,7 +121,7 @@ export function createActivities({
           // resumes exactly where this attempt began.
           if (err instanceof CancelledFailure && err.message === 'WORKER_SHUTDOWN' && round > firstRound) {
             log.info({ counters: beat.counters }, 'analysis stretch cut short by worker shutdown');
-            return { ...beat, decision: 'healthy', reason: 'stretch cut short: worker shutting down' };
+            return { ...beat, decision: 'healthy', reason: 'stretch cut short: worker shutting down', cutShort: true };
           }
           throw err;
         }

@@ -41,6 +41,12 @@ export interface AnalysisSegment {
   checks: CheckResult[];
   decision: AnalysisDecision;
   reason: string;
+  /**
+   * A worker shutting down ended the stretch before its rounds were up: the rounds it ran count, but it is not a
+   * report that the stage's requirements were met, so it must never be the one that completes a bake. Absent (not
+   * false) otherwise, as in results recorded before the field existed.
+   */
+  cutShort?: true;
 }
 
 /** Heartbeat details of a running analysis: what a retry resumes from and what `tollgate status` shows live. */

@@ -6,6 +6,7 @@ import type { AnalysisHeartbeat, AnalysisSegment, AnalyzeInput } from '../../src
 import { PolicyStore } from '../../src/config/policies';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../../src/providers/targets/types';
+import { until } from '../helpers/until';
 
 /**
  * Deploy and undo run with a 20 s heartbeat timeout so that a worker that dies mid-step is noticed quickly; that
@@ -112,16 +113,26 @@ describe('an analysis stretch when its worker shuts down', () => {
     return (i: AnalyzeInput) => activities.analyze(i);
   };
 
+  // A wait that times out leaves its stretch running (up to maxRounds intervals); stop it with the failed test.
+  let stopAfter: MockActivityEnvironment | undefined;
+  afterEach(() => {
+    stopAfter?.cancel('CANCELLED');
+    stopAfter = undefined;
+  });
+
   it('reports the rounds it ran instead of failing, so the next worker does not repeat them', async () => {
     const env = new MockActivityEnvironment();
     let rounds = 0;
     env.on('heartbeat', (beat?: AnalysisHeartbeat) => void (beat && (rounds = beat.counters.rounds)));
     const running = env.run(analyze(), input);
-    while (rounds < 9) await new Promise((r) => setTimeout(r, 5));
+    stopAfter = env;
+    await until(() => rounds >= 9, 'the stretch to heartbeat round 9 (its second)');
     env.cancel('WORKER_SHUTDOWN');
     const segment = (await running) as AnalysisSegment;
     expect(segment.decision).toBe('healthy');
     expect(segment.reason).toBe('stretch cut short: worker shutting down');
+    // What keeps the workflow from taking this stretch as the report that completes a bake.
+    expect(segment.cutShort).toBe(true);
     expect(segment.counters.rounds).toBeGreaterThanOrEqual(9);
     expect(segment.counters).toMatchObject({ failures: 1, inconclusive: 0 });
     expect(segment.counters.requests).toBe(700 + 10 * (segment.counters.rounds - 7));
@@ -137,8 +148,16 @@ describe('an analysis stretch when its worker shuts down', () => {
     let rounds = 0;
     cancelled.on('heartbeat', (beat?: AnalysisHeartbeat) => void (beat && (rounds = beat.counters.rounds)));
     const running = cancelled.run(analyze(), input);
-    while (rounds < 8) await new Promise((r) => setTimeout(r, 5));
+    stopAfter = cancelled;
+    await until(() => rounds >= 8, 'the stretch to heartbeat round 8 (its first)');
     cancelled.cancel('CANCELLED');
     await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+  });
+
+  it('marks only a stretch cut short: one that ran its rounds is a full report', async () => {
+    const segment: AnalysisSegment = await new MockActivityEnvironment().run(analyze(), { ...input, maxRounds: 2 });
+    expect(segment).toMatchObject({ decision: 'healthy', reason: 'healthy' });
+    expect(segment.counters.rounds).toBe(9);
+    expect(segment.cutShort).toBeUndefined();
   });
 });
