@@ -1,4 +1,10 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { withFileLock, writeAtomic } from './state-file';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from './types';
+
+export const DRY_RUN_KIND = 'dry-run';
 
 export interface DryRunAction {
   at: string;
@@ -9,6 +15,96 @@ export interface DryRunAction {
   detail: string;
 }
 
+export interface DryRunOptions {
+  /**
+   * Where the stable versions and applied step keys live, shared by every worker given the same directory. Without
+   * one they live in this object only: each worker has its own idea of them, lost when it stops.
+   */
+  stateDir?: string;
+  /** How long to wait for another worker's hold on the state file. */
+  lockWaitMs?: number;
+}
+
+/** The state file cannot be read: corrupt, or written by an incompatible version. Never guessed around. */
+export class DryRunStateError extends Error {
+  override readonly name = 'DryRunStateError';
+}
+
+/**
+ * Maps, not records: service names such as `constructor` or `__proto__` are valid. Steps: every key ever applied, and
+ * whether it is still applied; a key never applies twice, even after undo, so a late retry cannot redeploy.
+ */
+interface DryRunState {
+  stable: Map<string, string>;
+  steps: Map<string, 'applied' | 'undone'>;
+}
+
+/** On disk as entry lists, for the same reason the state holds maps. */
+const stateFileSchema = z.object({
+  schemaVersion: z.literal(1),
+  stable: z.array(z.tuple([z.string(), z.string()])),
+  steps: z.array(z.tuple([z.string(), z.enum(['applied', 'undone'])])),
+});
+
+interface StateStore {
+  read(): Promise<DryRunState>;
+  /** Runs `change` on the current state and keeps what it leaves, as one step no other worker interleaves with. */
+  update<T>(change: (state: DryRunState) => T): Promise<T>;
+}
+
+const emptyState = (): DryRunState => ({ stable: new Map(), steps: new Map() });
+
+class MemoryStore implements StateStore {
+  private readonly state = emptyState();
+  read = () => Promise.resolve(this.state);
+  update = <T>(change: (state: DryRunState) => T) => Promise.resolve(change(this.state));
+}
+
+class FileStore implements StateStore {
+  private readonly path: string;
+  private readonly lockPath: string;
+
+  constructor(
+    stateDir: string,
+    private readonly lockWaitMs: number,
+  ) {
+    this.path = join(stateDir, 'dry-run.state.json');
+    this.lockPath = join(stateDir, 'dry-run.lock');
+  }
+
+  async read(): Promise<DryRunState> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
+      throw err;
+    }
+    let parsed;
+    try {
+      parsed = stateFileSchema.safeParse(JSON.parse(text));
+    } catch (err) {
+      throw new DryRunStateError(`${this.path} is not JSON: ${(err as Error).message}`);
+    }
+    if (!parsed.success) throw new DryRunStateError(`${this.path}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    return { stable: new Map(parsed.data.stable), steps: new Map(parsed.data.steps) };
+  }
+
+  update<T>(change: (state: DryRunState) => T): Promise<T> {
+    return withFileLock(this.lockPath, this.lockWaitMs, async () => {
+      const state = await this.read();
+      const before = serialise(state);
+      const result = change(state);
+      const after = serialise(state);
+      if (after !== before) await writeAtomic(this.path, after);
+      return result;
+    });
+  }
+}
+
+const serialise = (state: DryRunState) =>
+  `${JSON.stringify({ schemaVersion: 1, stable: [...state.stable], steps: [...state.steps] }, null, 1)}\n`;
+
 const describe = (step: DeployStep) =>
   step.track === 'canary'
     ? `${step.canaryInstances ?? 1} canary instance(s) → ${step.version}`
@@ -18,18 +114,20 @@ const describe = (step: DeployStep) =>
 
 /**
  * Records what a release would do and changes nothing: for rehearsing policies, and the target of tests and
- * benchmarks. Idempotent like a real target: a key applies once, undo only reverts what was applied.
+ * benchmarks. Idempotent like a real target: a key applies once, undo only reverts what was applied — across every
+ * worker sharing its state dir.
  */
 export class DryRunTarget implements DeploymentTarget {
-  readonly kind = 'dry-run';
+  readonly kind = DRY_RUN_KIND;
+  /** What this instance did (not other workers sharing its state). */
   readonly actions: DryRunAction[] = [];
-  /** Every key ever applied: a key never applies twice, even after undo, so a late retry cannot redeploy. */
-  private readonly seen = new Set<string>();
-  private readonly applied = new Set<string>();
-  private readonly stable = new Map<string, string>();
+  private readonly initialStable: ReadonlyMap<string, string>;
+  private readonly store: StateStore;
 
-  constructor(initialStable: Record<string, string> = {}) {
-    for (const [service, version] of Object.entries(initialStable)) this.stable.set(service, version);
+  /** `initialStable`: what each service runs before any release marks a version stable. */
+  constructor(initialStable: Record<string, string> = {}, { stateDir, lockWaitMs = 10_000 }: DryRunOptions = {}) {
+    this.initialStable = new Map(Object.entries(initialStable));
+    this.store = stateDir === undefined ? new MemoryStore() : new FileStore(stateDir, lockWaitMs);
   }
 
   private record(
@@ -47,29 +145,36 @@ export class DryRunTarget implements DeploymentTarget {
     });
   }
 
-  apply(step: DeployStep): Promise<DeployReceipt> {
-    if (this.seen.has(step.key)) return Promise.resolve({ key: step.key, applied: false, changes: [] });
-    this.seen.add(step.key);
-    this.applied.add(step.key);
+  async apply(step: DeployStep): Promise<DeployReceipt> {
+    const applies = await this.store.update((s) => {
+      if (s.steps.has(step.key)) return false;
+      s.steps.set(step.key, 'applied');
+      return true;
+    });
+    if (!applies) return { key: step.key, applied: false, changes: [] };
     const detail = describe(step);
     this.record('apply', step, detail);
-    return Promise.resolve({ key: step.key, applied: true, changes: [detail] });
+    return { key: step.key, applied: true, changes: [detail] };
   }
 
-  undo(step: DeployStep): Promise<DeployReceipt> {
-    if (!this.applied.delete(step.key)) return Promise.resolve({ key: step.key, applied: false, changes: [] });
+  async undo(step: DeployStep): Promise<DeployReceipt> {
+    const reverts = await this.store.update((s) => {
+      if (s.steps.get(step.key) !== 'applied') return false;
+      s.steps.set(step.key, 'undone');
+      return true;
+    });
+    if (!reverts) return { key: step.key, applied: false, changes: [] };
     const detail = `${describe(step)} reverted to ${step.stableVersion ?? 'nothing'}`;
     this.record('undo', step, detail);
-    return Promise.resolve({ key: step.key, applied: true, changes: [detail] });
+    return { key: step.key, applied: true, changes: [detail] };
   }
 
-  stableVersion(service: string): Promise<string | undefined> {
-    return Promise.resolve(this.stable.get(service));
+  async stableVersion(service: string): Promise<string | undefined> {
+    return (await this.store.read()).stable.get(service) ?? this.initialStable.get(service);
   }
 
-  markStable(service: string, version: string): Promise<void> {
-    this.stable.set(service, version);
+  async markStable(service: string, version: string): Promise<void> {
+    await this.store.update((s) => void s.stable.set(service, version));
     this.record('mark-stable', { key: `${service}/stable`, service, version }, `${version} is stable`);
-    return Promise.resolve();
   }
 }
