@@ -74,24 +74,23 @@ function workflowSource(
 }
 
 export async function runWorker(config: WorkerConfig, logger: Logger): Promise<void> {
+  // Configuration files are read before connecting, so a worker that can never work fails without touching the server.
+  const code = workflowSource(config, logger);
+  const activities = createActivities({
+    target: await createTarget(config.TOLLGATE_TARGETS_FILE, logger),
+    metrics: createMetrics(config.TOLLGATE_METRICS, config.TOLLGATE_PROMETHEUS_URL, config.TOLLGATE_METRICS_TIMEOUT),
+    policies: new PolicyStore(config.TOLLGATE_POLICY_DIR),
+    notifier: await createNotifier(config.TOLLGATE_NOTIFY_FILE, logger),
+    logger,
+  });
   const connection = await NativeConnection.connect(connectionSettings(config));
   try {
     const worker = await Worker.create({
       connection,
       namespace: config.TEMPORAL_NAMESPACE,
       taskQueue: config.TOLLGATE_TASK_QUEUE,
-      ...workflowSource(config, logger),
-      activities: createActivities({
-        target: await createTarget(config.TOLLGATE_TARGETS_FILE, logger),
-        metrics: createMetrics(
-          config.TOLLGATE_METRICS,
-          config.TOLLGATE_PROMETHEUS_URL,
-          config.TOLLGATE_METRICS_TIMEOUT,
-        ),
-        policies: new PolicyStore(config.TOLLGATE_POLICY_DIR),
-        notifier: await createNotifier(config.TOLLGATE_NOTIFY_FILE, logger),
-        logger,
-      }),
+      ...code,
+      activities,
       interceptors: { activity: [releaseLogAttributes] },
       shutdownGraceTime: config.TOLLGATE_SHUTDOWN_GRACE,
       ...workerCapacity(config),

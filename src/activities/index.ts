@@ -2,10 +2,12 @@ import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activ
 import type { CheckResult } from '../domain/analysis';
 import { PolicyError, resolvePolicy } from '../domain/policy-resolution';
 import type { ResolvedPolicy } from '../domain/policy';
+import { ConfigError } from '../config/env';
 import { PolicyFileError, type PolicyStore } from '../config/policies';
 import type { Logger } from '../logger';
 import type { MetricsProvider } from '../providers/metrics/types';
 import type { Notifier, ReleaseNotification } from '../providers/notify/types';
+import { DRY_RUN_KIND } from '../providers/targets/dry-run';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
 import { analysisRound, decide } from './analysis';
 import type {
@@ -15,6 +17,7 @@ import type {
   ReleaseContext,
   ResolvePolicyInput,
   SmokeCheckInput,
+  TargetDescription,
 } from './types';
 
 export interface ActivityDeps {
@@ -85,6 +88,18 @@ export function createActivities({
 
     stableVersion(service: string): Promise<string | undefined> {
       return target.stableVersion(service);
+    },
+
+    /** So a release can record, and say, that it deployed nothing. A service no target serves can never deploy. */
+    describeTarget(service: string): Promise<TargetDescription> {
+      let serving: DeploymentTarget;
+      try {
+        serving = target.targetFor?.(service) ?? target;
+      } catch (err) {
+        if (err instanceof ConfigError) return Promise.reject(ApplicationFailure.nonRetryable(err.message, err.name));
+        throw err;
+      }
+      return Promise.resolve({ kind: serving.kind, dryRun: serving.kind === DRY_RUN_KIND });
     },
 
     async deploy(step: DeployStep): Promise<DeployReceipt> {

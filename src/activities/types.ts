@@ -54,3 +54,9 @@ export interface AnalysisHeartbeat {
   counters: AnalysisCounters;
   checks: CheckResult[];
 }
+
+/** Where a release's service deploys to; `dryRun`: nowhere, the target only records what it would do. */
+export interface TargetDescription {
+  kind: string;
+  dryRun: boolean;
+}

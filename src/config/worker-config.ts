@@ -9,7 +9,10 @@ const durationMs = z
     return v.endsWith('ms') ? n : v.endsWith('m') ? n * 60_000 : n * 1000;
   });
 
-const workerEnvSchema = connectionEnvSchema.and(
+/** `TOLLGATE_TARGETS_FILE=dry-run`: the explicit choice of a target that deploys nothing (see the schema). */
+export const DRY_RUN_TARGETS = 'dry-run';
+
+const workerEnvFields = connectionEnvSchema.and(
   z.object({
     TOLLGATE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     /** Where the SDK's Prometheus metrics are served; `off` disables them. */
@@ -38,7 +41,12 @@ const workerEnvSchema = connectionEnvSchema.and(
      */
     TOLLGATE_MAX_HEARTBEAT_THROTTLE: durationMs.default(60_000),
     TOLLGATE_POLICY_DIR: z.string().min(1).default('policies'),
-    /** YAML file mapping services to deployment targets; without it every service goes to the dry-run target. */
+    /**
+     * YAML file mapping services to deployment targets, or `dry-run` to send every service to the dry-run target,
+     * which deploys nothing (each worker keeping its own stable versions; a targets file with `kind: dry-run` and a
+     * `stateDir` shares them). Required in production, where a release that promotes having deployed nothing must be
+     * chosen, never fallen into; elsewhere, leaving it out means dry-run.
+     */
     TOLLGATE_TARGETS_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
     /** YAML file of webhooks for release events (see README); secrets are named by env var, never written in it. */
     TOLLGATE_NOTIFY_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
@@ -50,6 +58,16 @@ const workerEnvSchema = connectionEnvSchema.and(
     NODE_ENV: z.enum(['production', 'development', 'test']).default('development'),
   }),
 );
+
+const workerEnvSchema = workerEnvFields.superRefine((env, ctx) => {
+  if (env.NODE_ENV === 'production' && env.TOLLGATE_TARGETS_FILE === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['TOLLGATE_TARGETS_FILE'],
+      message: `required in production: a targets file, or "${DRY_RUN_TARGETS}" to deploy nothing on purpose`,
+    });
+  }
+});
 
 export type WorkerConfig = z.infer<typeof workerEnvSchema>;
 

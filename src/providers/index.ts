@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../config/env';
+import { DRY_RUN_TARGETS } from '../config/worker-config';
 import { describeZodError } from '../domain/release';
 import type { Logger } from '../logger';
 import { PrometheusProvider } from './metrics/prometheus';
@@ -13,7 +14,13 @@ import { HaproxyFleetTarget, haproxyFleetOptionsSchema } from './targets/haproxy
 import type { DeploymentTarget, DeployReceipt, DeployStep } from './targets/types';
 
 const targetSpecSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('dry-run'), stable: z.record(z.string(), z.string()).optional() }),
+  z.object({
+    kind: z.literal('dry-run'),
+    /** What each service runs before any release marks a version stable. */
+    stable: z.record(z.string(), z.string()).optional(),
+    /** Shared by every worker given the same directory; without it each worker keeps its own, in memory. */
+    stateDir: z.string().min(1).optional(),
+  }),
   haproxyFleetOptionsSchema.extend({ kind: z.literal('haproxy-fleet'), service: z.string().optional() }),
 ]);
 const targetsFileSchema = z.strictObject({
@@ -26,7 +33,7 @@ type TargetSpec = z.infer<typeof targetSpecSchema>;
 function build(spec: TargetSpec, service: string | undefined, logger: Logger): DeploymentTarget {
   switch (spec.kind) {
     case 'dry-run':
-      return new DryRunTarget(spec.stable);
+      return new DryRunTarget(spec.stable, { stateDir: spec.stateDir });
     case 'haproxy-fleet': {
       const fleetService = spec.service ?? service;
       if (!fleetService) throw new ConfigError('invalid configuration: a haproxy-fleet target needs a "service"');
@@ -43,20 +50,30 @@ export class RoutingTarget implements DeploymentTarget {
     private readonly fallback: DeploymentTarget | undefined,
   ) {}
 
-  private for(service: string): DeploymentTarget {
+  targetFor(service: string): DeploymentTarget {
     const target = this.targets.get(service) ?? this.fallback;
     if (!target) throw new ConfigError(`no deployment target configured for service "${service}"`);
     return target;
   }
-  apply = (step: DeployStep): Promise<DeployReceipt> => this.for(step.service).apply(step);
-  undo = (step: DeployStep): Promise<DeployReceipt> => this.for(step.service).undo(step);
-  stableVersion = (service: string) => this.for(service).stableVersion(service);
-  markStable = (service: string, version: string) => this.for(service).markStable(service, version);
+  apply = (step: DeployStep): Promise<DeployReceipt> => this.targetFor(step.service).apply(step);
+  undo = (step: DeployStep): Promise<DeployReceipt> => this.targetFor(step.service).undo(step);
+  stableVersion = (service: string) => this.targetFor(service).stableVersion(service);
+  markStable = (service: string, version: string) => this.targetFor(service).markStable(service, version);
 }
 
-/** Targets from a YAML file (`TOLLGATE_TARGETS_FILE`); without one, every service goes to the dry-run target. */
+/**
+ * Targets from a YAML file (`TOLLGATE_TARGETS_FILE`). `dry-run` in its place, or no file at all (which the worker
+ * config refuses in production), sends every service to a dry-run target that deploys nothing; said at start, since
+ * a release on it still promotes.
+ */
 export async function createTarget(file: string | undefined, logger: Logger): Promise<DeploymentTarget> {
-  if (!file) return new DryRunTarget();
+  if (file === undefined || file === DRY_RUN_TARGETS) {
+    logger.warn(
+      { targets: file ?? '(none)' },
+      'every service goes to the dry-run target: releases deploy nothing, and stable versions live in this worker only',
+    );
+    return new DryRunTarget();
+  }
   let data: unknown;
   try {
     data = parse(await readFile(file, 'utf8'));

@@ -35,3 +35,27 @@ describe('worker capacity settings', () => {
     expect(load).toThrow(fragment);
   });
 });
+
+describe('the deployment target in production', () => {
+  const refusal =
+    'invalid configuration: TOLLGATE_TARGETS_FILE: required in production: a targets file, or "dry-run" to deploy nothing on purpose';
+
+  it.each([
+    ['left out', {}],
+    ['empty', { TOLLGATE_TARGETS_FILE: '' }],
+  ])('refuses to start with TOLLGATE_TARGETS_FILE %s: a release must not promote having deployed nothing', (_, env) => {
+    const load = () => loadWorkerConfig({ NODE_ENV: 'production', ...env });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(refusal);
+  });
+
+  it.each(['/etc/tollgate/targets.yaml', 'dry-run'])('starts with TOLLGATE_TARGETS_FILE=%s', (file) => {
+    const config = loadWorkerConfig({ NODE_ENV: 'production', TOLLGATE_TARGETS_FILE: file });
+    expect(config.TOLLGATE_TARGETS_FILE).toBe(file);
+  });
+
+  it('outside production, leaving it out still means dry-run', () => {
+    expect(loadWorkerConfig({ NODE_ENV: 'development' }).TOLLGATE_TARGETS_FILE).toBeUndefined();
+    expect(loadWorkerConfig({}).TOLLGATE_TARGETS_FILE).toBeUndefined();
+  });
+});

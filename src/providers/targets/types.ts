@@ -33,4 +33,9 @@ export interface DeploymentTarget {
   stableVersion(service: string): Promise<string | undefined>;
   /** Called once a release is promoted: `version` becomes the service's last known stable version. */
   markStable(service: string, version: string): Promise<void>;
+  /**
+   * Only for a target that sends each service to another one: the target serving `service`, so a release can say
+   * where it really deploys (e.g. that it changes nothing, on dry-run). Throws when no target serves it.
+   */
+  targetFor?(service: string): DeploymentTarget;
 }

@@ -1,0 +1,87 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import pino from 'pino';
+import { stringify } from 'yaml';
+import { createActivities } from '../../src/activities';
+import { PolicyStore } from '../../src/config/policies';
+import { createTarget } from '../../src/providers';
+import type { MetricsProvider } from '../../src/providers/metrics/types';
+import type { DeploymentTarget } from '../../src/providers/targets/types';
+
+/** What the workflow learns about where a release deploys, and how the targets file decides it. */
+
+let dir: string;
+let logged: { level: number; msg: string; targets?: string }[];
+const logger = () =>
+  pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as (typeof logged)[number]) });
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tollgate-targets-'));
+  logged = [];
+});
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+const describeTarget = (target: DeploymentTarget, service: string) =>
+  createActivities({
+    target,
+    metrics: {} as MetricsProvider,
+    policies: new PolicyStore('/nonexistent'),
+    logger: pino({ level: 'silent' }),
+  }).describeTarget(service);
+
+async function targetsFile(content: unknown): Promise<string> {
+  const file = join(dir, 'targets.yaml');
+  await writeFile(file, stringify(content));
+  return file;
+}
+
+const fleet = {
+  kind: 'haproxy-fleet',
+  haproxySocket: '/run/tollgate/haproxy.sock',
+  backend: 'be_checkout',
+  fleetSize: 2,
+  basePort: 8100,
+  stagingPort: 8099,
+  command: ['node', 'service.js', '--port', '{port}', '--instance', '{instance}'],
+  stateDir: '/var/lib/tollgate/checkout',
+};
+
+it('names the kind of target each service deploys to, and says when that deploys nothing', async () => {
+  const file = await targetsFile({ services: { checkout: fleet }, default: { kind: 'dry-run' } });
+  const target = await createTarget(file, logger());
+  await expect(describeTarget(target, 'checkout')).resolves.toEqual({ kind: 'haproxy-fleet', dryRun: false });
+  await expect(describeTarget(target, 'payments')).resolves.toEqual({ kind: 'dry-run', dryRun: true });
+});
+
+it('fails for good for a service no target serves: it can never deploy', async () => {
+  const target = await createTarget(await targetsFile({ services: { checkout: fleet } }), logger());
+  const described = describeTarget(target, 'payments');
+  await expect(described).rejects.toThrow(ApplicationFailure);
+  await expect(described).rejects.toMatchObject({
+    nonRetryable: true,
+    message: 'no deployment target configured for service "payments"',
+  });
+});
+
+it.each([
+  ['no targets file', undefined, '(none)'],
+  ['TOLLGATE_TARGETS_FILE=dry-run', 'dry-run', 'dry-run'],
+])('with %s, every service goes to dry-run, and the worker says so at start', async (_, file, shown) => {
+  const target = await createTarget(file, logger());
+  await expect(describeTarget(target, 'checkout')).resolves.toEqual({ kind: 'dry-run', dryRun: true });
+  expect(logged).toHaveLength(1);
+  expect(logged[0]).toMatchObject({ level: 40, targets: shown });
+  expect(logged[0]?.msg).toContain('releases deploy nothing');
+});
+
+it("gives workers one dry-run truth through the dry-run spec's stateDir", async () => {
+  const file = await targetsFile({
+    default: { kind: 'dry-run', stable: { checkout: '1.0.0' }, stateDir: join(dir, 'dry-run') },
+  });
+  const [one, two] = [await createTarget(file, logger()), await createTarget(file, logger())];
+  await expect(two.stableVersion('checkout')).resolves.toBe('1.0.0');
+  await one.markStable('checkout', '1.1.0');
+  await expect(two.stableVersion('checkout')).resolves.toBe('1.1.0');
+});
