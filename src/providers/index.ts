@@ -67,9 +67,9 @@ export class RoutingTarget implements DeploymentTarget {
  * a release on it still promotes.
  */
 export async function createTarget(file: string | undefined, logger: Logger): Promise<DeploymentTarget> {
-  if (file === undefined || file === DRY_RUN_TARGETS) {
+  if (!file || file === DRY_RUN_TARGETS) {
     logger.warn(
-      { targets: file ?? '(none)' },
+      { targets: file || '(none)' },
       'every service goes to the dry-run target: releases deploy nothing, and stable versions live in this worker only',
     );
     return new DryRunTarget();
