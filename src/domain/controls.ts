@@ -1,3 +1,4 @@
+import { sameIdentity } from './identity';
 import { CONTROL_SCHEMAS, type ControlName } from './messages';
 import { describeZodError } from './release';
 import type { GateName, ReleaseState } from './status';
@@ -6,6 +7,7 @@ import type { GateName, ReleaseState } from './status';
 export interface ControlView {
   state: ReleaseState;
   gate: GateName | undefined;
+  /** Paused by a person. A gate is not a pause: lifting one never lifts the other. */
   paused: boolean;
   baking: boolean;
   initiator: string;
@@ -13,14 +15,13 @@ export interface ControlView {
   approvers: string[] | undefined;
 }
 
-const sameActor = (a: string, b: string) => a.trim().toLowerCase() === b.trim().toLowerCase();
-
 function authority(by: string, view: ControlView, action: string): string | undefined {
-  if (view.fourEyes && sameActor(by, view.initiator)) {
+  if (view.fourEyes && sameIdentity(by, view.initiator)) {
     return `four-eyes: ${by} started this release and cannot ${action} it; ask someone else`;
   }
-  if (view.approvers && !view.approvers.some((a) => sameActor(a, by))) {
-    return `${by} is not an approver for this service (approvers: ${view.approvers.join(', ')})`;
+  if (view.approvers && !view.approvers.some((a) => sameIdentity(a, by))) {
+    const listed = view.approvers.slice(0, 10).join(', ') + (view.approvers.length > 10 ? ', …' : '');
+    return `${by} is not an approver for this service (approvers: ${listed})`;
   }
   return undefined;
 }
@@ -42,6 +43,7 @@ export function rejectionFor(name: ControlName, input: unknown, view: ControlVie
     case 'promote':
       if (!view.baking) return 'nothing is baking; promote skips the rest of a bake';
       if (view.paused) return 'the release is paused; resume it before promoting';
+      if (view.gate === 'inconclusive') return 'analysis is inconclusive; approve to carry on baking, or abort';
       return authority(by, view, 'promote');
     case 'pause':
       return view.paused ? 'the release is already paused' : undefined;

@@ -31,16 +31,33 @@ export function formatDuration(ms: number): string {
   return parts.slice(0, 2).join('') || `${ms}ms`;
 }
 
+/**
+ * The longest duration anything in a policy may have. Bakes, cycles and intervals are added to the clock and
+ * turned into timers: unbounded, `99999999d` made an invalid date after staging and canary had deployed, and a
+ * number too long to read became Infinity.
+ */
+export const MAX_DURATION_MS = 365 * 86_400_000;
+const MAX_DURATION_TEXT = 32;
+const tooLong = `must be at most ${formatDuration(MAX_DURATION_MS)}`;
+
 /** A duration written as text ("24h") in policies and messages; held as milliseconds everywhere else. */
-export const durationSchema = z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
-  if (typeof value === 'number') return value;
-  const ms = parseDuration(value.trim());
-  if (ms === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `expected a duration such as "90s", "15m", "24h" or "7d", got "${value}"`,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
+export const durationSchema = z
+  .union([z.number().int().nonnegative().max(MAX_DURATION_MS, tooLong), z.string()])
+  .transform((value, ctx) => {
+    if (typeof value === 'number') return value;
+    const text = value.trim();
+    const ms = text.length <= MAX_DURATION_TEXT ? parseDuration(text) : undefined;
+    if (ms === undefined) {
+      const shown = text.length > MAX_DURATION_TEXT ? `${text.slice(0, MAX_DURATION_TEXT)}…` : text;
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration such as "90s", "15m", "24h" or "7d", got "${shown}"`,
+      });
+      return z.NEVER;
+    }
+    if (ms > MAX_DURATION_MS) {
+      ctx.addIssue({ code: 'custom', message: `${tooLong}, got "${text}"` });
+      return z.NEVER;
+    }
+    return ms;
+  });

@@ -1,16 +1,16 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { ReleaseStatus } from './status';
+import { freeText, personName } from './text';
 
 /**
  * Every way a person steers a release. Each is both a signal (so the Temporal UI's "Send signal" and
  * `temporal workflow signal` work) and an update of the same name (which answers with the new status or a rejection).
  */
 
-const actor = z.string().trim().min(1, 'must name a person').max(128, 'at most 128 characters');
-const reason = z.string().trim().min(1, 'a reason is required').max(2000, 'at most 2000 characters');
-
-const comment = z.string().max(2000, 'at most 2000 characters').optional();
+const actor = personName;
+const reason = freeText(2000).min(1, 'a reason is required');
+const comment = freeText(2000).optional();
 
 export const approveInputSchema = z.strictObject({ by: actor, comment });
 export const abortInputSchema = z.strictObject({ by: actor, reason });

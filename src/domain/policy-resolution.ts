@@ -136,6 +136,8 @@ function loosenings(service: ServicePolicy, merged: ServicePolicy): PolicyIssue[
     service.canary.analysis.inconclusiveLimit,
     merged.canary.analysis.inconclusiveLimit,
   );
+  // More canary instances put more real traffic on an untested version: a request may only shrink the canary.
+  notAbove('policy.canary.poolSize', service.canary.poolSize, merged.canary.poolSize);
   notOff('policy.canary.approval', service.canary.approval, merged.canary.approval);
   notOff('policy.production.approval', service.production.approval, merged.production.approval);
   notOff('policy.approvals.fourEyes', service.approvals.fourEyes, merged.approvals.fourEyes);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationSchema } from './duration';
+import { freeText, personName } from './text';
 
 /**
  * Policies. The org file says what a traffic cycle is and sets org-wide minimums; each service file sets that
@@ -32,7 +33,7 @@ export const freezeSchema = z
   .strictObject({
     from: z.iso.datetime({ offset: true }),
     to: z.iso.datetime({ offset: true }),
-    reason: z.string().min(1).max(200),
+    reason: freeText(200).min(1, 'a reason is required'),
   })
   .refine((f) => Date.parse(f.to) > Date.parse(f.from), { message: 'must be after "from"', path: ['to'] });
 
@@ -67,9 +68,29 @@ export const checkSchema = z
   });
 export type Check = z.infer<typeof checkSchema>;
 
+/**
+ * Checks are merged and compared by name (a request adds checks, never replaces one): two of one name in one list
+ * would let the merge keep either, and the stricter was the one dropped. Refused where they are written.
+ */
+const checksSchema = z
+  .array(checkSchema)
+  .max(50)
+  .superRefine((checks, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, check] of checks.entries()) {
+      if (seen.has(check.name)) {
+        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate check name "${check.name}"` });
+      }
+      seen.add(check.name);
+    }
+  });
+
+/** Enough for any service's cycle; a bound, so that no count overflows into something no canary can serve. */
+const requestCount = z.number().int().min(0).max(1_000_000_000);
+
 const analysisSchema = z.strictObject({
   interval: durationSchema.default(60_000),
-  checks: z.array(checkSchema).max(50).default([]),
+  checks: checksSchema.default([]),
   failureLimit: z.number().int().min(1).max(100).default(3),
   inconclusiveLimit: z.number().int().min(1).max(100).default(3),
 });
@@ -94,12 +115,12 @@ export const servicePolicySchema = z.strictObject({
   service: name,
   trafficCycle: z.strictObject({
     duration: durationSchema,
-    minCanaryRequests: z.number().int().min(0).default(0),
+    minCanaryRequests: requestCount.default(0),
     peakWindows: z.array(dailyWindowSchema).max(10).default([]),
   }),
   staging: z
     .strictObject({
-      smokeChecks: z.array(checkSchema).max(50).default([]),
+      smokeChecks: checksSchema.default([]),
       bake: durationSchema.default(0),
     })
     .prefault({}),
@@ -120,7 +141,7 @@ export const servicePolicySchema = z.strictObject({
     .strictObject({
       fourEyes: z.boolean().default(false),
       /** When set, only these people may approve or promote. */
-      approvers: z.array(z.string().min(1).max(128)).max(200).optional(),
+      approvers: z.array(personName).max(200).optional(),
     })
     .prefault({}),
   windows: z
@@ -139,7 +160,7 @@ export const orgPolicySchema = z.strictObject({
   trafficCycle: z
     .strictObject({
       minDuration: durationSchema.default(0),
-      minCanaryRequests: z.number().int().min(0).default(0),
+      minCanaryRequests: requestCount.default(0),
       requirePeakWindow: z.boolean().default(false),
     })
     .prefault({}),
@@ -161,13 +182,11 @@ export const policyOverrideSchema = z.strictObject({
   trafficCycle: z
     .strictObject({
       duration: durationSchema.optional(),
-      minCanaryRequests: z.number().int().min(0).optional(),
+      minCanaryRequests: requestCount.optional(),
       peakWindows: z.array(dailyWindowSchema).max(10).optional(),
     })
     .optional(),
-  staging: z
-    .strictObject({ smokeChecks: z.array(checkSchema).max(50).optional(), bake: durationSchema.optional() })
-    .optional(),
+  staging: z.strictObject({ smokeChecks: checksSchema.optional(), bake: durationSchema.optional() }).optional(),
   canary: z
     .strictObject({
       poolSize: z.number().int().min(1).max(1000).optional(),
@@ -175,7 +194,7 @@ export const policyOverrideSchema = z.strictObject({
       analysis: z
         .strictObject({
           interval: durationSchema.optional(),
-          checks: z.array(checkSchema).max(50).optional(),
+          checks: checksSchema.optional(),
           failureLimit: z.number().int().min(1).max(100).optional(),
           inconclusiveLimit: z.number().int().min(1).max(100).optional(),
         })

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { policyOverrideSchema } from './policy';
+import { freeText, personName, printable } from './text';
 
 /** Service names become workflow IDs (`release-<service>`), search attributes and file names. */
 export const serviceNameSchema = z
@@ -16,8 +17,6 @@ export const versionSchema = z
     'expected a version such as 1.4.2 or 2026.11.27-abc123 (at most 64 characters)',
   );
 
-const actorSchema = z.string().trim().min(1, 'must name a person').max(128, 'at most 128 characters');
-
 /** Every field has a bound, but 50 checks × 4000-character queries per stage and wave still add up to megabytes. */
 export const MAX_REQUEST_CHARS = 256 * 1024;
 
@@ -25,8 +24,8 @@ export const releaseRequestSchema = z
   .strictObject({
     service: serviceNameSchema,
     version: versionSchema,
-    initiator: actorSchema,
-    reason: z.string().max(2000, 'at most 2000 characters').optional(),
+    initiator: personName,
+    reason: freeText(2000).optional(),
     policy: policyOverrideSchema.optional(),
   })
   .superRefine((request, ctx) => {
@@ -65,20 +64,16 @@ export interface ReleaseResult {
   endedAt: string;
 }
 
-/** Messages may echo the input (a bad duration, an unknown key): flattened and cut, so the answer stays one line. */
-function oneLine(text: string, max: number): string {
-  // eslint-disable-next-line no-control-regex
-  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ');
-  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
-}
-
-/** Answers a z.ZodError with "field: message; field: message", naming each bad field. */
+/**
+ * Answers a z.ZodError with "field: message; field: message", naming each bad field. Messages may echo the input (a
+ * bad duration, an unknown key): printable and cut, so the answer stays one line and shows what was sent.
+ */
 export function describeZodError(error: z.ZodError, root?: string): string {
   return error.issues
     .slice(0, 10)
     .map((issue) => {
       const path = [root, ...issue.path.map(String)].filter(Boolean).join('.');
-      return `${oneLine(path || '(input)', 200)}: ${oneLine(issue.message, 300)}`;
+      return `${printable(path || '(input)', 200)}: ${printable(issue.message, 300)}`;
     })
     .join('; ');
 }

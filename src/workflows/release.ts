@@ -37,8 +37,16 @@ import {
   type ControlInput,
 } from '../domain/messages';
 import type { Analysis, ResolvedPolicy } from '../domain/policy';
-import { describeZodError, releaseRequestSchema, type ReleaseResult, type Stage, type Track } from '../domain/release';
+import {
+  describeZodError,
+  releaseRequestSchema,
+  releaseWorkflowId,
+  type ReleaseResult,
+  type Stage,
+  type Track,
+} from '../domain/release';
 import { TollgateService, TollgateStage, TollgateState, TollgateVersion } from '../domain/search-attributes';
+import { printable } from '../domain/text';
 import type { AuditEntry, GateName, ReleaseState, ReleaseStatus } from '../domain/status';
 import {
   activeFreeze,
@@ -95,6 +103,13 @@ const UNDO_RETRY_MAX_MS = 60_000;
  * releases started before them replay as recorded.
  */
 const BOUNDED_BAKE = 'bounded-bake-history';
+/**
+ * Guards what hostile messages may no longer do, for releases started after it: a release runs only as
+ * `release-<service>` (one per service, whatever ID the caller picks); an inconclusive-analysis gate is a gate,
+ * not a pause (`resume` cannot clear it, approving it never lifts a person's pause); the release records the kind
+ * of target it deploys to.
+ */
+const HOSTILE_INPUT = 'hostile-input-hardening';
 
 const waveAnalysis = (analysis: Analysis, percent: number): Analysis => ({
   ...analysis,
@@ -115,6 +130,15 @@ interface Alarm {
 /** A known error: the release cannot go on and must be rolled back. */
 class ReleaseFailure extends Error {}
 
+/**
+ * Who a refused message says it is from, for the audit trail: only a string is read (a `toString` in a payload
+ * must never run, and an object cannot be converted), shown printable and cut.
+ */
+function claimedActor(payload: unknown): string {
+  const by: unknown = typeof payload === 'object' && payload !== null ? (payload as { by?: unknown }).by : undefined;
+  return typeof by === 'string' && by.trim() !== '' ? printable(by.trim(), 128) : 'unreadable';
+}
+
 /** The innermost message: an ActivityFailure says only "Activity task failed"; its cause says why. */
 function failureMessage(err: unknown): string {
   let current = err;
@@ -132,6 +156,16 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
   }
   const request = parsed.data;
   const info = workflowInfo();
+  const hardened = patched(HOSTILE_INPUT);
+  // Temporal runs one execution per workflow ID: with one ID per service, a second release of a service is
+  // refused by Temporal itself, on every worker. Refused before anything is deployed.
+  if (hardened && info.workflowId !== releaseWorkflowId(request.service)) {
+    throw ApplicationFailure.nonRetryable(
+      `a release of ${request.service} runs as workflow ID "${releaseWorkflowId(request.service)}", ` +
+        `not "${printable(info.workflowId, 200)}": one release per service at a time`,
+      'InvalidWorkflowId',
+    );
+  }
   const releaseId = `${info.workflowId}/${info.firstExecutionRunId}`;
   const startedAt = new Date().toISOString();
 
@@ -230,7 +264,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     switch (name) {
       case 'approve':
         // Approving inconclusive analysis means "carry on baking with the evidence so far"; health is still required.
-        if (status.gate?.name === 'inconclusive') clearInconclusivePause();
+        if (status.gate?.name === 'inconclusive') clearInconclusiveGate();
         else {
           approvedGate = status.gate?.name;
           status.gate = undefined;
@@ -249,7 +283,8 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         };
         break;
       case 'resume':
-        if (status.gate?.name === 'inconclusive') clearInconclusivePause();
+        // Before the hardening, the inconclusive gate came with a pause of its own and resume lifted both.
+        if (!hardened && status.gate?.name === 'inconclusive') clearInconclusiveGate();
         status.pause = undefined;
         break;
       case 'promote':
@@ -258,22 +293,32 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     }
     refresh();
   };
-  const clearInconclusivePause = () => {
-    status.pause = undefined;
+  const clearInconclusiveGate = () => {
+    if (!hardened) status.pause = undefined;
     status.gate = undefined;
     status.analysis.inconclusive = 0;
+  };
+  /** The bake stands still while a person paused it or analysis waits for a human's answer. */
+  const held = () => status.pause !== undefined || status.gate?.name === 'inconclusive';
+  /**
+   * The state a control's answer reports. The main loop moves the release on only when it next runs, after the
+   * answer is sent: an approved or resumed release must not read as still waiting.
+   */
+  const answerState = (): ReleaseState => {
+    if (status.pause || (status.state !== 'paused' && status.state !== 'awaiting-approval')) return status.state;
+    if (status.gate) return 'awaiting-approval';
+    return status.state === 'paused' ? unpausedState : status.bake ? 'baking' : status.state;
   };
   const register = <N extends ControlName>(
     name: N,
     signal: SignalDefinition<[ControlInput<N>]>,
     update: UpdateDefinition<ReleaseStatus, [ControlInput<N>]>,
   ) => {
+    // A signal cannot answer its sender: a refusal is audited, from what can be read of the payload safely.
     setHandler(signal, (payload: unknown) => {
       const rejection = rejectionFor(name, payload, controlView());
       if (rejection) {
-        const by =
-          typeof payload === 'object' && payload && 'by' in payload ? String(payload.by).slice(0, 128) : 'unknown';
-        audit({ actor: by, action: name, accepted: false, detail: rejection });
+        audit({ actor: claimedActor(payload), action: name, accepted: false, detail: rejection });
         log.warn(`${name} signal rejected: ${rejection}`, logFields());
         refresh();
         return;
@@ -284,9 +329,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       update,
       (payload: unknown) => {
         apply(name, CONTROL_SCHEMAS[name].parse(payload) as ControlInput<N>);
-        // The main loop leaves `paused` only when it next runs, after this answer is sent: answer with the state the
-        // release resumes into, so that `approve` or `resume` does not read as still paused.
-        return status.state === 'paused' && !status.pause ? { ...status, state: unpausedState } : status;
+        return { ...status, state: answerState() };
       },
       {
         validator: (payload: unknown) => {
@@ -350,10 +393,11 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       stableVersion: status.stableVersion,
       ...step,
     };
-    // Registered before the deploy starts: undoing a step that never applied is a no-op, missing one is not.
+    // Registered for undo before the deploy starts (undoing a step that never applied is a no-op, missing one is
+    // not); shown as deployed only once it has been.
     deployed.push(full);
-    status.deployedSteps.push(full.key);
     const receipt = await deploys.deploy.executeWithOptions({ summary: `deploy ${name}: ${request.version}` }, [full]);
+    status.deployedSteps.push(full.key);
     log.info(`deployed ${name}`, { ...logFields(), changes: receipt.changes, applied: receipt.applied });
   };
 
@@ -392,7 +436,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     const now = () => Math.max(Date.now(), clockFloor);
     const checks = opts.analysis?.checks ?? [];
     const intervals: Occurrence[] = [];
-    let openSince: number | undefined = status.pause ? undefined : now();
+    let openSince: number | undefined = held() ? undefined : now();
     const bakeStartedAt = new Date().toISOString();
     status.analysis = { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] };
     let latest: CheckResult[] = [];
@@ -414,7 +458,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
           : []),
         ...peaks.filter((p) => !p.seen).map((p) => `peak ${p.window}`),
       ];
-      if (timeAndTraffic.length === 0 && !status.pause) readyAt ??= now();
+      if (timeAndTraffic.length === 0 && !held()) readyAt ??= now();
       // Stretches are sized to end when the last requirement is met; the one running then judges the release,
       // not one that reported hours before.
       const stale =
@@ -426,6 +470,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         ...timeAndTraffic,
         ...(!healthy() ? ['healthy analysis'] : stale ? ['analysis since the cycle completed'] : []),
         ...(status.pause ? ['resume (paused)'] : []),
+        ...(status.gate?.name === 'inconclusive' ? ['approval (inconclusive analysis)'] : []),
       ];
       status.bake = {
         stage: opts.stage,
@@ -493,7 +538,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       const roundsUntil = (at: number) => Math.min(SEGMENT_MAX_ROUNDS, Math.max(1, Math.ceil((at - now()) / interval)));
       const remainingMs = Math.max(0, opts.durationMs - baked());
       const peakSeen = earliest(nextPeaksSeen());
-      const maxRounds = status.pause
+      const maxRounds = held()
         ? SEGMENT_MAX_ROUNDS
         : remainingMs > 0
           ? roundsUntil(now() + remainingMs)
@@ -506,7 +551,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       const inconclusiveLimit =
         status.gate?.name === 'inconclusive' ? Number.MAX_SAFE_INTEGER : opts.analysis!.inconclusiveLimit;
       const scope = new CancellationScope();
-      const current: NonNullable<typeof segment> = { scope, startedAt: now(), whilePaused: status.pause !== undefined };
+      const current: NonNullable<typeof segment> = { scope, startedAt: now(), whilePaused: held() };
       segment = current;
       scope
         .run(() =>
@@ -537,29 +582,29 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
 
     /** The bake clock only runs while unpaused. */
     const syncClock = () => {
-      if (status.pause && openSince !== undefined) {
+      if (held() && openSince !== undefined) {
         intervals.push({ start: openSince, end: now() });
         openSince = undefined;
-      } else if (!status.pause && openSince === undefined) {
+      } else if (!held() && openSince === undefined) {
         openSince = now();
       }
     };
     unpausedState = 'baking';
     try {
       for (;;) {
-        if (segment?.whilePaused && !status.pause && patched(BOUNDED_BAKE)) {
+        if (segment?.whilePaused && !held() && patched(BOUNDED_BAKE)) {
           segment.scope.cancel();
           segment = undefined;
         }
-        if (putOffWhilePaused && !status.pause) {
+        if (putOffWhilePaused && !held()) {
           nextSegmentAt = now();
           putOffWhilePaused = false;
         }
         if (checks.length > 0 && !segment && now() >= nextSegmentAt) startSegment();
         syncClock();
         const waitingFor = progress();
-        setState(status.pause ? 'paused' : 'baking');
-        if (promoteRequested && !status.pause) {
+        setState(status.pause ? 'paused' : status.gate ? 'awaiting-approval' : 'baking');
+        if (promoteRequested && !held()) {
           log.info('bake skipped by promote', logFields());
           break;
         }
@@ -616,7 +661,8 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
           nextSegmentAt =
             segment.startedAt + (result.counters.rounds - status.analysis.rounds) * opts.analysis!.interval;
           segment = undefined;
-          reportedAt = now();
+          // A stretch a worker's shutdown cut short reports the rounds it ran, not that the bake's requirements held.
+          if (!result.cutShort) reportedAt = now();
           status.analysis = { ...result.counters, checks: result.checks };
           latest = result.checks;
           const failed = result.checks.filter((c) => c.verdict === 'fail');
@@ -640,14 +686,14 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
   const pauseForHuman = (gateName: GateName, reason: string) => {
     // Asked once: repeating the question every stretch nobody answers would push decisions out of the audit trail.
     if (status.gate?.name === gateName && patched(BOUNDED_BAKE)) return;
-    if (!status.pause) status.pause = { by: 'tollgate', reason, since: new Date().toISOString() };
+    if (!hardened && !status.pause) status.pause = { by: 'tollgate', reason, since: new Date().toISOString() };
     status.gate = {
       name: gateName,
       since: new Date().toISOString(),
       message: `${reason} — approve to continue baking, or abort`,
     };
-    audit({ actor: 'tollgate', action: 'pause', accepted: true, detail: reason });
-    log.warn(`paused for a human: ${reason}`, logFields());
+    audit({ actor: 'tollgate', action: hardened ? 'gate' : 'pause', accepted: true, detail: reason });
+    log.warn(`waiting for a human: ${reason}`, logFields());
     void notify('awaiting-approval', `paused: ${reason} — approve to continue baking, or abort`);
   };
 
@@ -821,6 +867,10 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
         ? 'workflow cancelled'
         : failureMessage(err);
     status.rollback = { reason, startedAt: new Date().toISOString(), failedAttempts: 0, undone: [] };
+    // Nothing waits for an approval, a window or a resume any more: status says what is true.
+    status.gate = undefined;
+    status.pause = undefined;
+    status.waitingForWindowUntil = undefined;
     setState('rolling-back');
     log.warn(`rolling back: ${reason}`, logFields());
     await CancellationScope.nonCancellable(undoAll);

@@ -19,7 +19,7 @@ import type { Logger } from '../../src/logger';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
 import type { Notifier, ReleaseNotification } from '../../src/providers/notify/types';
 import { DryRunTarget } from '../../src/providers/targets/dry-run';
-import type { DeployStep } from '../../src/providers/targets/types';
+import type { DeployReceipt, DeployStep } from '../../src/providers/targets/types';
 import { workflowBundle } from './bundles';
 import { taskQueueForTest } from './temporal';
 
@@ -81,6 +81,8 @@ export interface HarnessOptions {
   notifier?: Notifier;
   /** The activities' logger; silent when left out. */
   logger?: Logger;
+  /** Stands in for the deploy activity (`real` deploys to the dry-run target). */
+  deploy?: (step: DeployStep, real: (step: DeployStep) => Promise<DeployReceipt>) => Promise<DeployReceipt>;
 }
 
 const noMetrics: MetricsProvider = {
@@ -118,6 +120,7 @@ export async function releaseHarness(env: TestWorkflowEnvironment, opts: Harness
     activities: {
       ...real,
       analyze: scriptedAnalysis(opts.analysis ?? [], analyzeCalls),
+      deploy: (step: DeployStep) => (opts.deploy ? opts.deploy(step, (s) => real.deploy(s)) : real.deploy(step)),
       undo: async (step: DeployStep) => {
         undoAttempts.push(step.key);
         if (undoFailuresLeft > 0) {

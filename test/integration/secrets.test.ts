@@ -14,7 +14,8 @@ import {
 } from '../../src/providers/notify/webhook';
 import { releaseWorkflow } from '../../src/workflows';
 import { failing, healthy, releaseHarness, writePolicies } from '../helpers/release-harness';
-import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
+import { startTimeSkipping } from '../helpers/temporal';
+import { releaseWorkflowId } from '../../src/domain/release';
 
 /*
  * Secrets live in the worker's environment and reach only the code that uses them: never a workflow input,
@@ -110,7 +111,7 @@ it('a release with signed webhooks keeps every planted secret out of history and
   const { result, historyJson } = await harness.worker.runUntil(async () => {
     const handle = await env.client.workflow.start(releaseWorkflow, {
       taskQueue: harness.taskQueue,
-      workflowId: randomWorkflowId('release-checkout'),
+      workflowId: releaseWorkflowId('checkout'),
       args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice', reason: 'secrets test' }],
     });
     try {

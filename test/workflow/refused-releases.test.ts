@@ -5,6 +5,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { stringify } from 'yaml';
 import { statusQuery } from '../../src/domain/messages';
 import type { PolicyOverrideInput, ServicePolicyInput } from '../../src/domain/policy';
+import { releaseWorkflowId } from '../../src/domain/release';
 import { releaseWorkflow } from '../../src/workflows';
 import { releaseHarness, until, writePolicies } from '../helpers/release-harness';
 import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
@@ -231,6 +232,50 @@ const CASES: [string, unknown, 'InvalidRequest' | 'InvalidPolicy', string, strin
     ['broken.yaml: trafficCycle.duration: expected a duration such as "90s", "15m", "24h" or "7d", got "one day"'],
   ],
   [
+    'an override putting more instances in the canary',
+    withPolicy({ canary: { poolSize: 3 } }),
+    'InvalidPolicy',
+    POLICY,
+    ['policy.canary.poolSize: may only be lowered by a request (service policy: 1, requested: 3)'],
+  ],
+  [
+    'a traffic cycle longer than any timer should be',
+    withPolicy({ trafficCycle: { duration: '99999999d' } }),
+    'InvalidRequest',
+    REQUEST,
+    ['policy.trafficCycle.duration: must be at most 365d, got "99999999d"'],
+  ],
+  [
+    'a duration too long to read (Infinity)',
+    withPolicy({ staging: { bake: `${'9'.repeat(400)}s` } }),
+    'InvalidRequest',
+    REQUEST,
+    ['policy.staging.bake: expected a duration such as'],
+  ],
+  [
+    'two checks of one name in an override',
+    withPolicy({
+      canary: { analysis: { checks: [errors, { ...errors, name: 'extra' }, { ...errors, max: 0.5, name: 'extra' }] } },
+    }),
+    'InvalidRequest',
+    REQUEST,
+    ['policy.canary.analysis.checks.2.name: duplicate check name "extra"'],
+  ],
+  [
+    'an initiator with a zero-width space',
+    request({ initiator: 'alice\u200b' }),
+    'InvalidRequest',
+    REQUEST,
+    ['initiator: must not contain invisible or formatting characters'],
+  ],
+  [
+    'a reason with a terminal escape',
+    request({ reason: 'fix \u001b[2J' }),
+    'InvalidRequest',
+    REQUEST,
+    ['reason: must not contain control'],
+  ],
+  [
     'a service file that names another service',
     request({ service: 'misnamed' }),
     'InvalidPolicy',
@@ -258,11 +303,17 @@ describe('refused releases (time-skipping): a clear error naming the field, and 
     await env?.teardown();
   });
 
+  /** The ID a release of the input's service runs as; any ID for input without a service. */
+  const idFor = (input: unknown) => {
+    const service = (input as { service?: unknown } | null)?.service;
+    return typeof service === 'string' ? releaseWorkflowId(service) : randomWorkflowId('release-refused');
+  };
+
   /** The release's failure; fails the test if the release was not refused (ended otherwise, or still runs). */
-  async function failureOf(input: unknown): Promise<ApplicationFailure> {
+  async function failureOf(input: unknown, workflowId = idFor(input)): Promise<ApplicationFailure> {
     const handle = await env.client.workflow.start(releaseWorkflow, {
       taskQueue: harness.taskQueue,
-      workflowId: randomWorkflowId('release-refused'),
+      workflowId,
       args: [input],
     });
     let timer: NodeJS.Timeout | undefined;
@@ -299,12 +350,25 @@ describe('refused releases (time-skipping): a clear error naming the field, and 
     expect(harness.target.actions).toEqual([]);
   });
 
+  it.each(['sneaky-checkout', 'release-checkout-2', 'release-payments', 'RELEASE-checkout'])(
+    'refuses a valid release run under workflow ID %j, changing nothing',
+    async (workflowId) => {
+      const failure = await failureOf(request(), workflowId);
+      expect(failure.type).toBe('InvalidWorkflowId');
+      expect(failure.nonRetryable).toBe(true);
+      expect(failure.message).toBe(
+        `a release of checkout runs as workflow ID "release-checkout", not "${workflowId}": one release per service at a time`,
+      );
+      expect(harness.target.actions).toEqual([]);
+    },
+  );
+
   // Last, as it deploys: shows that this worker and target do record a deploy, and that a tightening override
   // (a smaller wave added in front, a stricter full-fleet analysis) passes the same rules.
   it('deploys a valid tightening release on the same worker', async () => {
     const handle = await env.client.workflow.start(releaseWorkflow, {
       taskQueue: harness.taskQueue,
-      workflowId: randomWorkflowId('release-accepted'),
+      workflowId: releaseWorkflowId('checkout'),
       args: [
         waves(
           { percent: 10, bake: '2h' },

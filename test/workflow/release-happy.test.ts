@@ -4,7 +4,8 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { approveUpdate, statusQuery } from '../../src/domain/messages';
 import { releaseWorkflow } from '../../src/workflows';
 import { healthy, releaseHarness, until, writePolicies } from '../helpers/release-harness';
-import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
+import { startTimeSkipping } from '../helpers/temporal';
+import { releaseWorkflowId } from '../../src/domain/release';
 
 const HOUR = 3_600_000;
 
@@ -38,7 +39,7 @@ describe('release workflow: happy path', () => {
     const history = await worker.runUntil(async () => {
       const handle = await env.client.workflow.start(releaseWorkflow, {
         taskQueue,
-        workflowId: randomWorkflowId('release-checkout'),
+        workflowId: releaseWorkflowId('checkout'),
         args: [{ service: 'checkout', version: '1.1.0', initiator: 'alice' }],
       });
       const gate = await until(env, handle, (s) => s.state === 'awaiting-approval');

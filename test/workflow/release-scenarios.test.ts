@@ -20,7 +20,8 @@ import {
   writePolicies,
   type HarnessOptions,
 } from '../helpers/release-harness';
-import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
+import { startTimeSkipping } from '../helpers/temporal';
+import { releaseWorkflowId } from '../../src/domain/release';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -63,7 +64,7 @@ describe('release workflow scenarios (time-skipping)', () => {
     return harness.worker.runUntil(async () => {
       const handle = await env.client.workflow.start(releaseWorkflow, {
         taskQueue: harness.taskQueue,
-        workflowId: randomWorkflowId('release-checkout'),
+        workflowId: releaseWorkflowId('checkout'),
         args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice' }],
       });
       try {
@@ -106,22 +107,24 @@ describe('release workflow scenarios (time-skipping)', () => {
     expect(status.analysis.rounds).toBe(1);
   });
 
-  it('pauses for a human on inconclusive analysis and carries on when approved', async () => {
+  it('holds the bake for a human on inconclusive analysis and carries on when approved', async () => {
     const { result, status } = await run(
       { analysis: [inconclusive('no data: Prometheus unreachable')] },
       async (handle) => {
-        const paused = await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
-        expect(paused.state).toBe('paused');
-        expect(paused.pause?.reason).toContain('Prometheus unreachable');
-        await env.sleep('30h'); // paused: the bake clock must not run
+        const held = await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        expect(held.state).toBe('awaiting-approval');
+        expect(held.gate?.message).toContain('Prometheus unreachable');
+        // A gate, not a pause: nobody paused the release, and resume is not the way past it.
+        expect(held.pause).toBeUndefined();
+        await env.sleep('30h'); // held: the bake clock must not run
         const still = await handle.query(statusQuery);
-        expect(still.state).toBe('paused');
+        expect(still.state).toBe('awaiting-approval');
         expect(still.bake!.elapsedMs).toBeLessThan(HOUR);
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'metrics back' }] });
       },
     );
     expect(result.outcome).toBe('promoted');
-    expect(status.audit.map((a) => a.action)).toEqual(expect.arrayContaining(['pause', 'approve', 'promoted']));
+    expect(status.audit.map((a) => a.action)).toEqual(expect.arrayContaining(['gate', 'approve', 'promoted']));
   });
 
   it('asks once while inconclusive analysis waits 48 h for an answer, with history bounded; approve carries on', async () => {
@@ -132,13 +135,13 @@ describe('release workflow scenarios (time-skipping)', () => {
         await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
         await env.sleep('48h');
         const still = await handle.query(statusQuery);
-        expect(still).toMatchObject({ state: 'paused', gate: { name: 'inconclusive' } });
+        expect(still).toMatchObject({ state: 'awaiting-approval', gate: { name: 'inconclusive' } });
         verdict = 'pass';
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'metrics back' }] });
       },
     );
     expect(result.outcome).toBe('promoted');
-    expect(status.audit.filter((a) => a.action === 'pause')).toHaveLength(1);
+    expect(status.audit.filter((a) => a.action === 'gate')).toHaveLength(1);
     expect(notifications.filter((n) => n.event === 'awaiting-approval')).toHaveLength(1);
     const events = history.events?.length ?? 0;
     console.log(`history: 48 h of unanswered inconclusive analysis at 1-minute rounds → ${events} events`);
@@ -162,7 +165,7 @@ describe('release workflow scenarios (time-skipping)', () => {
     );
     expect(result).toMatchObject({ outcome: 'aborted', stage: 'canary' });
     expect(applied(target.actions)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
-    expect(status.audit.filter((a) => a.action === 'pause')).toHaveLength(1);
+    expect(status.audit.filter((a) => a.action === 'gate')).toHaveLength(1);
     expect(notifications.filter((n) => n.event === 'awaiting-approval')).toHaveLength(1);
     const events = history.events?.length ?? 0;
     console.log(`history: 48 h of analysis that cannot run, unanswered → ${events} events`);

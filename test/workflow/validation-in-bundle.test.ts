@@ -3,12 +3,12 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import fc from 'fast-check';
 import { rejectionFor } from '../../src/domain/controls';
 import { CONTROL_SCHEMAS, statusQuery, type ControlName } from '../../src/domain/messages';
-import { describeZodError, releaseRequestSchema } from '../../src/domain/release';
+import { describeZodError, releaseRequestSchema, releaseWorkflowId } from '../../src/domain/release';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { ReleaseStatus } from '../../src/domain/status';
 import { releaseWorkflow } from '../../src/workflows';
 import { releaseHarness, until, writePolicies } from '../helpers/release-harness';
-import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
+import { startTimeSkipping } from '../helpers/temporal';
 
 /**
  * The shipped bundle shares one zod, frozen by the SDK, across every cached workflow (src/workflows/preload.ts).
@@ -66,7 +66,7 @@ describe('validation inside the shipped bundle (shared, frozen zod)', () => {
     await harness.worker.runUntil(async () => {
       const handle = await env.client.workflow.start(releaseWorkflow, {
         taskQueue: harness.taskQueue,
-        workflowId: randomWorkflowId('release-checkout'),
+        workflowId: releaseWorkflowId('checkout'),
         args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice' }],
       });
       try {
@@ -119,7 +119,7 @@ describe('validation inside the shipped bundle (shared, frozen zod)', () => {
       env.client.workflow
         .execute('releaseWorkflow', {
           taskQueue: harness.taskQueue,
-          workflowId: randomWorkflowId('release-checkout'),
+          workflowId: releaseWorkflowId('checkout'),
           args: [request],
         })
         .then(

@@ -1,0 +1,70 @@
+import { z } from 'zod';
+
+/**
+ * Text people send (names, reasons) and text we show them. Two rules: refuse at the input edge what nobody needs
+ * (control characters, invisible characters in a name), and pass everything shown through `printable`, which also
+ * covers text that never went through our schemas (terminate reasons, search attributes, old histories).
+ */
+
+/**
+ * What a terminal or a log viewer may act on, or what hides text: C0/C1 controls (ESC starts CSI and OSC
+ * sequences; a CR or LF forges a line), bidirectional embeddings, overrides and isolates (reorder what is shown),
+ * line and paragraph separators.
+ */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
+/** Characters that render as nothing (zero-width space, joiners, soft hyphen, Hangul fillers, tags...). */
+const INVISIBLE = /[\p{Default_Ignorable_Code_Point}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
+/** Any space other than U+0020: a no-break or ideographic space makes two names look alike. */
+const ODD_SPACE = /[^\S ]/u;
+
+const escape = (ch: string) => `\\u{${ch.codePointAt(0)!.toString(16).padStart(4, '0')}}`;
+
+/**
+ * The one sanitiser for every string from a release that reaches a terminal, a log line or the Web UI: unsafe
+ * characters become visible escapes (`\u{001b}`), so nothing is hidden and nothing is acted on; long text is cut.
+ */
+export function printable(text: string, max = 2000): string {
+  const shown = text.replace(UNSAFE, escape);
+  return shown.length > max ? `${shown.slice(0, max)}…` : shown;
+}
+
+/** `printable` applied to every string inside a value (a status, a list of rows), keys included. */
+export function printableDeep<T>(value: T): T {
+  if (typeof value === 'string') return printable(value, 100_000) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => printableDeep(v)) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [printable(k, 200), printableDeep(v as unknown)]),
+    ) as T;
+  }
+  return value;
+}
+
+/** Markdown for the Web UI: printable, and every character markdown acts on escaped (no links, images or HTML). */
+export function markdownText(text: string, max = 2000): string {
+  return printable(text, max).replace(/[\\`*_{}[\]()<>#+!|~&]/g, (ch) => `\\${ch}`);
+}
+
+export const hasUnsafeCharacters = (text: string) => new RegExp(UNSAFE.source, 'u').test(text);
+
+/** Free text written by a person (a reason, a comment): one line, no control characters. */
+export const freeText = (max: number) =>
+  z
+    .string()
+    .trim()
+    .max(max, `at most ${max} characters`)
+    .refine((t) => !hasUnsafeCharacters(t), 'must not contain control, bidirectional or line-separator characters');
+
+/**
+ * A person's name as written in a control or a policy. Invisible characters are refused outright rather than
+ * stripped: `alice\u200b` is not alice with a typo, it is someone pretending.
+ */
+export const personName = z
+  .string()
+  .trim()
+  .min(1, 'must name a person')
+  .max(128, 'at most 128 characters')
+  .refine((t) => !hasUnsafeCharacters(t), 'must not contain control characters')
+  .refine((t) => !INVISIBLE.test(t), 'must not contain invisible or formatting characters (zero-width, bidi...)')
+  .refine((t) => !ODD_SPACE.test(t), 'must not contain spaces other than a plain space');
