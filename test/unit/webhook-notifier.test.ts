@@ -7,6 +7,7 @@ import {
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../../src/config/env';
+import { NOTIFY_ACTIVITY_TIMEOUT_MS } from '../../src/domain/notify-budget';
 import { createLogger, type Logger } from '../../src/logger';
 import type { Notifier, ReleaseNotification } from '../../src/providers/notify/types';
 import {
@@ -14,6 +15,7 @@ import {
   MultiNotifier,
   verifySignature,
   WebhookNotifier,
+  worstCaseDeliveryMs,
   type WebhookNotifierOptions,
 } from '../../src/providers/notify/webhook';
 
@@ -26,6 +28,7 @@ interface Delivery {
 type Handler = (req: IncomingMessage, res: ServerResponse, n: number) => void;
 
 const SECRET = 'whsec-5f0d1c2e-never-log-me';
+const PASSWORD = 'pw-7c1e-never-log-me';
 let server: Server;
 let url: string;
 let handler: Handler;
@@ -61,6 +64,7 @@ beforeEach(() => {
 afterEach(() => {
   const logs = logLines.join('');
   expect(logs).not.toContain(SECRET);
+  expect(logs).not.toContain(PASSWORD);
   expect(logs).not.toContain('path-token');
 });
 
@@ -270,6 +274,79 @@ describe('failures never reach the release', () => {
 
     expect(deliveries).toHaveLength(0);
     expect(warnings()).toEqual([expect.objectContaining({ event: 'check-failed' })]);
+  });
+});
+
+describe('credentials in the URL', () => {
+  const withCredentials = () => url.replace('http://', `http://bob:${encodeURIComponent(PASSWORD)}@`);
+
+  it('sends user:password as basic auth, not in the URL, and keeps them out of the warning', async () => {
+    handler = (_req, res) => res.writeHead(401).end('bad credentials');
+    await notifier({ url: withCredentials() }).notify(notification());
+
+    expect(deliveries).toHaveLength(1);
+    expect(deliveries[0]?.path).toBe('/hooks/T000/B000/path-token');
+    expect(header(deliveries[0], 'authorization')).toBe(`Basic ${Buffer.from(`bob:${PASSWORD}`).toString('base64')}`);
+    expect(warnings()).toEqual([
+      expect.objectContaining({
+        msg: 'release notification not delivered',
+        event: 'check-failed',
+        service: 'checkout',
+        version: '1.4.2',
+        stage: 'canary',
+        track: 'canary',
+        releaseId: 'checkout-1.4.2-a1b2',
+        target: new URL(url).origin,
+        why: 'HTTP 401: bad credentials',
+      }),
+    ]);
+  });
+
+  it('shows only the origin of a URL quoted in a fetch error', async () => {
+    const quoting: typeof fetch = (input) =>
+      Promise.reject(new TypeError(`fetch failed: ${(input as URL).href} (was ${withCredentials()})`));
+    await notifier({ url: withCredentials(), fetch: quoting, retries: 0 }).notify(notification());
+
+    const origin = new URL(url).origin;
+    expect(warnings()[0]?.why).toBe(
+      `cannot reach the receiver: TypeError: fetch failed: ${origin}/… (was http://***@${new URL(url).host}/…)`,
+    );
+  });
+});
+
+describe('delivery budget', () => {
+  it('computes the worst case as notify spends it: every attempt timing out, every backoff slept', async () => {
+    handler = () => undefined;
+    const timing = { timeoutMs: 150, retries: 2, backoffMs: 100 };
+    const worst = worstCaseDeliveryMs(timing);
+    expect(worst).toBe(3 * 150 + 100 + 200);
+
+    const started = Date.now();
+    await notifier(timing).notify(notification());
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(worst - 20);
+    expect(elapsed).toBeLessThan(worst + 800);
+  });
+
+  it('refuses at start, naming the field, a webhook that could outlast the notify activity', () => {
+    const build =
+      (...webhooks: Record<string, unknown>[]) =>
+      () =>
+        createNotifiers({ webhooks }, { logger, env: {} });
+    expect(NOTIFY_ACTIVITY_TIMEOUT_MS).toBe(300_000);
+
+    expect(build({ url, format: 'json', timeoutMs: 60_000, retries: 3 })).not.toThrow();
+    const tooLong = build({ url, format: 'json' }, { url, format: 'json', timeoutMs: 60_000, retries: 10 });
+    expect(tooLong).toThrow(ConfigError);
+    expect(tooLong).toThrow(
+      'invalid configuration: notifications: webhooks.1.retries: 10 retries of up to 60000 ms each, with backoff, ' +
+        'can take 915.75 s: more than the 300 s a notification may take; at most 3 retries fit with this timeout',
+    );
+  });
+
+  it('holds for a notifier built in code too', () => {
+    expect(() => notifier({ retries: 10, backoffMs: 60_000 })).toThrow(/^webhook notifier: retries: 10 retries/);
+    expect(() => notifier({ retries: 9, backoffMs: 1_000, timeoutMs: 1_000 })).toThrow(/retries: .*at most 8 retries/);
   });
 });
 

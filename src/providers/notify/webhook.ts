@@ -2,8 +2,11 @@ import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { ConfigError } from '../../config/env';
+import { NOTIFY_ACTIVITY_TIMEOUT_MS, NOTIFY_DELIVERY_BUDGET_MS } from '../../domain/notify-budget';
+import { redactUrlCredentials } from '../../domain/redact';
 import { describeZodError } from '../../domain/release';
 import type { Logger } from '../../logger';
+import { splitUrlCredentials } from '../url-credentials';
 import { RELEASE_EVENTS, type Notifier, type ReleaseEvent, type ReleaseNotification } from './types';
 
 /*
@@ -50,6 +53,7 @@ export function verifySignature(
 }
 
 export interface WebhookNotifierOptions {
+  /** `user:password@` in it is sent as HTTP basic auth, never as part of the URL. */
   url: string;
   format: 'json' | 'slack';
   /** HMAC key, already resolved by the caller (env var, file); never logged. */
@@ -63,17 +67,55 @@ export interface WebhookNotifierOptions {
   /** Only these events are sent; all when left out. */
   events?: readonly ReleaseEvent[];
   logger: Logger;
+  fetch?: typeof fetch;
 }
 
-const optionsSchema = z.object({
-  url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
-  format: z.enum(['json', 'slack']),
-  secret: z.string().min(1, 'must not be empty').optional(),
-  timeoutMs: z.number().int().min(1).max(60_000).default(3000),
-  retries: z.number().int().min(0).max(10).default(2),
-  backoffMs: z.number().int().min(0).max(60_000).default(250),
-  events: z.array(z.enum(RELEASE_EVENTS)).optional(),
-});
+const DEFAULTS = { timeoutMs: 3000, retries: 2, backoffMs: 250 } as const;
+
+interface DeliveryTiming {
+  timeoutMs: number;
+  retries: number;
+  backoffMs: number;
+}
+
+/** The longest one delivery can take as `notify` runs it: every attempt timing out, and every backoff pause slept. */
+export function worstCaseDeliveryMs({ timeoutMs, retries, backoffMs }: DeliveryTiming): number {
+  // Pauses before attempts 2..retries+1: backoffMs · (1 + 2 + … + 2^(retries-1)).
+  return (retries + 1) * timeoutMs + backoffMs * (2 ** retries - 1);
+}
+
+/**
+ * Refuses timing that cannot finish inside the notify activity's timeout, naming `retries` (or `timeoutMs` when even
+ * one attempt is too long). MultiNotifier sends to every webhook at once, so each must fit on its own.
+ */
+function refineDeliveryBudget(timing: DeliveryTiming, ctx: z.RefinementCtx): void {
+  const worst = worstCaseDeliveryMs(timing);
+  if (worst <= NOTIFY_DELIVERY_BUDGET_MS) return;
+  let fits = -1;
+  while (worstCaseDeliveryMs({ ...timing, retries: fits + 1 }) <= NOTIFY_DELIVERY_BUDGET_MS) fits++;
+  const field = fits >= 0 ? 'retries' : 'timeoutMs';
+  const advice =
+    fits >= 0 ? `at most ${fits} retries fit with this timeout and backoff` : 'one attempt must fit on its own';
+  ctx.addIssue({
+    code: 'custom',
+    path: [field],
+    message:
+      `${timing.retries} retries of up to ${timing.timeoutMs} ms each, with backoff, can take ${worst / 1000} s: ` +
+      `more than the ${NOTIFY_ACTIVITY_TIMEOUT_MS / 1000} s a notification may take; ${advice}`,
+  });
+}
+
+const optionsSchema = z
+  .object({
+    url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
+    format: z.enum(['json', 'slack']),
+    secret: z.string().min(1, 'must not be empty').optional(),
+    timeoutMs: z.number().int().min(1).max(60_000).default(DEFAULTS.timeoutMs),
+    retries: z.number().int().min(0).max(10).default(DEFAULTS.retries),
+    backoffMs: z.number().int().min(0).max(60_000).default(DEFAULTS.backoffMs),
+    events: z.array(z.enum(RELEASE_EVENTS)).optional(),
+  })
+  .superRefine(refineDeliveryBudget);
 
 type Attempt = { ok: true } | { ok: false; retryable: boolean; why: string };
 
@@ -84,6 +126,8 @@ export class WebhookNotifier implements Notifier {
   /** Only the origin is ever logged: Slack-style webhook URLs carry their credential in the path. */
   readonly target: string;
   readonly #url: URL;
+  readonly #authorization: string | undefined;
+  readonly #fetch: typeof fetch;
   readonly #secret: string | undefined;
   readonly #timeoutMs: number;
   readonly #retries: number;
@@ -94,8 +138,11 @@ export class WebhookNotifier implements Notifier {
   constructor(options: WebhookNotifierOptions) {
     const parsed = optionsSchema.safeParse(options);
     if (!parsed.success) throw new TypeError(`webhook notifier: ${describeZodError(parsed.error)}`);
-    this.#url = new URL(parsed.data.url);
-    this.target = this.#url.origin;
+    const { url, authorization } = splitUrlCredentials(parsed.data.url);
+    this.#authorization = authorization;
+    this.#url = url;
+    this.target = url.origin;
+    this.#fetch = options.fetch ?? globalThis.fetch;
     this.format = parsed.data.format;
     this.#secret = parsed.data.secret;
     this.#timeoutMs = parsed.data.timeoutMs;
@@ -132,7 +179,8 @@ export class WebhookNotifier implements Notifier {
       if (!last.ok) this.#logger.warn({ ...context, why: last.why }, 'release notification not delivered');
     } catch (err) {
       // A payload that cannot be serialised (circular or BigInt details) is still only a lost notification.
-      this.#logger.warn({ ...context, why: (err as Error).message }, 'release notification not delivered');
+      const why = this.hideUrl(err instanceof Error ? err.message : String(err));
+      this.#logger.warn({ ...context, why }, 'release notification not delivered');
     }
   }
 
@@ -143,13 +191,14 @@ export class WebhookNotifier implements Notifier {
       'x-tollgate-event': event,
       [DELIVERY_HEADER]: delivery,
     };
+    if (this.#authorization !== undefined) headers.authorization = this.#authorization;
     if (this.#secret !== undefined) {
       const timestamp = String(Math.floor(Date.now() / 1000));
       headers[TIMESTAMP_HEADER] = timestamp;
       headers[SIGNATURE_HEADER] = sign(this.#secret, timestamp, body);
     }
     try {
-      const response = await fetch(this.#url, {
+      const response = await this.#fetch(this.#url, {
         method: 'POST',
         headers,
         body,
@@ -174,7 +223,15 @@ export class WebhookNotifier implements Notifier {
     const code = typeof cause?.code === 'string' ? cause.code : undefined;
     if (code === 'ECONNREFUSED') return 'connection refused';
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'cannot resolve the host';
-    return `cannot reach the receiver: ${code ?? (typeof cause?.message === 'string' ? cause.message : String(error))}`;
+    const detail = code ?? (typeof cause?.message === 'string' ? cause.message : String(error));
+    return `cannot reach the receiver: ${this.hideUrl(detail)}`;
+  }
+
+  /** An error may quote the URL it failed on; its path can be the credential (Slack), so only the origin is shown. */
+  private hideUrl(text: string): string {
+    const path = this.#url.href.slice(this.#url.origin.length);
+    const shown = path.length > 1 ? text.split(path).join('/…') : text;
+    return redactUrlCredentials(shown);
   }
 }
 
@@ -258,7 +315,7 @@ export class MultiNotifier implements Notifier {
     const results = await Promise.allSettled(this.notifiers.map((notifier) => notifier.notify(n)));
     results.forEach((result, i) => {
       if (result.status === 'fulfilled') return;
-      const why = result.reason instanceof Error ? result.reason.message : String(result.reason);
+      const why = redactUrlCredentials(result.reason instanceof Error ? result.reason.message : String(result.reason));
       const { event, service, version, stage, track, releaseId } = n;
       this.logger?.warn(
         { event, service, version, stage, track, releaseId, notifier: this.notifiers[i]?.kind, why },
@@ -271,18 +328,29 @@ export class MultiNotifier implements Notifier {
 export const notifiersConfigSchema = z.strictObject({
   webhooks: z
     .array(
-      z.strictObject({
-        url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
-        format: z.enum(['json', 'slack']),
-        /** Name of the environment variable that holds the signing secret (never the secret itself). */
-        secretEnv: z
-          .string()
-          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
-          .optional(),
-        events: z.array(z.enum(RELEASE_EVENTS)).min(1, 'leave out "events" to send all of them').optional(),
-        timeoutMs: z.number().int().min(1).max(60_000).optional(),
-        retries: z.number().int().min(0).max(10).optional(),
-      }),
+      z
+        .strictObject({
+          url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
+          format: z.enum(['json', 'slack']),
+          /** Name of the environment variable that holds the signing secret (never the secret itself). */
+          secretEnv: z
+            .string()
+            .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
+            .optional(),
+          events: z.array(z.enum(RELEASE_EVENTS)).min(1, 'leave out "events" to send all of them').optional(),
+          timeoutMs: z.number().int().min(1).max(60_000).optional(),
+          retries: z.number().int().min(0).max(10).optional(),
+        })
+        .superRefine((hook, ctx) =>
+          refineDeliveryBudget(
+            {
+              timeoutMs: hook.timeoutMs ?? DEFAULTS.timeoutMs,
+              retries: hook.retries ?? DEFAULTS.retries,
+              backoffMs: DEFAULTS.backoffMs,
+            },
+            ctx,
+          ),
+        ),
     )
     .default([]),
 });
