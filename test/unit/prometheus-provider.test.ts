@@ -8,6 +8,7 @@ interface Seen {
   method: string;
   path: string;
   params: URLSearchParams;
+  authorization: string | undefined;
 }
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -50,7 +51,7 @@ beforeAll(async () => {
       const target = new URL(req.url ?? '/', 'http://x');
       const params =
         req.method === 'POST' ? new URLSearchParams(Buffer.concat(chunks).toString()) : target.searchParams;
-      seen.push({ method: req.method ?? '', path: target.pathname, params });
+      seen.push({ method: req.method ?? '', path: target.pathname, params, authorization: req.headers.authorization });
       handler(req, res);
     });
   });
@@ -170,6 +171,48 @@ describe('query', () => {
     await expect(new PrometheusProvider({ url: `${url}/prom`, fetch: spy }).query('q')).resolves.toBe(7);
     expect(calls).toEqual([`${url}/prom/api/v1/query`]);
     expect(seen[0]?.path).toBe('/prom/api/v1/query');
+  });
+});
+
+describe('credentials in TOLLGATE_PROMETHEUS_URL', () => {
+  const PASSWORD = 'prom-pw-never-shown';
+  const withCredentials = (base: string) => base.replace('http://', `http://tollgate:${PASSWORD}@`);
+  const basic = `Basic ${Buffer.from(`tollgate:${PASSWORD}`).toString('base64')}`;
+
+  it('sends them as basic auth on queries and readiness probes', async () => {
+    const provider = new PrometheusProvider({ url: withCredentials(url) });
+    handler = vector('1');
+    await expect(provider.query('up')).resolves.toBe(1);
+    handler = (_req, res) => res.writeHead(200).end('ready');
+    await expect(provider.isOnline()).resolves.toBe(true);
+
+    expect(seen.map((s) => s.authorization)).toEqual([basic, basic]);
+  });
+
+  it('never quotes them in an error, which reaches status as a check reason', async () => {
+    const closed = await unusedUrl();
+    const refused = await queryError(new PrometheusProvider({ url: withCredentials(closed) }).query('up'));
+    expect(refused.message).toBe(`query failed: connection refused at ${closed}/: up`);
+
+    handler = (_req, res) => res.writeHead(502).end(`upstream ${withCredentials(url)}/?token=t0k3n failed`);
+    const bad = await queryError(new PrometheusProvider({ url: withCredentials(url) }).query('up'));
+    expect(bad.why).toBe(`HTTP 502 from ${url}: upstream http://***@127.0.0.1:${new URL(url).port}/?token=*** failed`);
+
+    const quoting: typeof fetch = (input) => Promise.reject(new TypeError(`bad ${(input as URL).href}?api_key=k3y`));
+    const injected = await queryError(
+      new PrometheusProvider({ url: withCredentials(url), fetch: quoting }).query('up'),
+    );
+    expect(injected.why).toBe(`cannot reach ${url}/: TypeError: bad ${url}/api/v1/query?api_key=***`);
+
+    for (const error of [refused, bad, injected]) {
+      expect(`${error.message} ${error.why}`).not.toMatch(/prom-pw-never-shown|t0k3n|k3y/);
+    }
+  });
+
+  it('are hidden by MetricsQueryError whichever provider raises it', () => {
+    const error = new MetricsQueryError('up', `cannot reach https://u:${PASSWORD}@metrics.example/`);
+    expect(error.message).toBe('query failed: cannot reach https://***@metrics.example/: up');
+    expect(error.why).toBe('cannot reach https://***@metrics.example/');
   });
 });
 

@@ -1,8 +1,10 @@
 import { z } from 'zod';
+import { redactUrlCredentials } from '../../domain/redact';
+import { splitUrlCredentials } from '../url-credentials';
 import { MetricsQueryError, type MetricsProvider, type RangeWindow } from './types';
 
 export interface PrometheusOptions {
-  /** Base URL of the Prometheus server (a path prefix such as `/prometheus` is kept). */
+  /** Base URL of the Prometheus server (a path prefix such as `/prometheus` is kept); `user:password@` is basic auth. */
   url: string;
   /** Per request, connect to last byte of the body. */
   timeoutMs?: number;
@@ -36,7 +38,9 @@ type QueryData = Extract<z.infer<typeof responseSchema>, { status: 'success' }>[
 /** Metrics from Prometheus' HTTP API. Queries must aggregate to one series; more is an error, not a guess. */
 export class PrometheusProvider implements MetricsProvider {
   readonly kind = 'prometheus';
+  /** Without credentials (they are in `authorization`), so it can be quoted in errors. */
   private readonly base: string;
+  private readonly authorization: string | undefined;
   private readonly timeoutMs: number;
   private readonly fetch: typeof fetch;
 
@@ -46,14 +50,19 @@ export class PrometheusProvider implements MetricsProvider {
       const issue = parsed.error.issues[0];
       throw new TypeError(`prometheus provider: ${issue?.path.join('.') ?? 'options'}: ${issue?.message ?? 'invalid'}`);
     }
-    this.base = parsed.data.url.endsWith('/') ? parsed.data.url : `${parsed.data.url}/`;
+    const { url, authorization } = splitUrlCredentials(parsed.data.url);
+    this.base = url.href.endsWith('/') ? url.href : `${url.href}/`;
+    this.authorization = authorization;
     this.timeoutMs = parsed.data.timeoutMs;
     this.fetch = options.fetch ?? globalThis.fetch;
   }
 
   async isOnline(): Promise<boolean> {
     try {
-      const response = await this.fetch(new URL('-/ready', this.base), { signal: AbortSignal.timeout(this.timeoutMs) });
+      const response = await this.fetch(new URL('-/ready', this.base), {
+        headers: this.headers(),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
       await response.arrayBuffer();
       return response.status === 200;
     } catch {
@@ -91,7 +100,7 @@ export class PrometheusProvider implements MetricsProvider {
       // POST keeps long queries out of URL length limits (Prometheus accepts both).
       const response = await this.fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        headers: this.headers({ 'content-type': 'application/x-www-form-urlencoded' }),
         body: params.toString(),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
@@ -126,6 +135,10 @@ export class PrometheusProvider implements MetricsProvider {
     return parsed.data.data;
   }
 
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.authorization === undefined ? extra : { ...extra, authorization: this.authorization };
+  }
+
   private describeFetchError(error: unknown): string {
     // Duck-typed: undici's errors and DOMException may come from another realm (e.g. under jest), so instanceof lies.
     const { name, cause } = (error ?? {}) as { name?: unknown; cause?: { code?: unknown; message?: unknown } };
@@ -134,7 +147,7 @@ export class PrometheusProvider implements MetricsProvider {
     if (code === 'ECONNREFUSED') return `connection refused at ${this.base}`;
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve the host of ${this.base}`;
     const detail = code ?? (typeof cause?.message === 'string' ? cause.message : String(error));
-    return `cannot reach ${this.base}: ${detail}`;
+    return `cannot reach ${this.base}: ${redactUrlCredentials(detail)}`;
   }
 }
 

@@ -1,11 +1,18 @@
-/** Raised when a metrics backend cannot answer; the message says which query failed and why. */
+import { redactUrlCredentials } from '../../domain/redact';
+
+/**
+ * Raised when a metrics backend cannot answer; the message says which query failed and why. It reaches a release's
+ * `status` as a check's reason, so a URL quoted in it (a backend's, a response's) loses its credentials here.
+ */
 export class MetricsQueryError extends Error {
   override readonly name = 'MetricsQueryError';
+  readonly why: string;
   constructor(
     readonly query: string,
-    readonly why: string,
+    why: string,
   ) {
-    super(`query failed: ${why}: ${query}`);
+    super(redactUrlCredentials(`query failed: ${why}: ${query}`));
+    this.why = redactUrlCredentials(why);
   }
 }
 
