@@ -22,11 +22,12 @@ function readPem(variable: string, path: string): Buffer {
 /** One place turns env settings into connection options, so the worker and the CLI connect the same way. */
 export function connectionSettings(env: ConnectionEnv): ConnectionSettings {
   const mtls = env.TEMPORAL_TLS_CERT_PATH && env.TEMPORAL_TLS_KEY_PATH;
-  // Temporal Cloud API keys only travel over TLS; plain TLS is on whenever any TLS setting is given.
+  // Plain TLS is on whenever any TLS setting or an API key is given; TEMPORAL_TLS=false turns it off even for a key.
   const wantsTls =
     env.TEMPORAL_TLS === 'true' ||
     (env.TEMPORAL_TLS !== 'false' && Boolean(mtls || env.TEMPORAL_TLS_CA_PATH || env.TEMPORAL_API_KEY));
-  let tls: TLSConfig | boolean | undefined;
+  // `false`, not left out: given an API key and no `tls`, the SDK turns TLS on by itself.
+  let tls: TLSConfig | boolean | undefined = env.TEMPORAL_TLS === 'false' ? false : undefined;
   if (wantsTls) {
     tls = {
       ...(mtls && {

@@ -1,8 +1,16 @@
+import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
+import { redactUrlCredentials } from '../domain/redact';
 
-/** Raised for configuration that can never work; entry points print its one-line message and exit 2. */
-export class ConfigError extends Error {
+/**
+ * Raised for configuration that can never work; entry points print its one-line message and exit 2. Thrown from an
+ * activity (a service no target is configured for), it fails the step at once: a retry meets the same configuration.
+ */
+export class ConfigError extends ApplicationFailure {
   override readonly name = 'ConfigError';
+  constructor(message: string) {
+    super(message, 'ConfigError', true);
+  }
 }
 
 const hostPort = z.string().regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
@@ -50,5 +58,6 @@ export function parseEnv<T extends z.ZodTypeAny>(schema: T, env: NodeJS.ProcessE
 }
 
 function redactValue(name: string, value: string | undefined): string | undefined {
-  return /KEY|SECRET|TOKEN|PASSWORD/.test(name) ? '[redacted]' : value;
+  if (/KEY|SECRET|TOKEN|PASSWORD/.test(name)) return '[redacted]';
+  return value === undefined ? undefined : redactUrlCredentials(value);
 }
