@@ -1,3 +1,4 @@
+import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import type { Logger } from '../../logger';
 import { FleetOps, type ReconcileReport } from './haproxy-fleet-ops';
@@ -70,9 +71,15 @@ export class FleetConfigError extends Error {
   override readonly name = 'FleetConfigError';
 }
 
-/** A step this target cannot carry out as given (wrong service, missing size): retrying cannot help. */
-export class FleetStepError extends Error {
+/**
+ * A step this target cannot carry out as given (wrong service, missing size): retrying cannot help, so it fails the
+ * activity without Temporal's retries. The workflow sees an ApplicationFailure of type `FleetStepError`.
+ */
+export class FleetStepError extends ApplicationFailure {
   override readonly name = 'FleetStepError';
+  constructor(message: string) {
+    super(message, 'FleetStepError', true);
+  }
 }
 
 export class HaproxyFleetTarget implements DeploymentTarget {
