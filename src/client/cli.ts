@@ -7,6 +7,7 @@ import { ConfigError, connectionEnvSchema, parseEnv } from '../config/env';
 import type { ReleaseRequestInput } from '../domain/release';
 import type { ReleaseStatus } from '../domain/status';
 import type { releaseWorkflow } from '../workflows';
+import { printable, printableDeep, printableJson, printableLines } from '../domain/text';
 import { TollgateError } from './errors';
 import { renderList, renderStatus } from './render';
 import { TollgateClient } from './tollgate-client';
@@ -85,8 +86,12 @@ function readPolicy(path: string): unknown {
   }
 }
 
+/** Everything the CLI shows passes here: text from a release is hostile until made printable. */
+const say = (text: string) => process.stdout.write(`${printableLines(text)}\n`);
+
 function print(values: Values, human: string, data: unknown): void {
-  process.stdout.write(`${values.json ? JSON.stringify(data, null, 2) : human}\n`);
+  if (values.json) process.stdout.write(`${printableJson(data, 2)}\n`);
+  else say(human);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -104,13 +109,16 @@ async function watch(client: TollgateClient, service: string, values: Values): P
       status = await client.status(service);
     }
     const view = renderStatus(status);
-    if (tty) process.stdout.write(`\x1b[2J\x1b[H${view}\n`);
-    else if (values.json) {
+    if (tty) {
+      // The one control sequence the CLI writes itself: clear and home, before the sanitised view.
+      process.stdout.write('\x1b[2J\x1b[H');
+      say(view);
+    } else if (values.json) {
       // One line per change: everything the live view shows, without the audit trail and resolved policy.
       const { stage, state, bake, gate, pause, retrying, rollback, outcome, ended } = status;
       const { rounds, failures, inconclusive } = status.analysis;
       const checks = status.analysis.checks.map(({ check, verdict, reason }) => ({ check, verdict, reason }));
-      const line = JSON.stringify({
+      const line = printableJson({
         stage,
         state,
         bake,
@@ -126,18 +134,19 @@ async function watch(client: TollgateClient, service: string, values: Values): P
       last = line;
     } else {
       const line = `${new Date().toISOString()} ${status.stage}/${status.state}${status.bake ? ` bake ${Math.floor((status.bake.elapsedMs / Math.max(1, status.bake.cycleMs)) * 100)}%` : ''}`;
-      if (line.slice(25) !== last.slice(25)) process.stdout.write(`${line}\n`);
+      if (line.slice(25) !== last.slice(25)) say(line);
       last = line;
     }
     if (status.ended) {
-      if (!values.json) process.stdout.write(`release ${status.ended.status.toLowerCase()}: ${status.ended.message}\n`);
+      if (!values.json)
+        say(`release ${printable(status.ended.status.toLowerCase())}: ${printable(status.ended.message)}`);
       return EXIT.ended;
     }
     if (status.state === 'done') {
       // The workflow reports `done` a step before its execution closes (a last notification): wait for the close,
       // so that whoever starts the next release right after `watch` is not refused as still in flight.
       const { outcome } = await client.result(service);
-      if (!values.json) process.stdout.write(`release ${outcome}\n`);
+      if (!values.json) say(`release ${printable(outcome)}`);
       return outcome === 'promoted' ? EXIT.ok : outcome === 'rolled_back' ? EXIT.rolled_back : EXIT.aborted;
     }
     await sleep(values.interval ? Number.parseInt(values.interval, 10) * 1000 || 2000 : 2000);
@@ -242,7 +251,9 @@ async function history(client: TollgateClient, service: string, values: Values):
   );
   print(
     values,
-    withOutcomes.map((r) => `${r.startTime}  ${r.version.padEnd(16)} ${r.outcome}`).join('\n') || 'no past releases',
+    printableDeep(withOutcomes)
+      .map((r) => `${r.startTime}  ${r.version.padEnd(16)} ${r.outcome}`)
+      .join('\n') || 'no past releases',
     withOutcomes,
   );
   return EXIT.ok;
@@ -284,8 +295,11 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     const message = known ? (err as Error).message : `unexpected error: ${String(err)}`;
     const code = err instanceof TollgateError ? err.code : usage || known ? 'usage' : 'unexpected';
     // With --json the error is one JSON line too, so scripts can branch on its code.
+    // Errors quote what the server or a release said (a rejection's reason): sanitised like any output.
     process.stderr.write(
-      argv.includes('--json') ? `${JSON.stringify({ error: message, code })}\n` : `tollgate: ${message}\n`,
+      argv.includes('--json')
+        ? `${printableJson({ error: message, code })}\n`
+        : `tollgate: ${printable(message, 10_000)}\n`,
     );
     return usage || (err instanceof TypeError && 'code' in err) ? EXIT.usage : EXIT.error;
   }

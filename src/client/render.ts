@@ -1,5 +1,6 @@
 import { formatDuration } from '../domain/duration';
 import type { ReleaseStatus } from '../domain/status';
+import { printableDeep } from '../domain/text';
 import type { ReleaseSummary } from './tollgate-client';
 
 const bar = (fraction: number, width = 30) => {
@@ -7,19 +8,27 @@ const bar = (fraction: number, width = 30) => {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
 };
 
-/** The live view of one release: what `tollgate status` and `tollgate watch` print. */
-export function renderStatus(s: ReleaseStatus, now = Date.now()): string {
+/**
+ * The live view of one release: what `tollgate status` and `tollgate watch` print. Every string in a status may
+ * come from someone hostile (a reason, a target's error, a terminate reason): all of it passes the one sanitiser
+ * before a line is built, so no field can add a line or reach the terminal as a control sequence.
+ */
+export function renderStatus(status: ReleaseStatus, now = Date.now()): string {
+  const s = printableDeep(status);
+  const over = s.state === 'done' || s.state === 'rolling-back';
   const lines = [
     `${s.service} ${s.version}  (stable: ${s.stableVersion ?? 'none'})  started by ${s.initiator}`,
     `stage: ${s.stage}   state: ${s.state}${s.outcome ? `   outcome: ${s.outcome}` : ''}`,
   ];
+  if (s.target?.dryRun) lines.push(`>> DRY RUN: target ${s.target.kind} deploys nothing`);
   if (s.ended) lines.push(`>> release ${s.ended.status.toLowerCase()} without an outcome: ${s.ended.message}`);
-  if (s.gate)
+  // Releases recorded before an abort cleared its gate still carry one: an ended release awaits nothing.
+  if (s.gate && !over)
     lines.push(
       `>> awaiting approval (${s.gate.name}): ${s.gate.message}`,
       `   tollgate approve ${s.service} --by <name>`,
     );
-  if (s.pause) lines.push(`>> paused by ${s.pause.by} since ${s.pause.since}: ${s.pause.reason}`);
+  if (s.pause && !over) lines.push(`>> paused by ${s.pause.by} since ${s.pause.since}: ${s.pause.reason}`);
   for (const r of s.retrying ?? []) lines.push(`>> ${r.activity} failing, attempt ${r.attempt}: ${r.lastError}`);
   if (s.waitingForWindowUntil) lines.push(`>> waiting for a deployment window until ${s.waitingForWindowUntil}`);
   if (s.bake) {
@@ -62,8 +71,10 @@ export function renderStatus(s: ReleaseStatus, now = Date.now()): string {
   return lines.join('\n');
 }
 
-export function renderList(rows: ReleaseSummary[]): string {
-  if (rows.length === 0) return 'no releases';
+export function renderList(summaries: ReleaseSummary[]): string {
+  if (summaries.length === 0) return 'no releases';
+  // Search attributes are anyone's to set when starting a workflow: sanitised like everything else.
+  const rows = printableDeep(summaries);
   const header = ['SERVICE', 'VERSION', 'STATUS', 'STATE', 'STARTED', 'CLOSED'];
   const table = rows.map((r) => [r.service, r.version, r.status, r.state ?? '', r.startTime, r.closeTime ?? '']);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));

@@ -62,6 +62,8 @@ export interface ReleaseResult {
   reason: string;
   startedAt: string;
   endedAt: string;
+  /** The release ran on the dry-run target: nothing was deployed, whatever the outcome says. */
+  dryRun?: true;
 }
 
 /**

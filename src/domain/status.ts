@@ -74,6 +74,8 @@ export interface ReleaseStatus {
   state: ReleaseState;
   outcome?: Outcome;
   policy?: ResolvedPolicy;
+  /** Where the release deploys; `dryRun` when nothing is really deployed. Absent in releases started before it. */
+  target?: { kind: string; dryRun: boolean };
   bake?: BakeProgress;
   analysis: AnalysisCounters & { checks: CheckResult[] };
   waves: WaveStatus[];

@@ -13,6 +13,8 @@ import { z } from 'zod';
  */
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
+/** What JSON.stringify leaves raw of UNSAFE (it escapes C0 controls itself; its own line breaks must stay). */
+const UNSAFE_AFTER_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
 /** Characters that render as nothing (zero-width space, joiners, soft hyphen, Hangul fillers, tags...). */
 const INVISIBLE = /[\p{Default_Ignorable_Code_Point}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
 /** Any space other than U+0020: a no-break or ideographic space makes two names look alike. */
@@ -28,6 +30,23 @@ export function printable(text: string, max = 2000): string {
   const shown = text.replace(UNSAFE, escape);
   return shown.length > max ? `${shown.slice(0, max)}…` : shown;
 }
+
+/** Multi-line output of our own (a rendered view): each line printable, the line breaks kept. */
+export const printableLines = (text: string): string =>
+  text
+    .split('\n')
+    .map((line) => printable(line, 100_000))
+    .join('\n');
+
+/**
+ * JSON for a terminal or a script: JSON.stringify escapes C0 controls but leaves C1 controls (U+009B is a CSI on
+ * many terminals), bidi controls and line separators raw; those are escaped too, so the JSON means the same.
+ */
+export const printableJson = (value: unknown, indent?: number): string =>
+  (JSON.stringify(value, null, indent) ?? 'null').replace(
+    UNSAFE_AFTER_JSON,
+    (ch) => `\\u${ch.codePointAt(0)!.toString(16).padStart(4, '0')}`,
+  );
 
 /** `printable` applied to every string inside a value (a status, a list of rows), keys included. */
 export function printableDeep<T>(value: T): T {

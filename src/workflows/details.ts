@@ -2,21 +2,26 @@ import { setCurrentDetails } from '@temporalio/workflow';
 import { formatMeasure } from '../domain/analysis';
 import { formatDuration } from '../domain/duration';
 import type { ReleaseStatus } from '../domain/status';
+import { markdownText as md } from '../domain/text';
 
 const bar = (fraction: number, width = 20) => {
   const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
   return `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
 };
 
-/** The Temporal UI's "current details" (markdown): what a person watching the release needs at a glance. */
+/**
+ * The Temporal UI's "current details" (markdown): what a person watching the release needs at a glance. Text from
+ * people, targets and metrics goes in escaped (`md`): it can neither add a link or an image nor break a line.
+ */
 export function renderDetails(status: ReleaseStatus): void {
   const lines = [
-    `**${status.service} ${status.version}** — stage **${status.stage}**, state **${status.state}**` +
+    `**${md(status.service)} ${md(status.version)}** — stage **${status.stage}**, state **${status.state}**` +
       (status.outcome ? `, outcome **${status.outcome}**` : ''),
-    `stable version: ${status.stableVersion ?? 'none yet'}`,
+    `stable version: ${status.stableVersion !== undefined ? md(status.stableVersion) : 'none yet'}`,
   ];
-  if (status.gate) lines.push(`⏸ awaiting approval (${status.gate.name}): ${status.gate.message}`);
-  if (status.pause) lines.push(`⏸ paused by ${status.pause.by}: ${status.pause.reason}`);
+  if (status.target?.dryRun) lines.push(`**dry run**: target ${md(status.target.kind)} deploys nothing`);
+  if (status.gate) lines.push(`⏸ awaiting approval (${status.gate.name}): ${md(status.gate.message)}`);
+  if (status.pause) lines.push(`⏸ paused by ${md(status.pause.by)}: ${md(status.pause.reason)}`);
   if (status.waitingForWindowUntil) lines.push(`waiting for a deployment window until ${status.waitingForWindowUntil}`);
   const bake = status.bake;
   if (bake) {
@@ -30,8 +35,9 @@ export function renderDetails(status: ReleaseStatus): void {
         `bake ends at ${new Date(Date.parse(status.updatedAt) + bake.remainingMs).toISOString()} unless paused`,
       );
     }
-    for (const peak of bake.peakWindows) lines.push(`- peak ${peak.window}: ${peak.seen ? 'seen' : 'not yet seen'}`);
-    if (bake.waitingFor.length > 0) lines.push(`waiting for: ${bake.waitingFor.join(', ')}`);
+    for (const peak of bake.peakWindows)
+      lines.push(`- peak ${md(peak.window)}: ${peak.seen ? 'seen' : 'not yet seen'}`);
+    if (bake.waitingFor.length > 0) lines.push(`waiting for: ${md(bake.waitingFor.join(', '))}`);
   }
   const a = status.analysis;
   if (a.checks.length > 0) {
@@ -45,7 +51,7 @@ export function renderDetails(status: ReleaseStatus): void {
         .filter(Boolean)
         .join(', ');
       lines.push(
-        `- **${c.check}**${c.critical ? ' (critical)' : ''}: ${c.verdict}${numbers ? ` (${numbers})` : ''} — ${c.reason}`,
+        `- **${md(c.check)}**${c.critical ? ' (critical)' : ''}: ${c.verdict}${numbers ? ` (${numbers})` : ''} — ${md(c.reason)}`,
       );
     }
   }
@@ -55,9 +61,9 @@ export function renderDetails(status: ReleaseStatus): void {
     const r = status.rollback;
     lines.push(
       '',
-      `**rollback**: ${r.reason}; undone ${r.undone.length} steps, ${r.failedAttempts} failed attempts retried`,
+      `**rollback**: ${md(r.reason)}; undone ${r.undone.length} steps, ${r.failedAttempts} failed attempts retried`,
     );
-    if (r.lastError) lines.push(`last error: ${r.lastError}`);
+    if (r.lastError) lines.push(`last error: ${md(r.lastError)}`);
   }
   // The UI caps details at 20 KB; the analysis table is the only part that can grow.
   setCurrentDetails(lines.join('\n').slice(0, 16_000));

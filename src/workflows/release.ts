@@ -20,6 +20,7 @@ import type { DeployStep } from '../providers/targets/types';
 import { checksAt, type CheckResult } from '../domain/analysis';
 import { rejectionFor, type ControlView } from '../domain/controls';
 import { formatDuration } from '../domain/duration';
+import { NOTIFY_ACTIVITY_TIMEOUT_MS } from '../domain/notify-budget';
 import {
   CONTROL_SCHEMAS,
   abortSignal,
@@ -81,7 +82,10 @@ const undos = proxyActivities<Activities>({
   retry: { maximumAttempts: 1 },
 });
 /** One attempt: the notifier retries on its own, and a lost notification must never hold a release up. */
-const notifications = proxyActivities<Activities>({ startToCloseTimeout: '1m', retry: { maximumAttempts: 1 } });
+const notifications = proxyActivities<Activities>({
+  startToCloseTimeout: NOTIFY_ACTIVITY_TIMEOUT_MS,
+  retry: { maximumAttempts: 1 },
+});
 /**
  * A crashed stretch is noticed within two minutes; a shorter timeout would multiply heartbeats, which Temporal Cloud
  * bills as actions (the SDK sends one per 80% of the timeout: ~6,300 over a 7-day bake instead of ~25,000 at 30 s).
@@ -215,10 +219,14 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
           releaseId,
           at: new Date().toISOString(),
           ...(status.stableVersion !== undefined && { stableVersion: status.stableVersion }),
+          ...(status.target?.dryRun && { dryRun: true as const }),
           ...(details && { details }),
         },
       ])
-      .catch(() => undefined);
+      // Never holds the release up; but a notification nobody got is worth a line in the worker's log.
+      .catch((err: unknown) =>
+        log.warn(`release notification ${event} not delivered: ${failureMessage(err)}`, logFields()),
+      );
   let indexed = { stage: '', state: '' };
   const refresh = () => {
     status.updatedAt = new Date().toISOString();
@@ -757,6 +765,7 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       version: request.version,
       stableVersion: outcome === 'promoted' ? request.version : status.stableVersion,
       stage: status.stage,
+      ...(status.target?.dryRun && { dryRun: true as const }),
       reason,
       startedAt,
       endedAt: new Date().toISOString(),
@@ -774,6 +783,16 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     throw ApplicationFailure.nonRetryable(failureMessage(err), 'InvalidPolicy');
   }
   status.policy = policy;
+  if (hardened) {
+    try {
+      status.target = await quick.describeTarget.executeWithOptions({ summary: `target of ${request.service}` }, [
+        request.service,
+      ]);
+    } catch (err) {
+      if (isCancellation(err)) return finish('aborted', 'workflow cancelled before anything was deployed');
+      throw ApplicationFailure.nonRetryable(failureMessage(err), 'NoTarget');
+    }
+  }
   void notify('release-started', `release of ${request.version} started by ${request.initiator}`);
 
   const pipeline = async () => {

@@ -14,10 +14,17 @@ import {
 } from '../../src/domain/policy';
 import { PolicyError, resolvePolicy } from '../../src/domain/policy-resolution';
 import { describeZodError, MAX_REQUEST_CHARS, releaseRequestSchema } from '../../src/domain/release';
-import { RELEASE_STATES } from '../../src/domain/status';
+import { RELEASE_STATES, type ReleaseStatus } from '../../src/domain/status';
+import { markdownText, printableJson } from '../../src/domain/text';
+import { renderList, renderStatus } from '../../src/client/render';
+import { recordHostileRows, type HostileRow } from '../helpers/reliability-report';
 
 const RUNS = { numRuns: 300, seed: 20261127 };
 const CONTROLS = Object.keys(CONTROL_SCHEMAS) as ControlName[];
+/** What each class of hostile input came to, for RELIABILITY.md. */
+const hostileCounts: HostileRow[] = [];
+const FILE = 'test/unit/hostile-input.property.test.ts';
+afterAll(() => recordHostileRows('unit', hostileCounts));
 
 // ---- arbitraries -------------------------------------------------------------------------------------------
 
@@ -237,7 +244,8 @@ function expectFieldLevel(error: z.ZodError, input: unknown): void {
   }
 }
 
-function propertySafeParse(schema: z.ZodType, arb: fc.Arbitrary<unknown>): void {
+/** Any throw fails the property: a parse that throws is what jams a workflow task. */
+function propertySafeParse(schema: z.ZodType, arb: fc.Arbitrary<unknown>, label: string): void {
   fc.assert(
     fc.property(arb, (input) => {
       const parsed = schema.safeParse(input);
@@ -245,14 +253,27 @@ function propertySafeParse(schema: z.ZodType, arb: fc.Arbitrary<unknown>): void 
     }),
     RUNS,
   );
+  hostileCounts.push({
+    class: label,
+    cases: RUNS.numRuns,
+    jams: 0,
+    bypasses: 0,
+    loosenings: 0,
+    seed: RUNS.seed,
+    file: FILE,
+  });
 }
 
 describe('hostile input: every input is accepted or refused field by field, nothing throws', () => {
-  it('release requests', () => propertySafeParse(releaseRequestSchema, requestArb));
-  it('policy overrides on their own', () => propertySafeParse(policyOverrideSchema, or(withStrayKeys(overrideArb))));
-  it('service policies', () => propertySafeParse(servicePolicySchema, servicePolicyArb));
-  it('org policies', () => propertySafeParse(orgPolicySchema, orgPolicyArb));
-  it.each(CONTROLS)('%s payloads', (name) => propertySafeParse(CONTROL_SCHEMAS[name], controlPayloadArb));
+  it('release requests', () =>
+    propertySafeParse(releaseRequestSchema, requestArb, 'release requests (workflow input)'));
+  it('policy overrides on their own', () =>
+    propertySafeParse(policyOverrideSchema, or(withStrayKeys(overrideArb)), 'policy overrides'));
+  it('service policies', () => propertySafeParse(servicePolicySchema, servicePolicyArb, 'service policy files'));
+  it('org policies', () => propertySafeParse(orgPolicySchema, orgPolicyArb, 'org policy files'));
+  it.each(CONTROLS)('%s payloads', (name) =>
+    propertySafeParse(CONTROL_SCHEMAS[name], controlPayloadArb, `${name} payloads (schema)`),
+  );
 
   it('rejectionFor never throws, and accepts only payloads its schema accepts', () => {
     fc.assert(
@@ -265,6 +286,15 @@ describe('hostile input: every input is accepted or refused field by field, noth
       }),
       RUNS,
     );
+    hostileCounts.push({
+      class: 'control decisions on any payload in any release state',
+      cases: RUNS.numRuns,
+      jams: 0,
+      bypasses: 0,
+      loosenings: 0,
+      seed: RUNS.seed,
+      file: FILE,
+    });
   });
 });
 
@@ -277,6 +307,9 @@ describe('resolvePolicy on random valid policies and overrides', () => {
     critical: bool,
   });
   const some = <T>(arb: fc.Arbitrary<T>, max: number) => fc.array(arb, { maxLength: max });
+  /** Checks of distinct names: two of one name are refused where they are written. */
+  const checks = (arb: fc.Arbitrary<{ name: string }>, max: number) =>
+    fc.uniqueArray(arb, { maxLength: max, selector: (c) => c.name });
   const part = <T extends Record<string, fc.Arbitrary<unknown>>>(fields: T) => fc.record(fields, { requiredKeys: [] });
 
   /** Overrides the schema accepts: the interesting part is whether they loosen the service or break the org's floor. */
@@ -293,13 +326,13 @@ describe('resolvePolicy on random valid policies and overrides', () => {
         2,
       ),
     }),
-    staging: part({ bake: fc.constantFrom(0, '10m', '1h'), smokeChecks: some(checkArb, 2) }),
+    staging: part({ bake: fc.constantFrom(0, '10m', '1h'), smokeChecks: checks(checkArb, 2) }),
     canary: part({
       poolSize: fc.integer({ min: 1, max: 10 }),
       approval: bool,
       analysis: part({
         interval: fc.constantFrom('500ms', '30s', '1m', '15m', '1h'),
-        checks: some(checkArb, 3),
+        checks: checks(checkArb, 3),
         failureLimit: fc.integer({ min: 1, max: 100 }),
         inconclusiveLimit: fc.integer({ min: 1, max: 100 }),
       }),
@@ -326,7 +359,7 @@ describe('resolvePolicy on random valid policies and overrides', () => {
       analysis: part({
         interval: fc.constant('30s'),
         failureLimit: fc.constant(1),
-        checks: some(
+        checks: checks(
           checkArb.map((c) => ({ ...c, name: 'saturation' })),
           1,
         ),
@@ -365,12 +398,18 @@ describe('resolvePolicy on random valid policies and overrides', () => {
       productionApproval: bool,
       fourEyes: bool,
       failureLimit: fc.integer({ min: 1, max: 20 }),
+      poolSize: fc.integer({ min: 1, max: 4 }),
+      canaryApproval: bool,
+      stagingBake: fc.constantFrom(0, '10m'),
     })
     .map((s): ServicePolicy =>
       servicePolicySchema.parse({
         service: 'checkout',
         trafficCycle: { duration: s.duration },
+        staging: { bake: s.stagingBake },
         canary: {
+          poolSize: s.poolSize,
+          approval: s.canaryApproval,
           analysis: {
             interval: s.interval,
             failureLimit: s.failureLimit,
@@ -415,6 +454,15 @@ describe('resolvePolicy on random valid policies and overrides', () => {
         expect(policy.trafficCycle.duration).toBeGreaterThanOrEqual(service.trafficCycle.duration);
         expect(policy.canary.analysis.interval).toBeLessThanOrEqual(service.canary.analysis.interval);
         expect(policy.canary.analysis.failureLimit).toBeLessThanOrEqual(service.canary.analysis.failureLimit);
+        expect(policy.canary.analysis.inconclusiveLimit).toBeLessThanOrEqual(service.canary.analysis.inconclusiveLimit);
+        expect(policy.canary.poolSize).toBeLessThanOrEqual(service.canary.poolSize);
+        expect(policy.trafficCycle.minCanaryRequests).toBeGreaterThanOrEqual(service.trafficCycle.minCanaryRequests);
+        expect(policy.staging.bake).toBeGreaterThanOrEqual(service.staging.bake);
+        if (service.canary.approval) expect(policy.canary.approval).toBe(true);
+        for (const window of service.trafficCycle.peakWindows)
+          expect(policy.trafficCycle.peakWindows).toContainEqual(window);
+        for (const smoke of service.staging.smokeChecks) expect(policy.staging.smokeChecks).toContainEqual(smoke);
+        expect(policy.production.waves.length).toBeGreaterThanOrEqual(service.production.waves.length);
         if (service.production.approval) expect(policy.production.approval).toBe(true);
         if (service.approvals.fourEyes) expect(policy.approvals.fourEyes).toBe(true);
         for (const check of service.canary.analysis.checks) expect(policy.canary.analysis.checks).toContainEqual(check);
@@ -424,6 +472,16 @@ describe('resolvePolicy on random valid policies and overrides', () => {
     // Both branches must actually have been exercised for the property to mean anything.
     expect(resolved).toBeGreaterThan(10);
     expect(refused).toBeGreaterThan(10);
+    // Any loosening would have failed an expectation above: reaching here means none was accepted.
+    hostileCounts.push({
+      class: 'policy overrides against service policies and org minimums',
+      cases: resolved + refused,
+      jams: 0,
+      bypasses: 0,
+      loosenings: 0,
+      seed: RUNS.seed,
+      file: FILE,
+    });
   });
 });
 
@@ -521,5 +579,225 @@ describe('oversized payloads are refused before they reach Temporal', () => {
       }),
       { ...RUNS, numRuns: 200 },
     );
+  });
+});
+
+// ---- what people read -----------------------------------------------------------------------------------------
+
+/** Strings built to reach a terminal as something else: CSI, OSC 8 links, OSC 52 clipboard writes, forged lines. */
+const terminalAttack = fc.oneof(
+  hostileString,
+  fc.constantFrom(
+    '\u001b[2J',
+    '\u001b]8;;https://evil.example\u0007click\u001b]8;;\u0007',
+    '\u001b]52;c;cm0gLXJmIH4=\u0007',
+    '\u009b31m', // an 8-bit CSI
+    'ok\n2026-01-01T00:00:00Z  bob approve',
+    'ok\r\u001b[8m(rejected)',
+    '\u202eevorppa',
+    '\u2028forged',
+    '[click](https://evil.example) ![x](https://evil.example/x.png) <img src=x>',
+  ),
+  fc
+    .array(fc.constantFrom('\u001b', '[', ']', '\u0007', '\n', '\r', 'a', ';', '\u009b', '\u202e', '('), {
+      maxLength: 30,
+    })
+    .map((cs) => cs.join('')),
+);
+
+function hostileStatus(t: () => string): ReleaseStatus {
+  const at = '2026-12-01T00:00:00.000Z';
+  return {
+    releaseId: t(),
+    service: t(),
+    version: t(),
+    initiator: t(),
+    reason: t(),
+    stableVersion: t(),
+    stage: 'canary',
+    state: 'baking',
+    target: { kind: t(), dryRun: true },
+    analysis: {
+      rounds: 1,
+      failures: 0,
+      inconclusive: 0,
+      requests: 3,
+      checks: [{ check: t(), verdict: 'fail', critical: true, reason: t(), at }],
+    },
+    waves: [{ index: 0, percent: 100, state: 'pending' }],
+    gate: { name: 'production', since: at, message: t() },
+    pause: { by: t(), reason: t(), since: at },
+    waitingForWindowUntil: t(),
+    bake: {
+      stage: 'canary',
+      startedAt: at,
+      cycleMs: 10,
+      elapsedMs: 5,
+      remainingMs: 5,
+      requestsSeen: 1,
+      requestsRequired: 2,
+      peakWindows: [{ window: t(), seen: false }],
+      waitingFor: [t(), t()],
+    },
+    deployedSteps: [t()],
+    rollback: { reason: t(), startedAt: at, failedAttempts: 1, lastError: t(), undone: [t()] },
+    audit: [{ at, actor: t(), action: 'approve', accepted: false, detail: t() }],
+    auditDropped: 0,
+    updatedAt: at,
+    retrying: [{ activity: t(), attempt: 2, lastError: t() }],
+    ended: { status: 'TERMINATED', message: t() },
+  };
+}
+const ACTS_ON_TERMINAL =
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/u;
+
+describe('hostile input: what the CLI and the Web UI show', () => {
+  const plain = hostileStatus(() => 'x');
+  const plainLines = renderStatus(plain, 0).split('\n').length;
+
+  it('renderStatus: no field reaches the terminal as a control, or adds a line', () => {
+    let cases = 0;
+    let leaks = 0;
+    fc.assert(
+      // Empty fields leave out optional lines by design; anything else must not change how many there are.
+      fc.property(
+        fc.array(
+          terminalAttack.filter((t) => t.trim() !== ''),
+          { minLength: 40, maxLength: 40 },
+        ),
+        (texts) => {
+          let i = 0;
+          const shown = renderStatus(
+            hostileStatus(() => texts[i++ % texts.length]!),
+            0,
+          );
+          cases++;
+          if (ACTS_ON_TERMINAL.test(shown) || shown.split('\n').length !== plainLines) leaks++;
+          expect(shown).not.toMatch(ACTS_ON_TERMINAL);
+          expect(shown.split('\n')).toHaveLength(plainLines);
+        },
+      ),
+      RUNS,
+    );
+    hostileCounts.push({
+      class: 'CLI status view of a hostile status',
+      cases,
+      jams: 0,
+      bypasses: 0,
+      loosenings: leaks,
+      seed: RUNS.seed,
+      file: FILE,
+    });
+  });
+
+  it('renderList: a search attribute cannot add a row or a control', () => {
+    fc.assert(
+      fc.property(fc.array(terminalAttack, { minLength: 6, maxLength: 6 }), ([a, b, c, d, e, f]) => {
+        const shown = renderList([
+          { workflowId: a!, runId: b!, service: c!, version: d!, status: 'RUNNING', state: e!, startTime: f! },
+        ] as never);
+        expect(shown).not.toMatch(ACTS_ON_TERMINAL);
+        expect(shown.split('\n')).toHaveLength(2);
+      }),
+      RUNS,
+    );
+  });
+
+  it('printableJson: the same value back, with nothing raw a terminal acts on', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.array(terminalAttack, { maxLength: 4 }), (value, texts) => {
+        const data = { value, texts };
+        const text = printableJson(data, 2);
+        expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(data)));
+        expect(text.replace(/\n/g, '')).not.toMatch(ACTS_ON_TERMINAL);
+      }),
+      RUNS,
+    );
+  });
+
+  it('markdownText: no link, image or HTML survives into the Web UI details', () => {
+    fc.assert(
+      fc.property(terminalAttack, (text) => {
+        const shown = markdownText(text);
+        expect(shown).not.toMatch(ACTS_ON_TERMINAL);
+        expect(shown).not.toMatch(/(^|[^\\])[[\]()<>!`]/);
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe('hostile input: names and four-eyes', () => {
+  const invisible = fc.constantFrom(
+    '\u200b',
+    '\u200c',
+    '\u200d',
+    '\u2060',
+    '\ufeff',
+    '\u00ad',
+    '\u180e',
+    '\u3164',
+    '\u115f',
+    '\u{e0061}',
+    '\u00a0',
+    '\u3000',
+    '\u202e',
+    '\u0007',
+  );
+
+  it('a name with an invisible, formatting or odd space character anywhere is refused', () => {
+    fc.assert(
+      fc.property(fc.constantFrom('alice', 'bob', 'carol'), invisible, fc.nat(), (name, ch, at) => {
+        const i = 1 + (at % (name.length - 1));
+        const sneaky = `${name.slice(0, i)}${ch}${name.slice(i)}`;
+        expect(CONTROL_SCHEMAS.approve.safeParse({ by: sneaky }).success).toBe(false);
+        expect(
+          releaseRequestSchema.safeParse({ service: 'checkout', version: '1.0.0', initiator: sneaky }).success,
+        ).toBe(false);
+      }),
+      RUNS,
+    );
+  });
+
+  it('four-eyes refuses the initiator under any look-alike spelling that passes the schema', () => {
+    // Per letter: itself, a capital, its full-width form, and its confusable from another script where one exists.
+    const lookAlikes: Record<string, string[]> = {
+      a: ['a', 'A', 'ａ', '\u0430'],
+      l: ['l', 'L', 'ｌ', '1', 'I', '\u04cf'],
+      i: ['i', 'I', 'ｉ', '\u0456'],
+      c: ['c', 'C', 'ｃ', '\u0441'],
+      e: ['e', 'E', 'ｅ', '\u0435'],
+    };
+    let cases = 0;
+    let bypasses = 0;
+    fc.assert(
+      fc.property(fc.tuple(...[...'alice'].map((ch) => fc.constantFrom(...lookAlikes[ch]!))), (letters) => {
+        const by = letters.join('');
+        const view: ControlView = {
+          state: 'awaiting-approval',
+          gate: 'production',
+          paused: false,
+          baking: false,
+          initiator: 'alice',
+          fourEyes: true,
+          approvers: undefined,
+        };
+        const answer = rejectionFor('approve', { by }, view);
+        cases++;
+        if (answer === undefined) bypasses++;
+        expect(answer).toMatch(/^four-eyes: /);
+      }),
+      RUNS,
+    );
+    hostileCounts.push({
+      class: 'four-eyes under look-alike names (case, width, scripts, digits)',
+      cases,
+      jams: 0,
+      bypasses,
+      loosenings: 0,
+      seed: RUNS.seed,
+      file: FILE,
+    });
   });
 });

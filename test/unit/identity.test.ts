@@ -6,6 +6,8 @@ describe('identityKey', () => {
     ['alice', 'Ａｌｉｃｅ'], // full-width
     ['alice', '\u0430lice'], // Cyrillic а
     ['alice', 'a1ice'],
+    ['alice', 'aIice'], // a capital i
+    ['ALICE', 'aIice'],
     ['bob', 'b0b'],
     ['bob', 'ｂ𝗈b'], // mathematical sans-serif o
     ['José', 'Jose\u0301'], // composed and decomposed
@@ -23,7 +25,7 @@ describe('identityKey', () => {
   });
 
   it('is idempotent', () => {
-    for (const name of ['Ａlice', 'b0b', 'Ĳssel', 'ǅemal'])
+    for (const name of ['Ａlice', 'b0b', 'Ĳssel', 'ǅemal', 'aIice', 'ӏ'])
       expect(identityKey(identityKey(name))).toBe(identityKey(name));
   });
 });

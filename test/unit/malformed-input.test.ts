@@ -232,7 +232,7 @@ const cases: Case[] = [
     schema: servicePolicySchema,
     input: { ...service, approvals: { approvers: [''] } },
     path: 'approvals.approvers.0',
-    fragment: 'Too small',
+    fragment: 'must name a person',
   },
   {
     label: 'baseline tolerance above 10',

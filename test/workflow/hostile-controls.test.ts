@@ -223,7 +223,7 @@ describe('hostile controls against a running release (time-skipping)', () => {
         for (const [name, input, why] of refusals) {
           const answer = await handle.executeUpdate(UPDATES[name] as never, { args: [input] as never }).then(
             () => 'accepted',
-            (err: WorkflowUpdateFailedError) => (err.cause)?.message ?? err.message,
+            (err: WorkflowUpdateFailedError) => err.cause?.message ?? err.message,
           );
           if (answer === 'accepted') bypasses++;
           expect(answer).toMatch(why);

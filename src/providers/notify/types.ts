@@ -21,6 +21,8 @@ export interface ReleaseNotification {
   /** ISO 8601. */
   at: string;
   stableVersion?: string;
+  /** The release runs on the dry-run target: nothing is really deployed. */
+  dryRun?: true;
   details?: Record<string, unknown>;
 }
 
