@@ -12,7 +12,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { abortUpdate, approveUpdate, pauseUpdate, promoteUpdate, resumeSignal } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
-import type { ReleaseResult } from '../../src/domain/release';
+import { releaseWorkflowId, type ReleaseResult } from '../../src/domain/release';
 import { releaseWorkflow } from '../../src/workflows';
 import {
   failing,
@@ -23,7 +23,7 @@ import {
   writePolicies,
   type HarnessOptions,
 } from '../helpers/release-harness';
-import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
+import { startTimeSkipping } from '../helpers/temporal';
 
 const HISTORY_DIR = join(__dirname, '..', 'histories');
 
@@ -64,7 +64,8 @@ describe('record release histories for replay', () => {
     return harness.worker.runUntil(async () => {
       const handle = await env.client.workflow.start(releaseWorkflow, {
         taskQueue: harness.taskQueue,
-        workflowId: randomWorkflowId(`release-checkout-${name}`),
+        // The ID replay.test.ts replays every fixture under: a release runs only as release-<service>.
+        workflowId: releaseWorkflowId('checkout'),
         args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice', reason: `replay fixture: ${name}` }],
       });
       try {
@@ -146,6 +147,22 @@ describe('record release histories for replay', () => {
       async (handle) => {
         await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'metrics back' }] });
+      },
+    );
+    expect(result.outcome).toBe('promoted');
+  });
+
+  it('inconclusive analysis while a person has paused: the gate is approved, the pause lifted apart', async () => {
+    const result = await record(
+      'inconclusive-gate-and-pause',
+      { analysis: [inconclusive('no data: Prometheus unreachable')] },
+      async (handle) => {
+        await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        await handle.signal(resumeSignal, { by: 'alice' }); // refused: nothing is paused
+        await handle.executeUpdate(pauseUpdate, { args: [{ by: 'carol', reason: 'INCIDENT-42' }] });
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'metrics back' }] });
+        await env.sleep('2h');
+        await handle.signal(resumeSignal, { by: 'carol' });
       },
     );
     expect(result.outcome).toBe('promoted');
