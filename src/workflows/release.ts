@@ -61,9 +61,16 @@ import { renderDetails } from './details';
 
 type Activities = ReturnType<typeof createActivities>;
 
+/**
+ * Errors that say retrying cannot help: a step the fleet cannot carry out, a service with no target, a check whose
+ * query cannot be built. The first two fail non-retryable by themselves; the list also covers a worker still
+ * running code from before they did.
+ */
+const nonRetryableErrorTypes = ['FleetStepError', 'ConfigError', 'CheckQueryError'];
+
 const quick = proxyActivities<Activities>({
   startToCloseTimeout: '1m',
-  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
 });
 /**
  * Deploys wait for a cancelled attempt to finish: an undo must never race the step it reverts. Deploys and undos
@@ -73,7 +80,13 @@ const deploys = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
   heartbeatTimeout: '20s',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5 },
+  retry: {
+    initialInterval: '2s',
+    backoffCoefficient: 2,
+    maximumInterval: '1m',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes,
+  },
 });
 /** One attempt per call: the workflow retries undos itself so every failed attempt shows in `status`. */
 const undos = proxyActivities<Activities>({
@@ -93,7 +106,7 @@ const notifications = proxyActivities<Activities>({
 const analyses = proxyActivities<Activities>({
   startToCloseTimeout: '1m', // replaced per call with the segment's length
   heartbeatTimeout: '2m',
-  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5 },
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
 });
 
 /** Longest stretch of analysis rounds before the activity reports back (live rounds show through its heartbeats). */
