@@ -1,6 +1,13 @@
 import pino from 'pino';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
 import { redactUrlCredentials } from './domain/redact';
+import { printableLines } from './domain/text';
+
+/**
+ * What every string on a log line passes: credentials out of URLs, then the one sanitiser (a log is read in a
+ * terminal too; JSON escapes C0 controls but not C1, bidi or line separators). Line breaks stay: stacks have them.
+ */
+const forLog = (text: string): string => printableLines(redactUrlCredentials(text));
 
 /** Paths whose values must never reach a log line, wherever they appear in a logged object. */
 export const REDACT_PATHS = [
@@ -33,9 +40,9 @@ const MAX_SCRUB_DEPTH = 8;
  * Plain objects and arrays are copied, never changed in place: they may be a caller's state.
  */
 function scrub(value: unknown, depth: number, ancestors: Set<object>): unknown {
-  if (typeof value === 'string') return redactUrlCredentials(value);
+  if (typeof value === 'string') return forLog(value);
   if (typeof value !== 'object' || value === null || depth > MAX_SCRUB_DEPTH) return value;
-  if (value instanceof URL) return redactUrlCredentials(value.href);
+  if (value instanceof URL) return forLog(value.href);
   // A copy is not an ancestor of the original, so the serialiser would print the cycle's unscrubbed original.
   if (ancestors.has(value)) return '[Circular]';
   // Only `err` goes through pino's error serialiser; an error under any other key would print as `{}` or its fields.
@@ -81,12 +88,12 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       },
       hooks: {
         logMethod(args, method) {
-          const scrubbed = args.map((a: unknown) => (typeof a === 'string' ? redactUrlCredentials(a) : a));
+          const scrubbed = args.map((a: unknown) => (typeof a === 'string' ? forLog(a) : a));
           // Without a message pino uses the error's own, after this hook and past every serialiser.
           const [first, second] = args as unknown[];
           if (typeof first === 'object' && first !== null && typeof second !== 'string') {
             const err = first instanceof Error ? first : (first as { err?: unknown; msg?: unknown }).err;
-            if (err instanceof Error && !('msg' in first)) scrubbed.splice(1, 0, redactUrlCredentials(err.message));
+            if (err instanceof Error && !('msg' in first)) scrubbed.splice(1, 0, forLog(err.message));
           }
           return method.apply(this, scrubbed as Parameters<typeof method>);
         },

@@ -96,3 +96,17 @@ describe('every log line passes redactUrlCredentials', () => {
     expect(parsed()[0]).toMatchObject({ apiKey: '[redacted]', connection: { apiKey: '[redacted]' } });
   });
 });
+
+describe('every log line passes the one sanitiser', () => {
+  it('escapes what a terminal acts on and JSON leaves raw (C1, bidi, line separators), keeping line breaks', () => {
+    const hostile = 'by bob\u009b31m \u202eevil\u2028forged\u001b]52;c;x\u0007';
+    logger.warn({ actor: hostile, nested: { reason: hostile } }, `approve by ${hostile}`);
+    logger.error({ err: new Error(`first\nsecond ${hostile}`) }, 'failed');
+
+    for (const line of lines) expect(line).not.toMatch(/[\u0080-\u009f\u202a-\u202e\u2028\u2029]/u);
+    const [warn, error] = parsed() as [Record<string, unknown>, { err: { message: string } }];
+    const shown = 'by bob\\u{009b}31m \\u{202e}evil\\u{2028}forged\\u{001b}]52;c;x\\u{0007}';
+    expect(warn).toMatchObject({ msg: `approve by ${shown}`, actor: shown, nested: { reason: shown } });
+    expect(error.err.message).toBe(`first\nsecond ${shown}`);
+  });
+});
