@@ -151,6 +151,14 @@ describe('slack format', () => {
       ':rewind: [CANARY] checkout 1.4.2 rolled back to 1.4.1: error ratio above &lt;!channel&gt; limit',
     );
   });
+
+  it('says [DRY RUN] first, and shows control characters as escapes', async () => {
+    const n = notification({ event: 'promoted', track: 'production', dryRun: true, message: 'ok\u001b[2J\u009b31m' });
+    await notifier({ format: 'slack' }).notify(n);
+
+    const { text } = JSON.parse(deliveries[0]?.body ?? '') as { text: string };
+    expect(text).toBe(':white_check_mark: [DRY RUN] checkout 1.4.2 promoted: ok\\u{001b}[2J\\u{009b}31m');
+  });
 });
 
 describe('signature', () => {

@@ -5,6 +5,7 @@ import { ConfigError } from '../../config/env';
 import { NOTIFY_ACTIVITY_TIMEOUT_MS, NOTIFY_DELIVERY_BUDGET_MS } from '../../domain/notify-budget';
 import { redactUrlCredentials } from '../../domain/redact';
 import { describeZodError } from '../../domain/release';
+import { printable } from '../../domain/text';
 import type { Logger } from '../../logger';
 import { splitUrlCredentials } from '../url-credentials';
 import { RELEASE_EVENTS, type Notifier, type ReleaseEvent, type ReleaseNotification } from './types';
@@ -267,7 +268,7 @@ export function slackText(n: ReleaseNotification): string {
   };
   const message = oneLine(n.message, 500);
   const line = `${n.service} ${n.version} ${what[n.event]}${message ? `: ${message}` : ''}`;
-  return `${EMOJI[n.event]} ${LABEL[n.track]}${escapeSlack(line)}`;
+  return `${EMOJI[n.event]} ${n.dryRun ? '[DRY RUN] ' : ''}${LABEL[n.track]}${escapeSlack(line)}`;
 }
 
 function slackPayload(n: ReleaseNotification): { text: string; blocks: unknown[] } {
@@ -293,10 +294,8 @@ function escapeSlack(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-function oneLine(text: string, max: number): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
-}
+/** Whitespace runs flattened to one space, then the one sanitiser: people read this on a phone's lock screen. */
+const oneLine = (text: string, max: number): string => printable(text.replace(/\s+/g, ' ').trim(), max);
 
 function excerpt(text: string): string {
   const flat = oneLine(text, 200);
