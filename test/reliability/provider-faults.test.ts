@@ -129,13 +129,13 @@ async function expectInconclusivePause(
 ): Promise<ReleaseStatus> {
   const paused = await waitForStatus(
     handle,
-    (st) => st.state === 'paused' && st.gate?.name === 'inconclusive',
+    (st) => st.state === 'awaiting-approval' && st.gate?.name === 'inconclusive',
     30_000,
-    'paused on inconclusive analysis',
+    'held at the inconclusive-analysis gate',
   );
   progress(`paused: ${brief(paused)}`);
   check(paused.stage === 'canary' && paused.outcome === undefined, ctx, `paused at ${paused.stage}/${paused.outcome}`);
-  check(paused.pause?.by === 'tollgate', ctx, `paused by ${paused.pause?.by}`);
+  check(paused.pause === undefined, ctx, `a gate, not a pause; paused by ${paused.pause?.by}`);
   check(
     new RegExp(`\\d+ inconclusive analysis rounds in a row \\(limit ${INCONCLUSIVE_LIMIT}\\)`).test(
       paused.gate?.message ?? '',
