@@ -256,10 +256,12 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
     status.state = state;
     refresh();
   };
+  /** Bounded; refusals go first, so a flood of refused messages cannot push decisions out of the trail. */
   const audit = (entry: Omit<AuditEntry, 'at'>) => {
     status.audit.push({ at: new Date().toISOString(), ...entry });
     if (status.audit.length > AUDIT_LIMIT) {
-      status.audit.shift();
+      const oldestRefusal = status.audit.findIndex((e) => !e.accepted);
+      status.audit.splice(Math.max(0, oldestRefusal), 1);
       status.auditDropped++;
     }
   };
