@@ -589,7 +589,13 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
                 checks,
                 intervalMs: interval,
                 maxRounds,
-                counters: { ...status.analysis },
+                // The counters alone: the latest checks would ride along in every stretch's input in history.
+                counters: {
+                  rounds: status.analysis.rounds,
+                  failures: status.analysis.failures,
+                  inconclusive: status.analysis.inconclusive,
+                  requests: status.analysis.requests,
+                },
                 failureLimit: opts.analysis!.failureLimit,
                 inconclusiveLimit,
                 requestsRequired: opts.requestsRequired,

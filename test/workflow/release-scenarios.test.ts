@@ -16,6 +16,7 @@ import {
   inconclusive,
   releaseHarness,
   rounds,
+  type AnalysisStep,
   until,
   writePolicies,
   type HarnessOptions,
@@ -251,6 +252,23 @@ describe('release workflow scenarios (time-skipping)', () => {
     // 2h + 3h of canary, 48h paused, 2h of waves: well short of 24h of canary baking.
     expect(Date.parse(result.endedAt) - Date.parse(result.startedAt)).toBeLessThan(60 * HOUR);
     expect(status.audit.map((a) => a.action)).toEqual(['start', 'pause', 'resume', 'promote', 'promoted']);
+  });
+
+  it('never completes a bake on a stretch a worker shutdown cut short', async () => {
+    // The second stretch is the one that would judge the completed cycle, but a shutdown cut it short.
+    const cutShort: AnalysisStep = (input) => ({
+      ...healthy()(input),
+      counters: input.counters,
+      reason: 'stretch cut short: worker shutting down',
+      cutShort: true,
+    });
+    const { result, analyzeCalls } = await run({
+      policy: policy({ trafficCycle: { duration: '1h' }, production: { approval: false, waves: [{ percent: 100 }] } }),
+      analysis: [healthy(), cutShort, healthy()],
+    });
+    expect(result.outcome).toBe('promoted');
+    // Canary: the cycle's stretch, the cut-short one, and the fresh report that completed the bake.
+    expect(analyzeCalls).toHaveLength(3);
   });
 
   it('extends the bake until the canary has served the minimum requests', async () => {
