@@ -5,9 +5,8 @@ import type { AnalyzeInput } from '../src/activities/types';
 import { PolicyStore } from '../src/config/policies';
 import { PrometheusProvider } from '../src/providers/metrics/prometheus';
 import type { MetricsProvider, RangeWindow } from '../src/providers/metrics/types';
-import { DryRunTarget } from '../src/providers/targets/dry-run';
 import type { DeployStep } from '../src/providers/targets/types';
-import { benchActivities, SERVICE, silentLogger } from './fixtures';
+import { benchActivities, benchTarget, silentLogger } from './fixtures';
 
 /**
  * A bench worker that tells its parent when each step starts: every deploy (with its step name), analysis stretch
@@ -62,7 +61,7 @@ async function main(): Promise<void> {
   });
   const base = config.prometheusUrl
     ? createActivities({
-        target: new DryRunTarget({ [SERVICE]: '1.0.0' }),
+        target: benchTarget(config.policyDir),
         metrics: reporting(new PrometheusProvider({ url: config.prometheusUrl, timeoutMs: 2000 }), send),
         policies: new PolicyStore(config.policyDir),
         logger: silentLogger,

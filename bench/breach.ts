@@ -3,11 +3,12 @@ import { execFileSync } from 'node:child_process';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { checkQueries, REQUESTS_TOTAL } from '../src/domain/check-templates';
 import { checkSchema, type ServicePolicyInput } from '../src/domain/policy';
+import { releaseWorkflowId } from '../src/domain/release';
 import { PrometheusProvider } from '../src/providers/metrics/prometheus';
 import { PROMETHEUS_BINARY, startPrometheus, type RunningPrometheus } from '../test/helpers/prometheus';
 import { BreachExporter } from './breach-exporter';
 import { StepWorker } from './breach-worker-handle';
-import { Arrivals, SERVICE, sleepMs, writePolicies } from './fixtures';
+import { Arrivals, benchService, benchServices, SERVICE, sleepMs, writePolicies } from './fixtures';
 
 /**
  * Breach → rollback over a real Prometheus: canary versions served by a scrape target the bench controls, analysed
@@ -81,9 +82,9 @@ function breachPolicy(): ServicePolicyInput {
   };
 }
 
-const queryFor = (version: string) =>
+const queryFor = (service: string, version: string) =>
   checkQueries(check, {
-    service: SERVICE,
+    service,
     version,
     stableVersion: STABLE,
     track: 'canary',
@@ -120,7 +121,9 @@ export async function runBreachBench(opts: BreachOptions): Promise<BreachResult>
   let prometheus: RunningPrometheus | undefined;
   let worker: StepWorker | undefined;
   try {
-    const served = await BreachExporter.start(SERVICE, STABLE);
+    // A service per trial, so releases in flight at once each run as their own `release-<service>`.
+    const services = benchServices(opts.trials);
+    const served = await BreachExporter.start(services, STABLE);
     exporter = served.exporter;
     prometheus = await startPrometheus({
       scrapeIntervalSeconds: BREACH_SCRAPE_MS / 1000,
@@ -137,7 +140,7 @@ export async function runBreachBench(opts: BreachOptions): Promise<BreachResult>
       address: opts.env.address,
       taskQueue,
       bundlePath: opts.bundlePath,
-      policyDir: writePolicies(breachPolicy()),
+      policyDir: writePolicies(breachPolicy(), services),
       prometheusUrl: prometheus.url,
     });
     const arrivals = new Arrivals();
@@ -156,17 +159,18 @@ export async function runBreachBench(opts: BreachOptions): Promise<BreachResult>
       const ex = exporter!;
       const version = `2.0.${n}`;
       const failureLimit = BREACH_FAILURE_LIMITS[n % BREACH_FAILURE_LIMITS.length]!;
-      const workflowId = `bench-breach-${randomUUID()}`;
-      const query = queryFor(version);
+      const service = benchService(n);
+      const workflowId = releaseWorkflowId(service);
+      const query = queryFor(service, version);
       const rounds: { at: number; values: number[] }[] = [];
       watched.set(workflowId, { query, rounds });
-      ex.set('canary', version, HEALTHY_SHARE);
+      ex.set(service, 'canary', version, HEALTHY_SHARE);
       const started = opts.env.client.workflow.start('releaseWorkflow', {
         taskQueue,
         workflowId,
         args: [
           {
-            service: SERVICE,
+            service,
             version,
             initiator: 'bench',
             ...(failureLimit !== BREACH_FAILURE_LIMITS[0] && { policy: { canary: { analysis: { failureLimit } } } }),
@@ -180,7 +184,7 @@ export async function runBreachBench(opts: BreachOptions): Promise<BreachResult>
         await sleepMs(Math.random() * BREACH_INTERVAL_MS);
         const undone = arrivals.wait(`undo:${workflowId}`, failureLimit * BREACH_INTERVAL_MS + 30_000);
         undone.catch(() => undefined);
-        const flipAt = ex.set('canary', version, BREACH_SHARE);
+        const flipAt = ex.set(service, 'canary', version, BREACH_SHARE);
         const visibleAt = await until(
           'breach visible in Prometheus',
           async () => ((await provider.query(query)) ?? 0) > MAX || undefined,
@@ -204,7 +208,7 @@ export async function runBreachBench(opts: BreachOptions): Promise<BreachResult>
       } finally {
         await started.then((h) => h.terminate('bench over')).catch(() => undefined);
         watched.delete(workflowId);
-        ex.remove('canary', version);
+        ex.remove(service, 'canary', version);
       }
     };
 
@@ -230,7 +234,7 @@ export async function runBreachBench(opts: BreachOptions): Promise<BreachResult>
     intervalMs: BREACH_INTERVAL_MS,
     scrapeMs: BREACH_SCRAPE_MS,
     rateWindow: `${BREACH_INTERVAL_MS / 1000}s`,
-    query: queryFor('VERSION').replaceAll('VERSION', '<version>'),
+    query: queryFor(SERVICE, 'VERSION').replaceAll(`"${SERVICE}"`, '"<service>"').replaceAll('VERSION', '<version>'),
     prometheus: prometheusVersion(),
     lanes: opts.lanes,
     trials,

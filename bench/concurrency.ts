@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { servicePolicy, SERVICE, writePolicies } from './fixtures';
+import { releaseWorkflowId } from '../src/domain/release';
+import { benchServices, servicePolicy, writePolicies } from './fixtures';
 import { freePort, WorkerProcess } from './worker-handle';
 
 export interface Phase {
@@ -98,11 +99,13 @@ export async function runConcurrencyBench(opts: ConcurrencyOptions): Promise<Con
   const t0 = Date.now();
   const taskQueue = `bench-concurrency-${randomUUID().slice(0, 8)}`;
   const port = await freePort();
+  // One service per release: each runs as its own `release-<service>`, the only ID the workflow accepts.
+  const services = benchServices(opts.releases);
   const worker = await WorkerProcess.start({
     address: opts.env.address,
     taskQueue,
     bundlePath: opts.bundlePath,
-    policyDir: writePolicies(servicePolicy(CYCLE, INTERVAL)),
+    policyDir: writePolicies(servicePolicy(CYCLE, INTERVAL), services),
     metricsAddress: `127.0.0.1:${port}`,
     reportActivities: true,
     ...(opts.maxCachedWorkflows !== undefined && { maxCachedWorkflows: opts.maxCachedWorkflows }),
@@ -121,14 +124,13 @@ export async function runConcurrencyBench(opts: ConcurrencyOptions): Promise<Con
   try {
     const [u0, m0] = [await worker.usage(), await scrape()];
     const rampStart = Date.now();
-    const ids = Array.from({ length: opts.releases }, () => `bench-concurrency-${randomUUID()}`);
     handles = (
-      await inBatches(ids, 50, (workflowId) =>
+      await inBatches(services, 50, (service) =>
         opts.env.client.workflow
           .start('releaseWorkflow', {
             taskQueue,
-            workflowId,
-            args: [{ service: SERVICE, version: '2.0.0', initiator: 'bench' }],
+            workflowId: releaseWorkflowId(service),
+            args: [{ service, version: '2.0.0', initiator: 'bench' }],
           })
           .then(
             (h): WorkflowHandle | undefined => h,

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -15,6 +15,13 @@ import type { DeployStep } from '../src/providers/targets/types';
 import { createNaiveActivities } from './naive-activities';
 
 export const SERVICE = 'checkout';
+/**
+ * A release runs as workflow ID `release-<service>` (the workflow refuses any other), so releases side by side are of
+ * services of their own: the `n`-th of a bench is `checkout-<n>`, each with its own policy file (`writePolicies`).
+ */
+export const benchService = (n: number): string => `${SERVICE}-${n}`;
+export const benchServices = (count: number): string[] => Array.from({ length: count }, (_, n) => benchService(n));
+const STABLE_VERSION = '1.0.0';
 const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
 
 /** The service policy every bench release uses: one check, no gates, one production wave without bake. */
@@ -27,13 +34,24 @@ export function servicePolicy(cycle: string, interval: string): ServicePolicyInp
   };
 }
 
-/** A policy directory in tmp, read by the real `resolvePolicy` activity. */
-export function writePolicies(service: ServicePolicyInput): string {
+/**
+ * A policy directory in tmp, read by the real `resolvePolicy` activity: `policy` as the file of each of `services`
+ * (by default its own service only).
+ */
+export function writePolicies(policy: ServicePolicyInput, services: string[] = [policy.service]): string {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-policies-'));
   mkdirSync(join(dir, 'services'));
   writeFileSync(join(dir, 'org.yaml'), stringify({ minimums: { productionApproval: false } }));
-  writeFileSync(join(dir, 'services', `${service.service}.yaml`), stringify(service));
+  for (const service of services) {
+    writeFileSync(join(dir, 'services', `${service}.yaml`), stringify({ ...policy, service }));
+  }
   return dir;
+}
+
+/** The dry-run target of a bench worker: every service with a policy file in `policyDir` runs 1.0.0 before its release. */
+export function benchTarget(policyDir: string): DryRunTarget {
+  const services = readdirSync(join(policyDir, 'services')).map((file) => file.replace(/\.yaml$/, ''));
+  return new DryRunTarget(Object.fromEntries(services.map((service) => [service, STABLE_VERSION])));
 }
 
 export const silentLogger = pino({ level: 'silent' });
@@ -73,7 +91,7 @@ export interface ActivityHooks {
  */
 export function benchActivities(policyDir: string, hooks: ActivityHooks = {}) {
   const real = createActivities({
-    target: new DryRunTarget({ [SERVICE]: '1.0.0' }),
+    target: benchTarget(policyDir),
     metrics: noMetrics,
     policies: new PolicyStore(policyDir),
     logger: silentLogger,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { releaseWorkflowId } from '../src/domain/release';
 import { SEGMENT_MAX_ROUNDS } from '../src/workflows/release';
 import { countActions, estimatedHeartbeats, type ActionCount } from './actions';
 import { benchActivities, servicePolicy, SERVICE, writePolicies } from './fixtures';
@@ -149,8 +150,9 @@ export async function runHistoryBench(opts: HistoryOptions): Promise<HistoryResu
   return { cycles, wallMs: Date.now() - t0 };
 }
 
+/** Runs one at a time per server, each closed (terminate in finally) before the next reuses `release-<service>`. */
 async function runRelease(env: TestWorkflowEnvironment, taskQueue: string): Promise<RunCost> {
-  const workflowId = `bench-release-${randomUUID()}`;
+  const workflowId = releaseWorkflowId(SERVICE);
   const started = Date.now();
   const handle = await env.client.workflow.start('releaseWorkflow', {
     taskQueue,

@@ -2,19 +2,23 @@ import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { abortSignal, abortUpdate, approveSignal, approveUpdate, statusQuery } from '../src/domain/messages';
+import { releaseWorkflowId } from '../src/domain/release';
 import { runBreachBench, type BreachResult } from './breach';
 import { StepWorker } from './breach-worker-handle';
-import { Arrivals, servicePolicy, SERVICE, sleepMs, writePolicies } from './fixtures';
+import { Arrivals, benchServices, servicePolicy, sleepMs, writePolicies } from './fixtures';
 import { WorkerProcess } from './worker-handle';
 
-/** `size` releases of the bench service started at once, each under its own workflow id. */
-function startReleases(env: TestWorkflowEnvironment, taskQueue: string, prefix: string, size: number) {
+/**
+ * A release of each of `services` started at once, each as `release-<service>` (the only ID the workflow accepts).
+ * Every release of a part has a service of its own, so its workflow ID, which keys the bookkeeping, is its alone.
+ */
+function startReleases(env: TestWorkflowEnvironment, taskQueue: string, services: string[]) {
   return Promise.all(
-    Array.from({ length: size }, () =>
+    services.map((service) =>
       env.client.workflow.start('releaseWorkflow', {
         taskQueue,
-        workflowId: `${prefix}-${randomUUID()}`,
-        args: [{ service: SERVICE, version: '2.0.0', initiator: 'bench' }],
+        workflowId: releaseWorkflowId(service),
+        args: [{ service, version: '2.0.0', initiator: 'bench' }],
       }),
     ),
   );
@@ -96,7 +100,9 @@ async function bakingInCanary(handle: WorkflowHandle, arrivals: Arrivals): Promi
 async function runAbortBench(opts: ReactionOptions): Promise<AbortResult> {
   const t0 = Date.now();
   const taskQueue = `bench-reaction-${randomUUID().slice(0, 8)}`;
-  const policyDir = writePolicies(servicePolicy('1h', '1m'));
+  const total = 2 * opts.trialsPerKind;
+  const services = benchServices(total);
+  const policyDir = writePolicies(servicePolicy('1h', '1m'), services);
   const worker = await WorkerProcess.start({
     address: opts.env.address,
     taskQueue,
@@ -110,12 +116,13 @@ async function runAbortBench(opts: ReactionOptions): Promise<AbortResult> {
   });
   const trials: ReactionTrial[] = [];
   const failures: string[] = [];
-  const total = 2 * opts.trialsPerKind;
+  let started = 0;
   try {
     while (trials.length + failures.length < total && Date.now() < opts.deadline && failures.length < 20) {
       const b0 = Date.now();
       const size = Math.min(opts.batch, total - trials.length - failures.length);
-      const handles = await startReleases(opts.env, taskQueue, 'bench-reaction', size);
+      const handles = await startReleases(opts.env, taskQueue, services.slice(started, started + size));
+      started += size;
       await Promise.all(handles.map((h) => bakingInCanary(h, arrivals)));
       for (const handle of handles) {
         if (Date.now() >= opts.deadline) break;
@@ -178,7 +185,9 @@ async function runApproveBench(opts: ReactionOptions): Promise<ApproveResult> {
   const t0 = Date.now();
   const taskQueue = `bench-approve-${randomUUID().slice(0, 8)}`;
   const base = servicePolicy('1h', '1m');
-  const policyDir = writePolicies({ ...base, canary: { ...base.canary, approval: true } });
+  const total = 2 * opts.trialsPerKind;
+  const services = benchServices(total);
+  const policyDir = writePolicies({ ...base, canary: { ...base.canary, approval: true } }, services);
   const worker = await StepWorker.start({
     address: opts.env.address,
     taskQueue,
@@ -192,12 +201,13 @@ async function runApproveBench(opts: ReactionOptions): Promise<ApproveResult> {
   });
   const trials: ApproveTrial[] = [];
   const failures: string[] = [];
-  const total = 2 * opts.trialsPerKind;
+  let started = 0;
   try {
     while (trials.length + failures.length < total && Date.now() < opts.deadline && failures.length < 20) {
       const b0 = Date.now();
       const size = Math.min(opts.batch, total - trials.length - failures.length);
-      const handles = await startReleases(opts.env, taskQueue, 'bench-approve', size);
+      const handles = await startReleases(opts.env, taskQueue, services.slice(started, started + size));
+      started += size;
       try {
         await Promise.all(handles.map((h) => awaitingCanaryApproval(h, arrivals)));
         for (const handle of handles) {

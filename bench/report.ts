@@ -244,7 +244,8 @@ function abortPart(r: AbortResult | undefined, goals: Goal[], findings: string[]
     measured: rows.map((x) => `${x.kind} p99 ${num(x.s.p99)} ms (n = ${x.s.n})`).join('; '),
     met: rows.every((x) => x.s.n > 0) ? worst <= GOAL_ABORT_P99_MS && enough : undefined,
   });
-  return `Releases (1-hour cycle, 1-minute analysis, instant analysis double) are started ${r.batch} at a time on one worker
+  return `Releases (1-hour cycle, 1-minute analysis, instant analysis double; each of a service of its own,
+\`checkout-<n>\`, since a release runs as \`release-<service>\`) are started ${r.batch} at a time on one worker
 process ([\`bench/worker-process.ts\`](bench/worker-process.ts)) and each is left baking in canary; then, one release
 at a time, the bench sends \`abort\` — as an update and as a signal, alternately — and times from just before the
 client call to the moment the first \`undo\` activity starts on the worker (a timestamp taken in the activity, sent to
@@ -345,8 +346,9 @@ provider, one check \`error-ratio\` (max 1 %) every ${num(r.intervalMs / 1000)} 
 and flips its error share to 20 % at T_flip; it polls Prometheus' instant query API with the same query every 25 ms
 until the answer shows the breach (T_visible, the answer's arrival), and T_rollback is the first \`undo\` starting on
 the worker ([\`bench/breach-worker.ts\`](bench/breach-worker.ts), which also reports each round's query time and
-values). Trials alternate between failureLimit 3 (the service policy; the default and \`checkout\`'s) and 1 (a
-release request tightening it), ${r.lanes} releases in flight at once. Figures: median (min–max) over the trials.
+values). Trials alternate between failureLimit 3 (the service policy; the default, and the bench services') and 1 (a
+release request tightening it), ${r.lanes} releases in flight at once, each trial a service of its own
+(\`checkout-<n>\`, as \`release-<service>\`). Figures: median (min–max) over the trials.
 
 | failureLimit | trials | T_visible → T_rollback, intervals | T_flip → T_rollback, intervals | T_flip → T_visible | deciding round's query → undo started | analysis rounds T_flip → T_rollback |
 | --- | --- | --- | --- | --- | --- | --- |
@@ -469,8 +471,8 @@ function concurrencySection(report: BenchReport, goals: Goal[], findings: string
 One worker process (real activities, dry-run target, instant analysis double; the product worker's capacity
 settings — \`workerCapacity\` in src/worker.ts, unless \`BENCH_MAX_CACHED_WORKFLOWS\` overrides the cache — and
 its bundler options, ${first ? `a ${num(first.worker.bundleKiB)} KiB bundle` : 'as `npm run build`'})
-serves N releases started at once (${first ? `${first.cycle} cycle, analysis every ${first.interval}` : ''}, so
-each wakes at least once in the steady window). CPU is the worker process's own \`process.cpuUsage()\` over wall
+serves N releases of as many services (\`checkout-0\` …, each its own \`release-<service>\`), started at once
+(${first ? `${first.cycle} cycle, analysis every ${first.interval}` : ''}, so each wakes at least once in the steady window). CPU is the worker process's own \`process.cpuUsage()\` over wall
 time (100 % = one core); RSS is sampled every 100 ms; schedule-to-start comes from the SDK's Prometheus metrics
 (\`temporal_workflow_task_schedule_to_start_latency\`, \`temporal_activity_schedule_to_start_latency\`, finer buckets
 set by the bench), read as the bucket bounds holding p50 / p99 of the tasks in each phase. Errors: failed starts,

@@ -48,7 +48,8 @@ async function oneRun(opts: StartupOptions, mode: StartupMode, codePath: string)
   const taskQueue = `bench-startup-${mode}-${randomUUID().slice(0, 8)}`;
   const workflowId = `bench-startup-${randomUUID()}`;
   // Waiting before the worker exists, so the first poll finds a task at once. An invalid request fails the
-  // release on its first workflow task, which is all this measures.
+  // release on its first workflow task, which is all this measures: the request is refused before the workflow-ID
+  // check (`release-<service>` needs a service), so any ID does, and a unique one never meets a run still open.
   const handle = await opts.env.client.workflow.start('releaseWorkflow', { taskQueue, workflowId, args: [{}] });
   const child = spawn(
     process.execPath,
