@@ -30,7 +30,7 @@ import {
 } from '../domain/release';
 import { TollgateService, TollgateState, TollgateVersion } from '../domain/search-attributes';
 import { formatDuration } from '../domain/duration';
-import type { EndedExecution, ReleaseStatus } from '../domain/status';
+import { RELEASE_STATES, type EndedExecution, type ReleaseState, type ReleaseStatus } from '../domain/status';
 import type { ConnectionSettings } from '../config/connection';
 import type { releaseWorkflow } from '../workflows';
 import { TollgateError } from './errors';
@@ -182,8 +182,41 @@ export class TollgateClient {
       if (execution !== 'RUNNING' && status.state !== 'done') status.ended = await this.endedWithout(handle, execution);
       return projectBake(status, Date.now());
     } catch (err) {
+      const closed = await this.closedWithoutStatus(handle, service).catch(() => undefined);
+      if (closed) return closed;
       throw this.translate(err, service);
     }
+  }
+
+  /**
+   * The status of an execution that closed before it could answer a query (refused at its first task, or
+   * terminated before one ran): what its description and search attributes say, and why it ended.
+   */
+  private async closedWithoutStatus(
+    handle: WorkflowHandle<typeof releaseWorkflow>,
+    service: string,
+  ): Promise<ReleaseStatus | undefined> {
+    const description = await handle.describe();
+    const execution = description.status.name;
+    if (execution === 'RUNNING') return undefined;
+    const indexed = description.typedSearchAttributes.get(TollgateState);
+    const at = (description.closeTime ?? description.startTime).toISOString();
+    return {
+      releaseId: `${handle.workflowId}/${description.runId}`,
+      service,
+      version: description.typedSearchAttributes.get(TollgateVersion) ?? '',
+      initiator: '',
+      stableVersion: undefined,
+      stage: 'staging',
+      state: (RELEASE_STATES as readonly string[]).includes(indexed ?? '') ? (indexed as ReleaseState) : 'done',
+      analysis: { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] },
+      waves: [],
+      deployedSteps: [],
+      audit: [],
+      auditDropped: 0,
+      updatedAt: at,
+      ended: await this.endedWithout(handle, execution),
+    };
   }
 
   /**

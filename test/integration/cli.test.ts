@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { main } from '../../src/client/cli';
+import { TollgateService, TollgateState, TollgateVersion } from '../../src/domain/search-attributes';
 import type { ReleaseStatus } from '../../src/domain/status';
 import { failing, releaseHarness, writePolicies } from '../helpers/release-harness';
 import { startDevServer } from '../helpers/temporal';
@@ -181,6 +182,46 @@ describe('tollgate CLI against the dev server', () => {
       expect(ended.code).toBe(12);
       expect(ended.out).toContain('release terminated: operator pulled the plug');
     });
+  });
+
+  it('prints nothing a release carries raw: search attributes, a terminate reason, versions in history', async () => {
+    const service = `evil-${randomUUID().slice(0, 6)}`;
+    const hostile = '\u001b[2J\u001b]52;c;cm0gLXJmIH4=\u0007\u009b8m\u202e';
+    // Anyone can start a workflow with any search attributes; nobody polls this queue, so it just sits there.
+    const handle = await env.client.workflow.start('releaseWorkflow', {
+      taskQueue: `unpolled-${service}`,
+      workflowId: `release-${service}`,
+      args: [{}],
+      typedSearchAttributes: [
+        { key: TollgateService, value: service },
+        { key: TollgateVersion, value: `1.0${hostile}` },
+        { key: TollgateState, value: `baking\n${service}  9.9.9  RUNNING  approved` },
+      ],
+    });
+    const conn = { TEMPORAL_ADDRESS: env.address };
+    // Visibility catches up within a second or two on the dev server.
+    let listed = await tollgate(['list', '--service', service], conn);
+    for (let i = 0; i < 25 && !listed.out.includes(service); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      listed = await tollgate(['list', '--service', service], conn);
+    }
+    expect(listed.out).toContain(service);
+    expect(listed.out.trim().split('\n')).toHaveLength(2); // the header and one row: no forged row
+    const listedJson = await tollgate(['list', '--service', service, '--json'], conn);
+    await handle.terminate(`done\n2026-01-01T00:00:00Z  bob approve${hostile}`);
+    const status = await tollgate(['status', service], conn);
+    const watched = await tollgate(['watch', service], conn);
+    const history = await tollgate(['history', service], conn);
+    for (const shown of [listed, listedJson, status, watched, history]) {
+      // eslint-disable-next-line no-control-regex
+      expect(shown.out + shown.err).not.toMatch(/[\u001b\u0007\u009b\u202e]/u);
+    }
+    // Terminated before any task ran, it cannot answer a query: status comes from its description.
+    expect(status.code).toBe(0);
+    expect(status.out).toContain('1.0\\u{001b}[2J');
+    expect(watched.code).toBe(12);
+    expect(watched.out).toContain('release terminated: done\\u{000a}2026-01-01T00:00:00Z  bob approve\\u{001b}');
+    expect(history.out).toContain('1.0\\u{001b}[2J');
   });
 
   it('names the address it could not reach and the release it could not find', async () => {
