@@ -9,17 +9,7 @@ import {
 } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { AnalysisHeartbeat } from '../activities/types';
-import {
-  abortUpdate,
-  approveUpdate,
-  CONTROL_SCHEMAS,
-  pauseUpdate,
-  promoteUpdate,
-  resumeUpdate,
-  statusQuery,
-  type ControlInput,
-  type ControlName,
-} from '../domain/messages';
+import { CONTROL_SCHEMAS, CONTROL_UPDATES, statusQuery, type ControlInput, type ControlName } from '../domain/messages';
 import {
   describeZodError,
   releaseRequestSchema,
@@ -34,14 +24,6 @@ import { RELEASE_STATES, type EndedExecution, type ReleaseState, type ReleaseSta
 import type { ConnectionSettings } from '../config/connection';
 import type { releaseWorkflow } from '../workflows';
 import { TollgateError } from './errors';
-
-const UPDATES = {
-  approve: approveUpdate,
-  abort: abortUpdate,
-  pause: pauseUpdate,
-  resume: resumeUpdate,
-  promote: promoteUpdate,
-} as const;
 
 export interface ReleaseSummary {
   service: string;
@@ -265,7 +247,7 @@ export class TollgateClient {
     const parsed = CONTROL_SCHEMAS[name].safeParse(input);
     if (!parsed.success) throw new TollgateError(`invalid ${name}: ${describeZodError(parsed.error)}`, 'invalid-input');
     try {
-      await this.handle(service).executeUpdate(UPDATES[name] as typeof approveUpdate, {
+      await this.handle(service).executeUpdate(CONTROL_UPDATES[name] as (typeof CONTROL_UPDATES)['approve'], {
         args: [parsed.data as ControlInput<'approve'>],
       });
     } catch (err) {

@@ -47,3 +47,19 @@ export const abortUpdate = defineUpdate<ReleaseStatus, [AbortInput]>('abort');
 export const pauseUpdate = defineUpdate<ReleaseStatus, [PauseInput]>('pause');
 export const resumeUpdate = defineUpdate<ReleaseStatus, [ResumeInput]>('resume');
 export const promoteUpdate = defineUpdate<ReleaseStatus, [PromoteInput]>('promote');
+
+/** Every control by name, as a signal and as an update: what the workflow registers and what clients send. */
+export const CONTROL_SIGNALS = {
+  approve: approveSignal,
+  abort: abortSignal,
+  pause: pauseSignal,
+  resume: resumeSignal,
+  promote: promoteSignal,
+} as const satisfies { [N in ControlName]: unknown };
+export const CONTROL_UPDATES = {
+  approve: approveUpdate,
+  abort: abortUpdate,
+  pause: pauseUpdate,
+  resume: resumeUpdate,
+  promote: promoteUpdate,
+} as const satisfies { [N in ControlName]: unknown };

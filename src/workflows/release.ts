@@ -23,16 +23,8 @@ import { formatDuration } from '../domain/duration';
 import { NOTIFY_ACTIVITY_TIMEOUT_MS } from '../domain/notify-budget';
 import {
   CONTROL_SCHEMAS,
-  abortSignal,
-  abortUpdate,
-  approveSignal,
-  approveUpdate,
-  pauseSignal,
-  pauseUpdate,
-  promoteSignal,
-  promoteUpdate,
-  resumeSignal,
-  resumeUpdate,
+  CONTROL_SIGNALS,
+  CONTROL_UPDATES,
   statusQuery,
   type ControlName,
   type ControlInput,
@@ -362,11 +354,9 @@ export async function releaseWorkflow(input: unknown): Promise<ReleaseResult> {
       },
     );
   };
-  register('approve', approveSignal, approveUpdate);
-  register('abort', abortSignal, abortUpdate);
-  register('pause', pauseSignal, pauseUpdate);
-  register('resume', resumeSignal, resumeUpdate);
-  register('promote', promoteSignal, promoteUpdate);
+  for (const name of Object.keys(CONTROL_SCHEMAS) as ControlName[]) {
+    register(name, CONTROL_SIGNALS[name] as never, CONTROL_UPDATES[name] as never);
+  }
   setHandler(statusQuery, () => status);
 
   upsertSearchAttributes([

@@ -113,6 +113,7 @@ export function writeReliabilityMd(): void {
     '',
     'Generated cases (fast-check, seeded) and hand-picked attacks against the schemas, the control decisions, a',
     'running release on the time-skipping server (signals and updates), policy resolution and the CLI renderer.',
+    '',
     '- **jams**: a handler threw, a workflow task failed, or `status` stopped answering afterwards.',
     '- **bypasses**: a message past a gate, four-eyes or an approver list that should have refused it.',
     '- **loosenings**: a resolved policy looser than its service in any field a request may only tighten, or',

@@ -25,6 +25,21 @@ const CONTROLS = Object.keys(CONTROL_SCHEMAS) as ControlName[];
 const hostileCounts: HostileRow[] = [];
 const FILE = 'test/unit/hostile-input.property.test.ts';
 afterAll(() => recordHostileRows('unit', hostileCounts));
+const tally = (
+  label: string,
+  cases: number,
+  found: Partial<Pick<HostileRow, 'jams' | 'bypasses' | 'loosenings'>> = {},
+) =>
+  hostileCounts.push({
+    class: label,
+    cases,
+    jams: 0,
+    bypasses: 0,
+    loosenings: 0,
+    ...found,
+    seed: RUNS.seed,
+    file: FILE,
+  });
 
 // ---- arbitraries -------------------------------------------------------------------------------------------
 
@@ -253,15 +268,7 @@ function propertySafeParse(schema: z.ZodType, arb: fc.Arbitrary<unknown>, label:
     }),
     RUNS,
   );
-  hostileCounts.push({
-    class: label,
-    cases: RUNS.numRuns,
-    jams: 0,
-    bypasses: 0,
-    loosenings: 0,
-    seed: RUNS.seed,
-    file: FILE,
-  });
+  tally(label, RUNS.numRuns);
 }
 
 describe('hostile input: every input is accepted or refused field by field, nothing throws', () => {
@@ -286,15 +293,7 @@ describe('hostile input: every input is accepted or refused field by field, noth
       }),
       RUNS,
     );
-    hostileCounts.push({
-      class: 'control decisions on any payload in any release state',
-      cases: RUNS.numRuns,
-      jams: 0,
-      bypasses: 0,
-      loosenings: 0,
-      seed: RUNS.seed,
-      file: FILE,
-    });
+    tally('control decisions on any payload in any release state', RUNS.numRuns);
   });
 });
 
@@ -473,15 +472,7 @@ describe('resolvePolicy on random valid policies and overrides', () => {
     expect(resolved).toBeGreaterThan(10);
     expect(refused).toBeGreaterThan(10);
     // Any loosening would have failed an expectation above: reaching here means none was accepted.
-    hostileCounts.push({
-      class: 'policy overrides against service policies and org minimums',
-      cases: resolved + refused,
-      jams: 0,
-      bypasses: 0,
-      loosenings: 0,
-      seed: RUNS.seed,
-      file: FILE,
-    });
+    tally('policy overrides against service policies and org minimums', resolved + refused);
   });
 });
 
@@ -680,15 +671,7 @@ describe('hostile input: what the CLI and the Web UI show', () => {
       ),
       RUNS,
     );
-    hostileCounts.push({
-      class: 'CLI status view of a hostile status',
-      cases,
-      jams: 0,
-      bypasses: 0,
-      loosenings: leaks,
-      seed: RUNS.seed,
-      file: FILE,
-    });
+    tally('CLI status view of a hostile status', cases, { loosenings: leaks });
   });
 
   it('renderList: a search attribute cannot add a row or a control', () => {
@@ -790,14 +773,6 @@ describe('hostile input: names and four-eyes', () => {
       }),
       RUNS,
     );
-    hostileCounts.push({
-      class: 'four-eyes under look-alike names (case, width, scripts, digits)',
-      cases,
-      jams: 0,
-      bypasses,
-      loosenings: 0,
-      seed: RUNS.seed,
-      file: FILE,
-    });
+    tally('four-eyes under look-alike names (case, width, scripts, digits)', cases, { bypasses });
   });
 });

@@ -8,15 +8,13 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import fc from 'fast-check';
 import {
   CONTROL_SCHEMAS,
+  CONTROL_SIGNALS as SIGNALS,
+  CONTROL_UPDATES as UPDATES,
   abortSignal,
   abortUpdate,
   approveSignal,
   approveUpdate,
-  pauseSignal,
   pauseUpdate,
-  promoteSignal,
-  promoteUpdate,
-  resumeSignal,
   resumeUpdate,
   statusQuery,
   type ControlName,
@@ -35,20 +33,6 @@ import { startTimeSkipping } from '../helpers/temporal';
  */
 
 const FILE = 'test/workflow/hostile-controls.test.ts';
-const SIGNALS = {
-  approve: approveSignal,
-  abort: abortSignal,
-  pause: pauseSignal,
-  resume: resumeSignal,
-  promote: promoteSignal,
-} as const;
-const UPDATES = {
-  approve: approveUpdate,
-  abort: abortUpdate,
-  pause: pauseUpdate,
-  resume: resumeUpdate,
-  promote: promoteUpdate,
-} as const;
 const CONTROLS = Object.keys(SIGNALS) as ControlName[];
 
 const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
