@@ -1,4 +1,4 @@
-import type { AnalysisCounters, AnalysisDecision, CheckResult } from '../domain/analysis';
+import type { CheckResult } from '../domain/analysis';
 import { checkQueries, type CheckQueryContext } from '../domain/check-templates';
 import { judgeCheck } from '../domain/judge';
 import type { Check } from '../domain/policy';
@@ -102,46 +102,4 @@ export async function analysisRound(
     // Unknown request counts only delay the minimum-requests rule; they never satisfy it.
   }
   return { results, requests };
-}
-
-/** Folds one round into the counters and says whether the stage must stop. */
-export function decide(
-  counters: AnalysisCounters,
-  results: CheckResult[],
-  requests: number,
-  limits: { failureLimit: number; inconclusiveLimit: number },
-): { counters: AnalysisCounters; decision: AnalysisDecision; reason: string } {
-  const failed = results.filter((r) => r.verdict === 'fail');
-  const inconclusive = results.filter((r) => r.verdict === 'inconclusive' && !r.warmingUp);
-  const warmingUp = results.some((r) => r.warmingUp);
-  const next: AnalysisCounters = {
-    rounds: counters.rounds + 1,
-    failures: counters.failures + (failed.length > 0 ? 1 : 0),
-    inconclusive:
-      failed.length === 0 && inconclusive.length > 0
-        ? counters.inconclusive + 1
-        : failed.length > 0 || warmingUp
-          ? counters.inconclusive
-          : 0,
-    requests: counters.requests + requests,
-  };
-  const describe = (rs: CheckResult[]) => rs.map((r) => `${r.check}: ${r.reason}`).join('; ');
-  const critical = failed.filter((r) => r.critical);
-  if (critical.length > 0)
-    return { counters: next, decision: 'critical', reason: `critical check failed — ${describe(critical)}` };
-  if (next.failures >= limits.failureLimit) {
-    return {
-      counters: next,
-      decision: 'failed',
-      reason: `${next.failures} failed analysis rounds (limit ${limits.failureLimit}) — ${describe(failed)}`,
-    };
-  }
-  if (next.inconclusive >= limits.inconclusiveLimit) {
-    return {
-      counters: next,
-      decision: 'inconclusive',
-      reason: `${next.inconclusive} inconclusive analysis rounds in a row (limit ${limits.inconclusiveLimit}) — ${describe(inconclusive)}`,
-    };
-  }
-  return { counters: next, decision: 'healthy', reason: failed.length > 0 ? describe(failed) : 'healthy' };
 }

@@ -1,5 +1,5 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
-import type { CheckResult } from '../domain/analysis';
+import { decide, type CheckResult } from '../domain/analysis';
 import { PolicyError, resolvePolicy } from '../domain/policy-resolution';
 import type { ResolvedPolicy } from '../domain/policy';
 import { ConfigError } from '../config/env';
@@ -9,7 +9,7 @@ import type { MetricsProvider } from '../providers/metrics/types';
 import type { Notifier, ReleaseNotification } from '../providers/notify/types';
 import { DRY_RUN_KIND } from '../providers/targets/dry-run';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
-import { analysisRound, decide } from './analysis';
+import { analysisRound } from './analysis';
 import type {
   AnalysisHeartbeat,
   AnalysisSegment,

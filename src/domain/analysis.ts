@@ -30,6 +30,48 @@ export interface AnalysisCounters {
   requests: number;
 }
 
+/** Folds one round into the counters and says whether the stage must stop. */
+export function decide(
+  counters: AnalysisCounters,
+  results: CheckResult[],
+  requests: number,
+  limits: { failureLimit: number; inconclusiveLimit: number },
+): { counters: AnalysisCounters; decision: AnalysisDecision; reason: string } {
+  const failed = results.filter((r) => r.verdict === 'fail');
+  const inconclusive = results.filter((r) => r.verdict === 'inconclusive' && !r.warmingUp);
+  const warmingUp = results.some((r) => r.warmingUp);
+  const next: AnalysisCounters = {
+    rounds: counters.rounds + 1,
+    failures: counters.failures + (failed.length > 0 ? 1 : 0),
+    inconclusive:
+      failed.length === 0 && inconclusive.length > 0
+        ? counters.inconclusive + 1
+        : failed.length > 0 || warmingUp
+          ? counters.inconclusive
+          : 0,
+    requests: counters.requests + requests,
+  };
+  const describe = (rs: CheckResult[]) => rs.map((r) => `${r.check}: ${r.reason}`).join('; ');
+  const critical = failed.filter((r) => r.critical);
+  if (critical.length > 0)
+    return { counters: next, decision: 'critical', reason: `critical check failed — ${describe(critical)}` };
+  if (next.failures >= limits.failureLimit) {
+    return {
+      counters: next,
+      decision: 'failed',
+      reason: `${next.failures} failed analysis rounds (limit ${limits.failureLimit}) — ${describe(failed)}`,
+    };
+  }
+  if (next.inconclusive >= limits.inconclusiveLimit) {
+    return {
+      counters: next,
+      decision: 'inconclusive',
+      reason: `${next.inconclusive} inconclusive analysis rounds in a row (limit ${limits.inconclusiveLimit}) — ${describe(inconclusive)}`,
+    };
+  }
+  return { counters: next, decision: 'healthy', reason: failed.length > 0 ? describe(failed) : 'healthy' };
+}
+
 /**
  * The checks that can be judged when `percent` of the fleet runs the new version: at 100% no stable population is
  * left, so baseline comparisons are dropped (a check that only compares is dropped entirely).

@@ -1,5 +1,5 @@
-import { analysisRound, decide } from '../../src/activities/analysis';
-import { checksAt, type CheckResult } from '../../src/domain/analysis';
+import { analysisRound } from '../../src/activities/analysis';
+import { checksAt, decide, type CheckResult } from '../../src/domain/analysis';
 import type { Check } from '../../src/domain/policy';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
 

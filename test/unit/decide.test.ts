@@ -1,5 +1,4 @@
-import { decide } from '../../src/activities/analysis';
-import type { AnalysisCounters, CheckResult, Verdict } from '../../src/domain/analysis';
+import { decide, type AnalysisCounters, type CheckResult, type Verdict } from '../../src/domain/analysis';
 
 const zero: AnalysisCounters = { rounds: 0, failures: 0, inconclusive: 0, requests: 0 };
 const limits = { failureLimit: 3, inconclusiveLimit: 2 };
