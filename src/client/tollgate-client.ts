@@ -11,13 +11,13 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { AnalysisHeartbeat } from '../activities/types';
 import { CONTROL_SCHEMAS, CONTROL_UPDATES, statusQuery, type ControlInput, type ControlName } from '../domain/messages';
 import {
-  describeZodError,
   releaseRequestSchema,
   releaseWorkflowId,
   serviceNameSchema,
   type ReleaseRequestInput,
   type ReleaseResult,
 } from '../domain/release';
+import { describeZodError } from '../domain/zod-errors';
 import { TollgateService, TollgateState, TollgateVersion } from '../domain/search-attributes';
 import { formatDuration } from '../domain/duration';
 import { RELEASE_STATES, type EndedExecution, type ReleaseState, type ReleaseStatus } from '../domain/status';

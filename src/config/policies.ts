@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { z } from 'zod';
 import { orgPolicySchema, servicePolicySchema, type OrgPolicy, type ServicePolicy } from '../domain/policy';
-import { describeZodError, serviceNameSchema } from '../domain/release';
+import { serviceNameSchema } from '../domain/release';
+import { describeZodError } from '../domain/zod-errors';
 
 /** A policy file that is missing, unreadable or invalid; the message names the file and the field. */
 export class PolicyFileError extends Error {

@@ -1,6 +1,6 @@
 import { sameIdentity } from './identity';
 import { CONTROL_SCHEMAS, type ControlName } from './messages';
-import { describeZodError } from './release';
+import { describeZodError } from './zod-errors';
 import type { GateName, ReleaseState } from './status';
 
 /** What the decision on a human message depends on. */

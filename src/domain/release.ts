@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { policyOverrideSchema } from './policy';
-import { freeText, personName, printable } from './text';
+import { freeText, personName } from './text';
 
 /** Service names become workflow IDs (`release-<service>`), search attributes and file names. */
 export const serviceNameSchema = z
@@ -64,18 +64,4 @@ export interface ReleaseResult {
   endedAt: string;
   /** The release ran on the dry-run target: nothing was deployed, whatever the outcome says. */
   dryRun?: true;
-}
-
-/**
- * Answers a z.ZodError with "field: message; field: message", naming each bad field. Messages may echo the input (a
- * bad duration, an unknown key): printable and cut, so the answer stays one line and shows what was sent.
- */
-export function describeZodError(error: z.ZodError, root?: string): string {
-  return error.issues
-    .slice(0, 10)
-    .map((issue) => {
-      const path = [root, ...issue.path.map(String)].filter(Boolean).join('.');
-      return `${printable(path || '(input)', 200)}: ${printable(issue.message, 300)}`;
-    })
-    .join('; ');
 }

@@ -3,7 +3,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../config/env';
 import { DRY_RUN_TARGETS } from '../config/worker-config';
-import { describeZodError } from '../domain/release';
+import { describeZodError } from '../domain/zod-errors';
 import type { Logger } from '../logger';
 import { PrometheusProvider } from './metrics/prometheus';
 import type { Notifier } from './notify/types';

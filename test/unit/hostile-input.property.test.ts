@@ -13,7 +13,8 @@ import {
   type ServicePolicy,
 } from '../../src/domain/policy';
 import { PolicyError, resolvePolicy } from '../../src/domain/policy-resolution';
-import { describeZodError, MAX_REQUEST_CHARS, releaseRequestSchema } from '../../src/domain/release';
+import { MAX_REQUEST_CHARS, releaseRequestSchema } from '../../src/domain/release';
+import { describeZodError } from '../../src/domain/zod-errors';
 import { RELEASE_STATES, type ReleaseStatus } from '../../src/domain/status';
 import { markdownText, printableJson } from '../../src/domain/text';
 import { renderList, renderStatus } from '../../src/client/render';

@@ -1,7 +1,8 @@
 import type { z } from 'zod';
 import { CONTROL_SCHEMAS } from '../../src/domain/messages';
 import { orgPolicySchema, servicePolicySchema } from '../../src/domain/policy';
-import { describeZodError, releaseRequestSchema } from '../../src/domain/release';
+import { releaseRequestSchema } from '../../src/domain/release';
+import { describeZodError } from '../../src/domain/zod-errors';
 
 const request = { service: 'checkout', version: '1.4.2', initiator: 'alice' };
 const withPolicy = (policy: unknown) => ({ ...request, policy });

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ConfigError } from '../../config/env';
 import { NOTIFY_ACTIVITY_TIMEOUT_MS, NOTIFY_DELIVERY_BUDGET_MS } from '../../domain/notify-budget';
 import { redactUrlCredentials } from '../../domain/redact';
-import { describeZodError } from '../../domain/release';
+import { describeZodError } from '../../domain/zod-errors';
 import { printable } from '../../domain/text';
 import type { Logger } from '../../logger';
 import { splitUrlCredentials } from '../url-credentials';
