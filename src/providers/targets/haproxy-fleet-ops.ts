@@ -78,10 +78,14 @@ export class FleetOps {
     return state.instances.find((i) => i.slot === null);
   }
 
-  /** Starts `version` in a free slot, enables it once HAProxy sees it UP, then drains and stops `old`. */
+  /**
+   * Starts `version` in a free slot, enables it once HAProxy sees it UP, then drains and stops `old`. The new instance
+   * becomes a member in the same save that marks `old` retiring: a worker killed between the two would otherwise leave
+   * both serving, one member too many that no later step takes out (a retried step counts it as done).
+   */
   async replace(state: FleetState, old: Instance | undefined, version: string, track: InstanceTrack, key: string) {
     const slot = await this.freeSlot(state);
-    const started = await this.start(state, { version, track, slot, key });
+    const started = await this.start(state, { version, track, slot, key, replaces: old });
     if (old) await this.retire(state, old, key);
     return started;
   }
@@ -95,7 +99,16 @@ export class FleetOps {
 
   async start(
     state: FleetState,
-    spec: { version: string; track: InstanceTrack; slot: string | null; key: string; id?: string; port?: number },
+    spec: {
+      version: string;
+      track: InstanceTrack;
+      slot: string | null;
+      key: string;
+      id?: string;
+      port?: number;
+      /** The instance this one takes over from: retiring from the moment this one serves. */
+      replaces?: Instance | undefined;
+    },
   ): Promise<Instance> {
     const id = spec.id ?? `${this.cfg.service}-${state.nextInstance++}`;
     const port = spec.port ?? (await this.allocatePort(state));
@@ -137,6 +150,7 @@ export class FleetOps {
       throw err;
     }
     instance.status = 'serving';
+    if (spec.replaces) spec.replaces.status = 'retiring';
     await this.store.save(state);
     this.log.info({ ...describe(instance) }, 'instance serving');
     return instance;
