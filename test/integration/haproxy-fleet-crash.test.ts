@@ -1,0 +1,153 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
+import { commandLineOf } from '../../src/providers/targets/fleet-process';
+import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
+import { HaproxyFleetTarget } from '../../src/providers/targets/haproxy-fleet';
+import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
+import type { DeployStep } from '../../src/providers/targets/types';
+import {
+  compileDemo,
+  freePort,
+  quietLogger,
+  randomBasePort,
+  removeDir,
+  serviceCommand,
+  tempStateDir,
+  versionsServing,
+} from '../helpers/fleet';
+
+/**
+ * A worker SIGKILLed in the middle of a replacement — the new instance serving, the one it replaces not yet retired —
+ * and the step retried by a restarted worker (a new target over the same state dir), as the crash suite does at
+ * random: the fleet must come out with fleetSize members, not one more. Real HAProxy and demo-service processes;
+ * the dying worker is fleet-crash-child.ts in a process of its own.
+ */
+jest.setTimeout(60_000);
+
+const SERVICE = 'crashfleet';
+const STABLE = '1.0.0';
+const NEXT = '1.1.0';
+const FLEET_SIZE = 4;
+const step = (release: string, name: string, extra: Partial<DeployStep>): DeployStep => ({
+  key: `${release}/${name}`,
+  releaseId: release,
+  service: SERVICE,
+  version: NEXT,
+  stableVersion: STABLE,
+  track: 'production',
+  ...extra,
+});
+
+let fleet: Fleet;
+let stateDir: string | undefined;
+let buildDir: string | undefined;
+let childJs: string;
+let serviceJs: string;
+const logger = quietLogger();
+
+beforeAll(async () => {
+  const { js, dir } = await compileDemo(['demo/service.ts', 'test/integration/fleet-crash-child.ts']);
+  buildDir = dir;
+  childJs = js('test/integration/fleet-crash-child.ts');
+  serviceJs = js('demo/service.ts');
+});
+
+afterAll(async () => {
+  if (buildDir) await removeDir(buildDir);
+});
+
+// A fleet of its own for each test: what one crash leaves behind must not decide what the next test sees.
+beforeEach(async () => {
+  stateDir = await tempStateDir('crashfleet');
+  fleet = await startFleet({
+    service: SERVICE,
+    version: STABLE,
+    fleetSize: FLEET_SIZE,
+    frontendPort: await freePort(),
+    basePort: randomBasePort(),
+    stagingPort: await freePort(),
+    command: serviceCommand(serviceJs),
+    stateDir,
+    logger,
+  });
+});
+
+afterEach(async () => {
+  try {
+    await fleet?.stop();
+  } finally {
+    if (stateDir) await removeDir(stateDir);
+  }
+});
+
+/** Runs `op(step)` in a worker process that SIGKILLs itself once an instance it started is a serving member. */
+async function killedDuring(op: 'apply' | 'undo', s: DeployStep): Promise<void> {
+  const child = spawn(process.execPath, [childJs, JSON.stringify({ options: fleet.target.options, op, step: s })], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  expect({ code, signal, stderr }).toEqual({ code: null, signal: 'SIGKILL', stderr: '' });
+}
+
+const restartedWorker = () => new HaproxyFleetTarget({ ...fleet.target.options, logger });
+
+/** The fleet as the crash suite's check sees it: members behind the frontend (any status), UP slots, strays. */
+async function fleetView() {
+  const state = await fleet.target.readState();
+  const members = state.instances
+    .filter((i) => i.slot !== null)
+    .map((i) => `${i.version} ${i.track} ${i.status}`)
+    .sort();
+  const stats = await new HaproxyRuntime(fleet.socketPath).serverStats(fleet.backend);
+  const up = stats.filter((s) => s.status.startsWith('UP')).length;
+  const known = new Set(state.instances.map((i) => i.id));
+  const strays = readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map((pid) => commandLineOf(Number(pid)) ?? [])
+    .map((argv) => (argv.includes('--instance') ? argv[argv.indexOf('--instance') + 1] : undefined))
+    .filter((id): id is string => id?.startsWith(`${SERVICE}-`) === true && !known.has(id));
+  return { members, up, strays };
+}
+
+const times = (n: number, member: string): string[] => Array.from({ length: n }, () => member);
+const onStable = { members: times(FLEET_SIZE, `${STABLE} stable serving`), up: FLEET_SIZE, strays: [] };
+
+test('a wave killed as its new instance starts serving, then applied again and undone, keeps 4 members', async () => {
+  const canary = step('r1', 'canary', { track: 'canary', canaryInstances: 1 });
+  const wave50 = step('r1', 'production-50', { percent: 50 });
+  await fleet.target.apply(canary);
+  await killedDuring('apply', wave50);
+
+  const restarted = restartedWorker();
+  // The instance being replaced was already handed over: the restarted worker finishes its retirement.
+  expect(await restarted.reconcile()).toMatchObject({ dropped: [], restarted: [], retired: [expect.any(String)] });
+  expect(await restarted.apply(wave50)).toMatchObject({ applied: true });
+  const applied = await fleetView();
+  for (const s of [wave50, canary]) expect((await restarted.undo(s)).applied).toBe(true);
+  expect({ applied, undone: await fleetView() }).toEqual({
+    applied: {
+      members: [...times(2, `${STABLE} stable serving`), ...times(2, `${NEXT} canary serving`)],
+      up: FLEET_SIZE,
+      strays: [],
+    },
+    undone: onStable,
+  });
+  expect(await versionsServing(fleet.frontendUrl, 40)).toEqual({ [STABLE]: 40 });
+});
+
+test('an undo killed as the stable instance it starts begins serving, then retried, keeps 4 members', async () => {
+  const canary = step('r2', 'canary', { track: 'canary', canaryInstances: 1 });
+  const wave50 = step('r2', 'production-50', { percent: 50 });
+  const first = restartedWorker();
+  await first.apply(canary);
+  await first.apply(wave50);
+  await killedDuring('undo', wave50);
+
+  const restarted = restartedWorker();
+  for (const s of [wave50, canary]) expect((await restarted.undo(s)).applied).toBe(true);
+  expect(await fleetView()).toEqual(onStable);
+  expect(await versionsServing(fleet.frontendUrl, 40)).toEqual({ [STABLE]: 40 });
+});
