@@ -9,7 +9,7 @@ import {
   type WorkerOptions,
 } from '@temporalio/worker';
 import { createActivities } from './activities';
-import { releaseLogAttributes } from './activities/log-attributes';
+import { releaseLogAttributes } from './interceptors/log-attributes';
 import { ConfigError } from './config/env';
 import { PolicyStore } from './config/policies';
 import { createMetrics, createNotifier, createTarget } from './providers';

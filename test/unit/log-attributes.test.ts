@@ -1,6 +1,6 @@
 import type { LogLevel, LogMetadata } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { releaseFieldsOf, releaseLogAttributes } from '../../src/activities/log-attributes';
+import { releaseFieldsOf, releaseLogAttributes } from '../../src/interceptors/log-attributes';
 import type { DeployStep } from '../../src/providers/targets/types';
 
 const step: DeployStep = {
