@@ -1,0 +1,67 @@
+import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
+import type { createActivities } from '../activities';
+import { NOTIFY_ACTIVITY_TIMEOUT_MS } from '../domain/notify-budget';
+
+/** Every activity the release calls, with the options it is called with: each set's one-line why beside it. */
+
+export type Activities = ReturnType<typeof createActivities>;
+
+/**
+ * Errors that say retrying cannot help: a step the fleet cannot carry out, a service with no target, a check whose
+ * query cannot be built. The first two fail non-retryable by themselves; the list also covers a worker still
+ * running code from before they did.
+ */
+const nonRetryableErrorTypes = ['FleetStepError', 'ConfigError', 'CheckQueryError'];
+
+/** Lookups and bookkeeping: quick, and safe to repeat. */
+export const quick = proxyActivities<Activities>({
+  startToCloseTimeout: '1m',
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
+});
+
+/**
+ * Deploys wait for a cancelled attempt to finish: an undo must never race the step it reverts. Deploys and undos
+ * heartbeat every 5 s while the target works, so a worker that died mid-step is noticed within 20 s.
+ */
+export const deploys = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '20s',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: {
+    initialInterval: '2s',
+    backoffCoefficient: 2,
+    maximumInterval: '1m',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes,
+  },
+});
+
+/** One attempt per call: the workflow retries undos itself so every failed attempt shows in `status`. */
+export const undos = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '20s',
+  retry: { maximumAttempts: 1 },
+});
+
+/** One attempt: the notifier retries on its own, and a lost notification must never hold a release up. */
+export const notifications = proxyActivities<Activities>({
+  startToCloseTimeout: NOTIFY_ACTIVITY_TIMEOUT_MS,
+  retry: { maximumAttempts: 1 },
+});
+
+/**
+ * A crashed stretch is noticed within two minutes; a shorter timeout would multiply heartbeats, which Temporal Cloud
+ * bills as actions (the SDK sends one per 80% of the timeout: ~6,300 over a 7-day bake instead of ~25,000 at 30 s).
+ */
+export const analyses = proxyActivities<Activities>({
+  startToCloseTimeout: '1m', // replaced per call with the stretch's length
+  heartbeatTimeout: '2m',
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
+});
+
+/** The innermost message: an ActivityFailure says only "Activity task failed"; its cause says why. */
+export function failureMessage(err: unknown): string {
+  let current = err;
+  while (current instanceof Error && current.cause instanceof Error) current = current.cause;
+  return current instanceof Error ? current.message : String(current);
+}
