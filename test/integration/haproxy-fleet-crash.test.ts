@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
-import { commandLineOf } from '../../src/providers/targets/fleet-process';
+import { writeFile } from 'node:fs/promises';
+import { commandLineOf, isAlive } from '../../src/providers/targets/fleet-process';
 import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
 import { HaproxyFleetTarget } from '../../src/providers/targets/haproxy-fleet';
 import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
@@ -150,4 +151,36 @@ test('an undo killed as the stable instance it starts begins serving, then retri
   for (const s of [wave50, canary]) expect((await restarted.undo(s)).applied).toBe(true);
   expect(await fleetView()).toEqual(onStable);
   expect(await versionsServing(fleet.frontendUrl, 40)).toEqual({ [STABLE]: 40 });
+});
+
+test('an instance alive but not answering its health check is stopped when reconcile restarts it, not left running', async () => {
+  const state = await fleet.target.readState();
+  const id = `${SERVICE}-${state.nextInstance}`;
+  const port = await freePort();
+  // Its command line names its id and port, as an instance's does; it never listens, like a hung instance.
+  const hung = spawn(
+    process.execPath,
+    ['-e', 'setInterval(() => {}, 1000)', '--', '--port', String(port), '--instance', id],
+    { detached: true, stdio: 'ignore' },
+  );
+  hung.unref();
+  const pid = hung.pid!;
+  try {
+    state.nextInstance += 1;
+    state.instances.push({
+      id,
+      version: STABLE,
+      track: 'staging',
+      port,
+      pid,
+      slot: null,
+      status: 'serving',
+      startedAt: new Date().toISOString(),
+    });
+    await writeFile(fleet.target.statePath, JSON.stringify(state));
+    expect(await restartedWorker().reconcile()).toMatchObject({ restarted: [id] });
+    expect(await isAlive(pid)).toBe(false);
+  } finally {
+    if (await isAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
 });

@@ -230,9 +230,14 @@ export class FleetOps {
     return report;
   }
 
-  /** A dead instance comes back under its own id, version and slot, on a fresh port. */
+  /**
+   * A dead instance comes back under its own id, version and slot, on a fresh port. One whose process still runs but
+   * did not answer its health check (hung, or slow on a loaded machine) is stopped first: its successor takes its id,
+   * so nothing would ever own it again.
+   */
   private async restart(state: FleetState, dead: Instance, key: string): Promise<void> {
-    this.log.warn({ ...describe(dead) }, 'instance is gone; restarting it');
+    this.log.warn({ ...describe(dead) }, 'instance is gone or not healthy; restarting it');
+    for (const pid of await pidsOf(dead)) await stopProcess(pid, this.cfg.timeouts.stopMs);
     state.instances = state.instances.filter((i) => i !== dead);
     await this.store.record({ action: 'stop', key, ...describe(dead) });
     const port = dead.slot === null ? this.cfg.stagingPort : undefined;
