@@ -27,17 +27,65 @@ export interface ActivityDeps {
   logger: Logger;
   /** Where release events go (webhooks); none configured means none sent. */
   notifier?: Notifier;
-  /** How often a long analysis heartbeats while it waits between rounds (tests shorten it). */
+  /** How often deploys and undos heartbeat while the target works (tests shorten it). */
   heartbeatEveryMs?: number;
+  /**
+   * The least time between two heartbeats of an analysis stretch that show a new round (TOLLGATE_ANALYSIS_HEARTBEAT):
+   * 0 shows every round, Infinity only what liveness needs. Left out: every round.
+   */
+  analysisHeartbeatMs?: number;
 }
 
-/** Heartbeats while waiting, so a cancelled or crashed attempt is noticed long before the next round. */
-async function waitHeartbeating(ms: number, everyMs: number, details: unknown): Promise<void> {
-  const ctx = Context.current();
-  const until = Date.now() + ms;
-  for (let left = ms; left > 0; left = until - Date.now()) {
-    ctx.heartbeat(details);
-    await ctx.sleep(Math.min(left, everyMs));
+/** A stretch scheduled without a heartbeat timeout still heartbeats (cancellation comes that way), as if it had this. */
+const FALLBACK_HEARTBEAT_TIMEOUT_MS = 600_000;
+
+/**
+ * When an analysis stretch heartbeats. Every heartbeat that reaches the server is a billable action, so a stretch
+ * sends one only when there is a round `status` has not seen and `spacingMs` has passed since the last, or when
+ * liveness needs one: after 80% of the heartbeat timeout, the margin the SDK's own throttle keeps. The activity's
+ * start counts as a heartbeat (the server's timeout runs from it), and a round that ends the stretch is not sent:
+ * its result is.
+ */
+class StretchBeats {
+  private sentAt = Date.now();
+  private sentRound: number;
+  private readonly livenessMs: number;
+  private readonly spacingMs: number;
+
+  constructor(
+    private readonly ctx: Context,
+    spacingMs: number,
+    startRound: number,
+  ) {
+    this.livenessMs = 0.8 * (ctx.info.heartbeatTimeoutMs ?? FALLBACK_HEARTBEAT_TIMEOUT_MS);
+    this.spacingMs = Math.min(spacingMs, this.livenessMs);
+    this.sentRound = startRound;
+  }
+
+  /** When the next heartbeat falls due for `beat`. */
+  dueAt(beat: AnalysisHeartbeat): number {
+    const unseen = beat.counters.rounds > this.sentRound;
+    return this.sentAt + (unseen ? this.spacingMs : this.livenessMs);
+  }
+
+  /** Heartbeats `beat` if one is due. */
+  offer(beat: AnalysisHeartbeat): void {
+    const now = Date.now();
+    if (now < this.dueAt(beat)) return;
+    this.ctx.heartbeat(beat);
+    this.sentAt = now;
+    this.sentRound = beat.counters.rounds;
+  }
+
+  /** Waits `ms`, heartbeating `beat` whenever one falls due; a cancellation or worker shutdown ends the wait. */
+  async wait(ms: number, beat: AnalysisHeartbeat): Promise<void> {
+    const until = Date.now() + ms;
+    for (;;) {
+      this.offer(beat);
+      const now = Date.now();
+      if (now >= until) return;
+      await this.ctx.sleep(Math.max(1, Math.min(until, this.dueAt(beat)) - now));
+    }
   }
 }
 
@@ -64,6 +112,7 @@ export function createActivities({
   logger,
   notifier,
   heartbeatEveryMs = 5_000,
+  analysisHeartbeatMs = 0,
 }: ActivityDeps) {
   const releaseLog = (c: Pick<ReleaseContext, 'releaseId' | 'service' | 'version' | 'stage' | 'track'>) =>
     logger.child({ releaseId: c.releaseId, service: c.service, version: c.version, stage: c.stage, track: c.track });
@@ -120,20 +169,24 @@ export function createActivities({
       return results;
     },
 
-    /** Runs rounds of analysis, one per interval, until a decision or `maxRounds`; resumes from heartbeats on retry. */
+    /**
+     * Runs rounds of analysis, one per interval, until a decision or `maxRounds`; resumes from heartbeats on retry.
+     * A round that decides (a failure, inconclusive, the requests met) returns at once: no heartbeat waits for it.
+     */
     async analyze(input: AnalyzeInput): Promise<AnalysisSegment> {
       const ctx = Context.current();
       const log = releaseLog(input.context);
       const resumed = ctx.info.heartbeatDetails as AnalysisHeartbeat | undefined;
       let beat: AnalysisHeartbeat = resumed ?? { counters: input.counters, checks: [] };
+      const beats = new StretchBeats(ctx, analysisHeartbeatMs, beat.counters.rounds);
       const firstRound = beat.counters.rounds - input.counters.rounds;
       for (let round = firstRound; round < input.maxRounds; round++) {
         try {
-          await waitHeartbeating(input.intervalMs, heartbeatEveryMs, beat);
+          await beats.wait(input.intervalMs, beat);
         } catch (err) {
-          // A worker shutting down ends the stretch with the rounds it ran: heartbeats reach the server throttled (up
-          // to a minute apart), so failing here would make the retry repeat them. With no new round, the retry
-          // resumes exactly where this attempt began.
+          // A worker shutting down ends the stretch with the rounds it ran: heartbeats reach the server minutes
+          // apart, so failing here would make the retry repeat them. With no new round, the retry resumes exactly
+          // where this attempt began.
           if (err instanceof CancelledFailure && err.message === 'WORKER_SHUTDOWN' && round > firstRound) {
             log.info({ counters: beat.counters }, 'analysis stretch cut short by worker shutdown');
             return { ...beat, decision: 'healthy', reason: 'stretch cut short: worker shutting down', cutShort: true };
@@ -151,12 +204,12 @@ export function createActivities({
         const before = beat.counters.requests;
         const { counters, decision, reason } = decide(beat.counters, results, requests, input);
         beat = { counters, checks: results };
-        ctx.heartbeat(beat);
         log.info({ round: counters.rounds, decision, counters, results }, 'analysis round');
         if (decision !== 'healthy') return { ...beat, decision, reason };
         const requestsMet =
           input.requestsRequired > 0 && before < input.requestsRequired && counters.requests >= input.requestsRequired;
         if (requestsMet) return { ...beat, decision, reason: `${counters.requests} requests served` };
+        if (round + 1 < input.maxRounds) beats.offer(beat);
       }
       return { ...beat, decision: 'healthy', reason: 'healthy' };
     },

@@ -35,11 +35,29 @@ const workerEnvFields = connectionEnvSchema.and(
       .max(100_000)
       .default(1_000),
     /**
-     * How often at most an activity's heartbeat reaches the server. Each is a billable action, and an analysis
-     * stretch's rounds reach `status` only through them: 60 s (the SDK's default) suits analysis every minute or
-     * more; the demo, analysing every 10 s, sets 10s so that `tollgate watch` follows each round.
+     * How often at most an activity's heartbeat reaches the server (the SDK's throttle, capped at 80% of each
+     * activity's heartbeat timeout). With TOLLGATE_ANALYSIS_HEARTBEAT=round it also caps how often rounds reach
+     * `status`: the demo, analysing every 10 s, sets 10s so that `tollgate watch` follows each round.
      */
     TOLLGATE_MAX_HEARTBEAT_THROTTLE: durationMs.default(60_000),
+    /**
+     * How often a running analysis stretch heartbeats, in milliseconds between heartbeats that show a new round: each
+     * is a billable action, and `status` sees a stretch's rounds only through them (or at its report). `liveness`
+     * (Infinity): only what the heartbeat timeout needs, one per 80% of it; `round` (0): every round, as the demo
+     * watches; or a duration in between. Measured side by side in BENCHMARKS.md §5.
+     */
+    TOLLGATE_ANALYSIS_HEARTBEAT: z
+      .union(
+        [
+          z.literal('liveness').transform(() => Number.POSITIVE_INFINITY),
+          z.literal('round').transform(() => 0),
+          durationMs,
+        ],
+        {
+          error: 'expected liveness, round or a duration such as 2m',
+        },
+      )
+      .default(Number.POSITIVE_INFINITY),
     TOLLGATE_POLICY_DIR: z.string().min(1).default('policies'),
     /**
      * YAML file mapping services to deployment targets, or `dry-run` to send every service to the dry-run target,

@@ -77,41 +77,45 @@ test('a failing target step still stops the heartbeats and surfaces its error', 
   expect(beats).toBe(afterFailure);
 });
 
+const input: AnalyzeInput = {
+  context: {
+    releaseId: 'r1',
+    service: 'checkout',
+    version: '1.1.0',
+    stableVersion: '1.0.0',
+    stage: 'canary',
+    track: 'canary',
+  },
+  checks: [{ name: 'errors', template: 'error-ratio', max: 0.01, critical: false }],
+  intervalMs: 40,
+  maxRounds: 1_000,
+  counters: { rounds: 7, failures: 1, inconclusive: 0, requests: 700 },
+  failureLimit: 3,
+  inconclusiveLimit: 3,
+  requestsRequired: 0,
+};
+// Every query answers one sample at once: an error ratio of `errorRatio`, 10 requests per round.
+const instantMetrics = (errorRatio = 0): MetricsProvider => ({
+  kind: 'instant',
+  isOnline: () => Promise.resolve(true),
+  query: () => Promise.resolve(errorRatio),
+  queryRange: (query) => Promise.resolve([query.includes('increase') ? 10 : errorRatio]),
+});
+
+/** `analyze` of activities whose stretches heartbeat a new round at most every `analysisHeartbeatMs`. */
+function analyzer(metrics: MetricsProvider, analysisHeartbeatMs?: number) {
+  const activities = createActivities({
+    target: slowTarget(0),
+    metrics,
+    policies: new PolicyStore('/nonexistent'),
+    logger: pino({ level: 'silent' }),
+    ...(analysisHeartbeatMs !== undefined && { analysisHeartbeatMs }),
+  });
+  return (i: AnalyzeInput) => activities.analyze(i);
+}
+
 describe('an analysis stretch when its worker shuts down', () => {
-  const input: AnalyzeInput = {
-    context: {
-      releaseId: 'r1',
-      service: 'checkout',
-      version: '1.1.0',
-      stableVersion: '1.0.0',
-      stage: 'canary',
-      track: 'canary',
-    },
-    checks: [{ name: 'errors', template: 'error-ratio', max: 0.01, critical: false }],
-    intervalMs: 40,
-    maxRounds: 1_000,
-    counters: { rounds: 7, failures: 1, inconclusive: 0, requests: 700 },
-    failureLimit: 3,
-    inconclusiveLimit: 3,
-    requestsRequired: 0,
-  };
-  // Every query answers one healthy sample at once: an error ratio of 0, 10 requests per round.
-  const metrics: MetricsProvider = {
-    kind: 'instant',
-    isOnline: () => Promise.resolve(true),
-    query: () => Promise.resolve(0),
-    queryRange: (query) => Promise.resolve([query.includes('increase') ? 10 : 0]),
-  };
-  const analyze = () => {
-    const activities = createActivities({
-      target: slowTarget(0),
-      metrics,
-      policies: new PolicyStore('/nonexistent'),
-      logger: pino({ level: 'silent' }),
-      heartbeatEveryMs: 10,
-    });
-    return (i: AnalyzeInput) => activities.analyze(i);
-  };
+  const analyze = () => analyzer(instantMetrics(), 0);
 
   // A wait that times out leaves its stretch running (up to maxRounds intervals); stop it with the failed test.
   let stopAfter: MockActivityEnvironment | undefined;
@@ -160,4 +164,90 @@ describe('an analysis stretch when its worker shuts down', () => {
     expect(segment.counters.rounds).toBe(9);
     expect(segment.cutShort).toBeUndefined();
   });
+});
+
+/**
+ * Every heartbeat that reaches the server is a billable action. A stretch sends one when liveness needs it (80% of its
+ * heartbeat timeout without one) or when a round `status` has not seen is due to be shown — every round with 0, never
+ * with Infinity — and none for the round that ends it (its result reports that).
+ */
+describe('when an analysis stretch heartbeats', () => {
+  interface Beat {
+    at: number;
+    rounds: number;
+  }
+  async function runStretch(
+    opts: { spacingMs: number; heartbeatTimeoutMs: number; errorRatio?: number },
+    stretch: Partial<AnalyzeInput>,
+  ) {
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: opts.heartbeatTimeoutMs });
+    const beats: Beat[] = [];
+    env.on('heartbeat', (beat: AnalysisHeartbeat) => beats.push({ at: Date.now(), rounds: beat.counters.rounds }));
+    const startedAt = Date.now();
+    const segment: AnalysisSegment = await env.run(analyzer(instantMetrics(opts.errorRatio), opts.spacingMs), {
+      ...input,
+      ...stretch,
+    });
+    // From the start (which the server's heartbeat timeout runs from) to the first heartbeat, and between each.
+    const times = [startedAt, ...beats.map((b) => b.at)];
+    const gaps = times.slice(1).map((at, i) => at - (times[i] ?? at));
+    return { segment, beats, gaps, elapsedMs: Date.now() - startedAt };
+  }
+
+  it('spaced by liveness: one per 80% of the heartbeat timeout, each with the latest round, not one per round', async () => {
+    const { segment, beats, gaps } = await runStretch(
+      { spacingMs: Number.POSITIVE_INFINITY, heartbeatTimeoutMs: 500 },
+      { intervalMs: 25, maxRounds: 64 },
+    );
+    expect(segment.counters.rounds).toBe(7 + 64);
+    // 64 rounds of 25 ms: 1.6 s, one heartbeat per 400 ms.
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    expect(beats.length).toBeLessThanOrEqual(4);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(399);
+    const rounds = beats.map((b) => b.rounds);
+    expect(rounds).toEqual([...rounds].sort((a, b) => a - b));
+    expect(new Set(rounds).size).toBe(rounds.length);
+  });
+
+  it('every round: one heartbeat per round that does not end the stretch, and nothing else', async () => {
+    const { segment, beats } = await runStretch(
+      { spacingMs: 0, heartbeatTimeoutMs: 600_000 },
+      { intervalMs: 20, maxRounds: 30 },
+    );
+    expect(segment.counters.rounds).toBe(37);
+    // Rounds 8 … 36 heartbeat as they land; the 30th (37) is in the result.
+    expect(beats.map((b) => b.rounds)).toEqual(Array.from({ length: 29 }, (_, i) => 8 + i));
+  });
+
+  it('keeps alive between rounds further apart than the heartbeat timeout allows', async () => {
+    const { beats, gaps } = await runStretch(
+      { spacingMs: 0, heartbeatTimeoutMs: 1_000 },
+      { intervalMs: 1_200, maxRounds: 2 },
+    );
+    // At 800 ms (alive, round 7 still), 1,200 ms (round 8) and 2,000 ms (alive); round 9 ends the stretch.
+    expect(beats.map((b) => b.rounds)).toEqual([7, 8, 8]);
+    expect(Math.max(...gaps)).toBeLessThan(1_000);
+  });
+
+  it.each([
+    ['critical', true, 1],
+    ['failed', false, 3],
+  ])(
+    'a %s round returns at once, however far apart heartbeats are: the workflow rolls back on the result',
+    async (decision, critical, rounds) => {
+      const { segment, beats, elapsedMs } = await runStretch(
+        { spacingMs: Number.POSITIVE_INFINITY, heartbeatTimeoutMs: 600_000, errorRatio: 0.5 },
+        {
+          intervalMs: 30,
+          maxRounds: 1_000,
+          counters: { rounds: 7, failures: 0, inconclusive: 0, requests: 700 },
+          checks: [{ name: 'errors', template: 'error-ratio', max: 0.01, critical }],
+        },
+      );
+      expect(segment.decision).toBe(decision);
+      expect(segment.counters.rounds).toBe(7 + rounds);
+      expect(elapsedMs).toBeLessThan(30 * rounds + 1_000);
+      expect(beats).toEqual([]);
+    },
+  );
 });

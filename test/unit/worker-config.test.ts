@@ -20,6 +20,19 @@ describe('worker capacity settings', () => {
     );
   });
 
+  it('heartbeats a running analysis only as liveness needs by default; round, liveness or a duration otherwise', () => {
+    const cadence = (value?: string) =>
+      loadWorkerConfig(value === undefined ? {} : { TOLLGATE_ANALYSIS_HEARTBEAT: value }).TOLLGATE_ANALYSIS_HEARTBEAT;
+    expect(cadence()).toBe(Number.POSITIVE_INFINITY);
+    expect(cadence('liveness')).toBe(Number.POSITIVE_INFINITY);
+    expect(cadence('round')).toBe(0);
+    expect(cadence('2m')).toBe(120_000);
+    expect(() => cadence('often')).toThrow(ConfigError);
+    expect(() => cadence('often')).toThrow(
+      'invalid configuration: TOLLGATE_ANALYSIS_HEARTBEAT: expected liveness, round or a duration such as 2m',
+    );
+  });
+
   it('takes the workflow cache size from TOLLGATE_MAX_CACHED_WORKFLOWS', () => {
     expect(loadWorkerConfig({ TOLLGATE_MAX_CACHED_WORKFLOWS: '250' }).TOLLGATE_MAX_CACHED_WORKFLOWS).toBe(250);
   });
