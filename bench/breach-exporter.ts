@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { REQUESTS_TOTAL } from '../src/domain/check-templates';
+import { REQUESTS_TOTAL } from '../src/domain/metric-names';
 
 /**
  * A scrape target standing in for the demo fleet: request counters of any number of services' stable baselines and

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { checkQueries, REQUESTS_TOTAL } from '../src/domain/check-templates';
+import { checkQueries } from '../src/domain/check-templates';
+import { REQUESTS_TOTAL } from '../src/domain/metric-names';
 import { checkSchema, type ServicePolicyInput } from '../src/domain/policy';
 import { releaseWorkflowId } from '../src/domain/release';
 import { PrometheusProvider } from '../src/providers/metrics/prometheus';

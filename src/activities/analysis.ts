@@ -1,5 +1,6 @@
 import type { CheckResult } from '../domain/analysis';
 import { checkQueries, type CheckQueryContext } from '../domain/check-templates';
+import { DEFAULT_METRIC_NAMES, type MetricNames } from '../domain/metric-names';
 import { judgeCheck } from '../domain/judge';
 import type { Check } from '../domain/policy';
 import type { MetricsProvider, RangeWindow } from '../providers/metrics/types';
@@ -23,10 +24,15 @@ const FIRST_DATA_POLL_MS = 500;
  * round before then would spend it as inconclusive and put off the verdict on a faulty canary by a whole interval;
  * waiting costs only the lag. A query or provider that fails is not waited for: the round reports it.
  */
-async function waitForCanaryData(metrics: MetricsProvider, ctx: CheckQueryContext, budgetMs: number): Promise<boolean> {
+async function waitForCanaryData(
+  metrics: MetricsProvider,
+  ctx: CheckQueryContext,
+  names: MetricNames,
+  budgetMs: number,
+): Promise<boolean> {
   let query: string;
   try {
-    query = checkQueries(REQUEST_COUNT, ctx).canary;
+    query = checkQueries(REQUEST_COUNT, ctx, names).canary;
   } catch {
     return false;
   }
@@ -55,11 +61,13 @@ export async function analysisRound(
   roundAt: Date,
   /** Rounds already run this stage: how many intervals of canary data exist. */
   roundsSoFar = Number.POSITIVE_INFINITY,
+  metricNames: MetricNames = DEFAULT_METRIC_NAMES,
 ): Promise<{ results: CheckResult[]; requests: number }> {
   const stepSeconds = Math.max(1, Math.round(intervalMs / 1000));
   const ctx = { ...context, stableVersion: context.stableVersion, stepSeconds };
   const waited =
-    roundsSoFar === 0 && (await waitForCanaryData(metrics, ctx, Math.min(intervalMs, FIRST_DATA_WAIT_MAX_MS)));
+    roundsSoFar === 0 &&
+    (await waitForCanaryData(metrics, ctx, metricNames, Math.min(intervalMs, FIRST_DATA_WAIT_MAX_MS)));
   const now = waited ? new Date() : roundAt;
   const windowFor = (n: number): RangeWindow => ({
     start: new Date(now.getTime() - (n - 1) * stepSeconds * 1000),
@@ -75,7 +83,7 @@ export async function analysisRound(
         return { check: check.name, verdict: 'inconclusive', critical: check.critical, reason, warmingUp: true, at };
       }
       try {
-        const queries = checkQueries(check, ctx);
+        const queries = checkQueries(check, ctx, metricNames);
         const window = windowFor(samplesFor(check));
         const [canary, baseline] = await Promise.all([
           samples(metrics, queries.canary, window),
@@ -96,7 +104,7 @@ export async function analysisRound(
   );
   let requests = 0;
   try {
-    const counted = await metrics.queryRange(checkQueries(REQUEST_COUNT, ctx).canary, windowFor(1));
+    const counted = await metrics.queryRange(checkQueries(REQUEST_COUNT, ctx, metricNames).canary, windowFor(1));
     requests = Math.round(counted.at(-1) ?? 0);
   } catch {
     // Unknown request counts only delay the minimum-requests rule; they never satisfy it.

@@ -1,4 +1,5 @@
 import type { AnalysisCounters, AnalysisDecision, CheckResult } from '../domain/analysis';
+import type { MetricNames } from '../domain/metric-names';
 import type { Check, PolicyOverride } from '../domain/policy';
 import type { Stage, Track } from '../domain/release';
 
@@ -20,11 +21,15 @@ export interface ResolvePolicyInput {
 export interface SmokeCheckInput {
   context: ReleaseContext;
   checks: Check[];
+  /** The resolved policy's `metrics`; absent: the default names. */
+  metricNames?: MetricNames;
 }
 
 export interface AnalyzeInput {
   context: ReleaseContext;
   checks: Check[];
+  /** The resolved policy's `metrics`; absent (as in stretches scheduled before the field existed): the default names. */
+  metricNames?: MetricNames;
   intervalMs: number;
   /** Rounds to run before reporting back, unless a decision comes first. */
   maxRounds: number;

@@ -1,13 +1,11 @@
+import { DEFAULT_METRIC_NAMES, type MetricNames } from './metric-names';
 import type { Check } from './policy';
 import { serviceNameSchema, versionSchema, type Track } from './release';
 
 /**
- * PromQL for a check, over the demo service's metric names. Every query aggregates to one series, because the
+ * PromQL for a check, over the org's metric and label names. Every query aggregates to one series, because the
  * metrics provider refuses an ambiguous answer rather than pick a series.
  */
-
-export const REQUESTS_TOTAL = 'tollgate_demo_http_requests_total';
-export const REQUEST_DURATION_BUCKET = 'tollgate_demo_http_request_duration_seconds_bucket';
 
 export interface CheckQueryContext {
   service: string;
@@ -36,7 +34,11 @@ export class CheckQueryError extends Error {
 const TRACK_LABEL: Record<Track, string> = { staging: 'staging', canary: 'canary', production: 'stable' };
 const STABLE_TRACK = 'stable';
 
-export function checkQueries(check: Check, ctx: CheckQueryContext): CheckQueries {
+export function checkQueries(
+  check: Check,
+  ctx: CheckQueryContext,
+  names: MetricNames = DEFAULT_METRIC_NAMES,
+): CheckQueries {
   const service = labelValue('service', ctx.service, serviceNameSchema.safeParse(ctx.service).success);
   const version = labelValue('version', ctx.version, versionSchema.safeParse(ctx.version).success);
   const stableVersion =
@@ -58,47 +60,58 @@ export function checkQueries(check: Check, ctx: CheckQueryContext): CheckQueries
     return { canary, baseline };
   }
 
+  const select = (series: Omit<Series, 'service'>) => selector(names.labels, { service, ...series });
   // In production the new version is told apart by its version alone: a target may keep it on its own track until
   // promoted (the haproxy fleet labels it `canary`) or put it on the stable one. Staging never serves production.
   const canarySelector =
     ctx.track === 'production'
-      ? `{service="${service}",track!="${TRACK_LABEL.staging}",version="${version}"}`
-      : selector({ service, track, version });
+      ? select({ track: TRACK_LABEL.staging, version, not: 'track' })
+      : select({ track, version });
   // Without a known stable version, the stable track is the baseline; in production, where the new version shares
   // the stable track, the old version is whatever is not the new one.
   const baselineSelector =
     stableVersion !== undefined
-      ? selector({ service, track: STABLE_TRACK, version: stableVersion })
+      ? select({ track: STABLE_TRACK, version: stableVersion })
       : ctx.track === 'production'
-        ? `{service="${service}",track="${STABLE_TRACK}",version!="${version}"}`
-        : selector({ service, track: STABLE_TRACK });
-  const build = templateQuery(check, window);
+        ? select({ track: STABLE_TRACK, version, not: 'version' })
+        : select({ track: STABLE_TRACK });
+  const build = templateQuery(check, window, names);
   return {
     canary: build(canarySelector),
     ...(check.baseline !== undefined && { baseline: build(baselineSelector) }),
   };
 }
 
-function templateQuery(check: Check, window: string): (selector: string) => string {
+function templateQuery(check: Check, window: string, names: MetricNames): (selector: string) => string {
+  const requests = names.requests;
   switch (check.template) {
     case 'error-ratio':
       // A service that never failed has no 5xx series at all; `or vector(0)` makes that a ratio of 0, not "no data".
       return (s) =>
-        `(sum(rate(${REQUESTS_TOTAL}${withLabel(s, 'code=~"5.."')}[${window}])) or vector(0))` +
-        ` / sum(rate(${REQUESTS_TOTAL}${s}[${window}]))`;
+        `(sum(rate(${requests}${withLabel(s, `${names.labels.statusCode}=~"5.."`)}[${window}])) or vector(0))` +
+        ` / sum(rate(${requests}${s}[${window}]))`;
     case 'latency-p99':
-      return (s) => `histogram_quantile(0.99, sum by (le) (rate(${REQUEST_DURATION_BUCKET}${s}[${window}])))`;
+      return (s) => `histogram_quantile(0.99, sum by (le) (rate(${names.requestDuration}_bucket${s}[${window}])))`;
     case 'request-count':
-      return (s) => `sum(increase(${REQUESTS_TOTAL}${s}[${window}]))`;
+      return (s) => `sum(increase(${requests}${s}[${window}]))`;
     case undefined:
       throw new CheckQueryError(`check "${check.name}" has neither a template nor a query`);
   }
 }
 
-function selector(labels: Record<string, string>): string {
-  return `{${Object.entries(labels)
-    .map(([k, v]) => `${k}="${v}"`)
-    .join(',')}}`;
+interface Series {
+  service: string;
+  track: string;
+  version?: string;
+  /** The one label matched with `!=` instead. */
+  not?: 'track' | 'version';
+}
+
+/** `{service="checkout",track="canary",version="1.4.2"}`, in the org's label names. */
+function selector(label: MetricNames['labels'], { service, track, version, not }: Series): string {
+  const matchers = [`${label.service}="${service}"`, `${label.track}${not === 'track' ? '!=' : '='}"${track}"`];
+  if (version !== undefined) matchers.push(`${label.version}${not === 'version' ? '!=' : '='}"${version}"`);
+  return `{${matchers.join(',')}}`;
 }
 
 function withLabel(selector: string, matcher: string): string {

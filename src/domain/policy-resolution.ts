@@ -231,10 +231,11 @@ export function resolvePolicy(
   const serviceIssues = orgViolations(org, service, '');
   if (serviceIssues.length > 0)
     throw new PolicyError(serviceIssues, `service policy ${sources.service} breaks the org policy`);
-  if (!override) return { ...service, sources: { ...sources, override: false } };
+  // The org's metric names are resolved with the rest, so editing them never changes the queries of a running release.
+  if (!override) return { ...service, metrics: org.metrics, sources: { ...sources, override: false } };
   const issues: PolicyIssue[] = [];
   const merged = applyOverride(service, override, issues);
   issues.push(...loosenings(service, merged), ...orgViolations(org, merged, 'policy.'));
   if (issues.length > 0) throw new PolicyError(issues, 'release policy rejected');
-  return { ...merged, sources: { ...sources, override: true } };
+  return { ...merged, metrics: org.metrics, sources: { ...sources, override: true } };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationSchema } from './duration';
+import { metricNamesSchema, type MetricNames } from './metric-names';
 import { freeText, personName } from './text';
 
 /**
@@ -174,6 +175,8 @@ export const orgPolicySchema = z.strictObject({
       fourEyes: z.boolean().default(false),
     })
     .prefault({}),
+  /** The metric and label names the check templates query, for every service. */
+  metrics: metricNamesSchema.prefault({}),
 });
 export type OrgPolicy = z.output<typeof orgPolicySchema>;
 
@@ -209,5 +212,10 @@ export type PolicyOverrideInput = z.input<typeof policyOverrideSchema>;
 
 /** The effective policy of one release: in its history (computed by an activity) and in `status`. */
 export interface ResolvedPolicy extends ServicePolicy {
+  /**
+   * The org's metric names, which this release's template checks query. Absent from policies resolved before the
+   * org policy had them: those releases query the defaults, as they did.
+   */
+  metrics?: MetricNames;
   sources: { org: string; service: string; override: boolean };
 }

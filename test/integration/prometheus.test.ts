@@ -3,7 +3,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkQueries, REQUEST_DURATION_BUCKET, REQUESTS_TOTAL } from '../../src/domain/check-templates';
+import { checkQueries } from '../../src/domain/check-templates';
+import { REQUEST_DURATION, REQUESTS_TOTAL } from '../../src/domain/metric-names';
 import { judgeCheck } from '../../src/domain/judge';
 import { checkSchema } from '../../src/domain/policy';
 import { PrometheusProvider } from '../../src/providers/metrics/prometheus';
@@ -35,11 +36,11 @@ function metricsServer({ errorShare, latencyBucket }: Instance): Server {
       `# TYPE ${REQUESTS_TOTAL} counter`,
       `${REQUESTS_TOTAL}{code="200"} ${requests - errors}`,
       ...(errorShare > 0 ? [`${REQUESTS_TOTAL}{code="500"} ${errors}`] : []),
-      `# TYPE tollgate_demo_http_request_duration_seconds histogram`,
-      ...BUCKETS.map((le) => `${REQUEST_DURATION_BUCKET}{le="${le}"} ${le >= latencyBucket ? requests : 0}`),
-      `${REQUEST_DURATION_BUCKET}{le="+Inf"} ${requests}`,
-      `tollgate_demo_http_request_duration_seconds_sum ${requests * latencyBucket * 0.8}`,
-      `tollgate_demo_http_request_duration_seconds_count ${requests}`,
+      `# TYPE ${REQUEST_DURATION} histogram`,
+      ...BUCKETS.map((le) => `${REQUEST_DURATION}_bucket{le="${le}"} ${le >= latencyBucket ? requests : 0}`),
+      `${REQUEST_DURATION}_bucket{le="+Inf"} ${requests}`,
+      `${REQUEST_DURATION}_sum ${requests * latencyBucket * 0.8}`,
+      `${REQUEST_DURATION}_count ${requests}`,
     ];
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(`${lines.join('\n')}\n`);
   });

@@ -1,4 +1,5 @@
 import { CheckQueryError, checkQueries, type CheckQueryContext } from '../../src/domain/check-templates';
+import { metricNamesSchema } from '../../src/domain/metric-names';
 import { checkSchema, type Check } from '../../src/domain/policy';
 
 const check = (input: Record<string, unknown>): Check => checkSchema.parse({ name: 'c', max: 1, ...input });
@@ -59,6 +60,48 @@ describe('checkQueries: templates', () => {
       stableVersion: '1.4.1',
     });
     expect(withStable.baseline).toContain('{service="checkout",track="stable",version="1.4.1"}');
+  });
+});
+
+describe('checkQueries: the org’s metric names', () => {
+  const names = metricNamesSchema.parse({
+    requests: 'http_server_requests_total',
+    requestDuration: 'http_server_request_duration_seconds',
+    labels: { service: 'app', version: 'app_version', track: 'deployment_track', statusCode: 'status' },
+  });
+
+  it('builds every template over them', () => {
+    const errors = checkQueries(
+      check({ template: 'error-ratio', baseline: {} }),
+      { ...ctx, stableVersion: '1.4.1' },
+      names,
+    );
+    expect(errors).toEqual({
+      canary:
+        '(sum(rate(http_server_requests_total{app="checkout",deployment_track="canary",app_version="1.4.2",status=~"5.."}[60s]))' +
+        ' or vector(0)) / sum(rate(http_server_requests_total{app="checkout",deployment_track="canary",app_version="1.4.2"}[60s]))',
+      baseline:
+        '(sum(rate(http_server_requests_total{app="checkout",deployment_track="stable",app_version="1.4.1",status=~"5.."}[60s]))' +
+        ' or vector(0)) / sum(rate(http_server_requests_total{app="checkout",deployment_track="stable",app_version="1.4.1"}[60s]))',
+    });
+    expect(checkQueries(check({ template: 'latency-p99' }), ctx, names).canary).toBe(
+      'histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket' +
+        '{app="checkout",deployment_track="canary",app_version="1.4.2"}[60s])))',
+    );
+    expect(checkQueries(check({ template: 'request-count' }), ctx, names).canary).toBe(
+      'sum(increase(http_server_requests_total{app="checkout",deployment_track="canary",app_version="1.4.2"}[60s]))',
+    );
+  });
+
+  it('tells the new version from the old in production in them too', () => {
+    const q = checkQueries(check({ template: 'request-count', baseline: {} }), { ...ctx, track: 'production' }, names);
+    expect(q.canary).toContain('{app="checkout",deployment_track!="staging",app_version="1.4.2"}');
+    expect(q.baseline).toContain('{app="checkout",deployment_track="stable",app_version!="1.4.2"}');
+  });
+
+  it('leaves a custom query as written', () => {
+    const q = checkQueries(check({ query: 'up{job="{{service}}"}' }), ctx, names);
+    expect(q.canary).toBe('up{job="checkout"}');
   });
 });
 

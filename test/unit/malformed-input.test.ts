@@ -270,6 +270,20 @@ const cases: Case[] = [
     path: 'trafficCycle.requirePeakWindow',
     fragment: 'expected boolean',
   },
+  {
+    label: 'org metric name that would rewrite a query',
+    schema: orgPolicySchema,
+    input: { metrics: { requests: 'up} or vector(1) #' } },
+    path: 'metrics.requests',
+    fragment: 'expected a Prometheus metric name',
+  },
+  {
+    label: 'org label name reserved by Prometheus',
+    schema: orgPolicySchema,
+    input: { metrics: { labels: { service: '__name__' } } },
+    path: 'metrics.labels.service',
+    fragment: 'reserved by Prometheus',
+  },
   // message payloads
   {
     label: 'abort without reason',
@@ -401,6 +415,11 @@ describe('valid input parses, with defaults applied', () => {
         maxInconclusiveLimit: 10,
         productionApproval: true,
         fourEyes: false,
+      },
+      metrics: {
+        requests: 'tollgate_demo_http_requests_total',
+        requestDuration: 'tollgate_demo_http_request_duration_seconds',
+        labels: { service: 'service', version: 'version', track: 'track', statusCode: 'code' },
       },
     });
   });

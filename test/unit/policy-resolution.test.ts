@@ -48,7 +48,22 @@ const resolve = (o: PolicyOverrideInput | undefined, s = service(), g = org()) =
 describe('resolvePolicy without an override', () => {
   it('answers the service policy, recording its sources and override: false', () => {
     const s = service();
-    expect(resolvePolicy(org(), s, undefined, sources)).toEqual({ ...s, sources: { ...sources, override: false } });
+    expect(resolvePolicy(org(), s, undefined, sources)).toEqual({
+      ...s,
+      metrics: org().metrics,
+      sources: { ...sources, override: false },
+    });
+  });
+
+  it('carries the org’s metric names, with or without an override', () => {
+    const g = org({ metrics: { requests: 'http_requests_total', labels: { service: 'app' } } });
+    for (const resolved of [resolve(undefined, service(), g), resolve({}, service(), g)]) {
+      expect(resolved.metrics).toEqual({
+        requests: 'http_requests_total',
+        requestDuration: 'tollgate_demo_http_request_duration_seconds',
+        labels: { service: 'app', version: 'version', track: 'track', statusCode: 'code' },
+      });
+    }
   });
 });
 
