@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PolicyFileError, PolicyStore } from '../../src/config/policies';
+import { DEFAULT_METRIC_NAMES } from '../../src/domain/metric-names';
 
 let dir: string;
 let store: PolicyStore;
@@ -89,6 +90,7 @@ describe('PolicyStore.org', () => {
         productionApproval: true,
         fourEyes: false,
       },
+      metrics: DEFAULT_METRIC_NAMES,
     });
   });
 
