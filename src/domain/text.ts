@@ -31,6 +31,9 @@ export function printable(text: string, max = 2000): string {
   return shown.length > max ? `${shown.slice(0, max)}…` : shown;
 }
 
+/** Whitespace runs, line breaks included, flattened to one space, then `printable`: one line of at most `max`. */
+export const oneLine = (text: string, max: number): string => printable(text.replace(/\s+/g, ' ').trim(), max);
+
 /** Multi-line output of our own (a rendered view): each line printable, the line breaks kept. */
 export const printableLines = (text: string): string =>
   text

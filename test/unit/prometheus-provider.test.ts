@@ -124,6 +124,12 @@ describe('query', () => {
     expect(error.why).toBe(`HTTP 502 from ${url}: <h1>Bad Gateway</h1>`);
   });
 
+  it('quotes a body as one printable line, cut at 200 characters', async () => {
+    handler = (_req, res) => res.writeHead(502).end(`\u001b[2Jgone\r\n${'x'.repeat(300)}`);
+    const error = await queryError(new PrometheusProvider({ url }).query('q'));
+    expect(error.why).toBe(`HTTP 502 from ${url}: \\u{001b}[2Jgone ${'x'.repeat(200 - 16)}…`);
+  });
+
   it('reports a garbage body and a JSON body of the wrong shape as malformed', async () => {
     const provider = new PrometheusProvider({ url });
     handler = (_req, res) => res.writeHead(200).end('definitely not json');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { redactUrlCredentials } from '../../domain/redact';
+import { bodyExcerpt, describeFetchError } from '../fetch-errors';
 import { splitUrlCredentials } from '../url-credentials';
 import { MetricsQueryError, type MetricsProvider, type RangeWindow } from './types';
 
@@ -107,7 +107,7 @@ export class PrometheusProvider implements MetricsProvider {
       status = response.status;
       text = await response.text();
     } catch (error) {
-      throw new MetricsQueryError(query, this.describeFetchError(error));
+      throw new MetricsQueryError(query, describeFetchError(error, this.timeoutMs, { url: this.base }));
     }
 
     let body: unknown;
@@ -118,7 +118,7 @@ export class PrometheusProvider implements MetricsProvider {
         status >= 200 && status < 300
           ? `malformed response from ${url.origin} (not JSON)`
           : `HTTP ${status} from ${url.origin}`;
-      throw new MetricsQueryError(query, `${why}: ${excerpt(text)}`);
+      throw new MetricsQueryError(query, `${why}: ${bodyExcerpt(text)}`);
     }
     const parsed = responseSchema.safeParse(body);
     if (!parsed.success) {
@@ -137,17 +137,6 @@ export class PrometheusProvider implements MetricsProvider {
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
     return this.authorization === undefined ? extra : { ...extra, authorization: this.authorization };
-  }
-
-  private describeFetchError(error: unknown): string {
-    // Duck-typed: undici's errors and DOMException may come from another realm (e.g. under jest), so instanceof lies.
-    const { name, cause } = (error ?? {}) as { name?: unknown; cause?: { code?: unknown; message?: unknown } };
-    if (name === 'TimeoutError' || name === 'AbortError') return `timed out after ${this.timeoutMs} ms at ${this.base}`;
-    const code = typeof cause?.code === 'string' ? cause.code : undefined;
-    if (code === 'ECONNREFUSED') return `connection refused at ${this.base}`;
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve the host of ${this.base}`;
-    const detail = code ?? (typeof cause?.message === 'string' ? cause.message : String(error));
-    return `cannot reach ${this.base}: ${redactUrlCredentials(detail)}`;
   }
 }
 
@@ -170,9 +159,4 @@ function parseSample(value: string): number {
 /** NaN (0/0, a quantile of nothing) means no data, never a number to judge. */
 function orNoData(value: number): number | undefined {
   return Number.isNaN(value) ? undefined : value;
-}
-
-function excerpt(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length === 0 ? '(empty body)' : flat.length > 200 ? `${flat.slice(0, 200)}…` : flat;
 }

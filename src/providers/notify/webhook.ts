@@ -5,8 +5,9 @@ import { ConfigError } from '../../config/env';
 import { NOTIFY_ACTIVITY_TIMEOUT_MS, NOTIFY_DELIVERY_BUDGET_MS } from '../../domain/notify-budget';
 import { redactUrlCredentials } from '../../domain/redact';
 import { describeZodError } from '../../domain/zod-errors';
-import { printable } from '../../domain/text';
+import { oneLine } from '../../domain/text';
 import type { Logger } from '../../logger';
+import { bodyExcerpt, describeFetchError } from '../fetch-errors';
 import { splitUrlCredentials } from '../url-credentials';
 import { RELEASE_EVENTS, type Notifier, type ReleaseEvent, type ReleaseNotification } from './types';
 
@@ -211,21 +212,11 @@ export class WebhookNotifier implements Notifier {
       if (response.status >= 200 && response.status < 300) return { ok: true };
       const status = response.status;
       const retryable = status === 408 || status === 429 || status >= 500;
-      return { ok: false, retryable, why: `HTTP ${status}: ${excerpt(text)}` };
+      return { ok: false, retryable, why: `HTTP ${status}: ${bodyExcerpt(text)}` };
     } catch (error) {
-      return { ok: false, retryable: true, why: this.describeFetchError(error) };
+      const receiver = { name: 'the receiver', hide: (text: string) => this.hideUrl(text) };
+      return { ok: false, retryable: true, why: describeFetchError(error, this.#timeoutMs, receiver) };
     }
-  }
-
-  private describeFetchError(error: unknown): string {
-    // Duck-typed: undici's errors and DOMException may come from another realm (e.g. under jest), so instanceof lies.
-    const { name, cause } = (error ?? {}) as { name?: unknown; cause?: { code?: unknown; message?: unknown } };
-    if (name === 'TimeoutError' || name === 'AbortError') return `timed out after ${this.#timeoutMs} ms`;
-    const code = typeof cause?.code === 'string' ? cause.code : undefined;
-    if (code === 'ECONNREFUSED') return 'connection refused';
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'cannot resolve the host';
-    const detail = code ?? (typeof cause?.message === 'string' ? cause.message : String(error));
-    return `cannot reach the receiver: ${this.hideUrl(detail)}`;
   }
 
   /** An error may quote the URL it failed on; its path can be the credential (Slack), so only the origin is shown. */
@@ -292,14 +283,6 @@ function slackPayload(n: ReleaseNotification): { text: string; blocks: unknown[]
 /** Slack reads `<…>` as links and mentions (`<!channel>`); only &, < and > need escaping. */
 function escapeSlack(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/** Whitespace runs flattened to one space, then the one sanitiser: people read this on a phone's lock screen. */
-const oneLine = (text: string, max: number): string => printable(text.replace(/\s+/g, ' ').trim(), max);
-
-function excerpt(text: string): string {
-  const flat = oneLine(text, 200);
-  return flat.length === 0 ? '(empty body)' : flat;
 }
 
 /** Sends to every notifier at once; one failing (or throwing, if written elsewhere) never stops the others. */
