@@ -1,12 +1,9 @@
 import { formatDuration } from '../domain/duration';
 import type { ReleaseStatus } from '../domain/status';
-import { printableDeep } from '../domain/text';
+import { printableDeep, progressBar } from '../domain/text';
 import type { ReleaseSummary } from './tollgate-client';
 
-const bar = (fraction: number, width = 30) => {
-  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
-};
+const bar = (fraction: number) => `[${progressBar(fraction, 30, { filled: '#', empty: '.' })}]`;
 
 /**
  * The live view of one release: what `tollgate status` and `tollgate watch` print. Every string in a status may

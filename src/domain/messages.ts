@@ -8,15 +8,14 @@ import { freeText, personName } from './text';
  * `temporal workflow signal` work) and an update of the same name (which answers with the new status or a rejection).
  */
 
-const actor = personName;
 const reason = freeText(2000).min(1, 'a reason is required');
 const comment = freeText(2000).optional();
 
-export const approveInputSchema = z.strictObject({ by: actor, comment });
-export const abortInputSchema = z.strictObject({ by: actor, reason });
-export const pauseInputSchema = z.strictObject({ by: actor, reason });
-export const resumeInputSchema = z.strictObject({ by: actor, comment });
-export const promoteInputSchema = z.strictObject({ by: actor, reason });
+export const approveInputSchema = z.strictObject({ by: personName, comment });
+export const abortInputSchema = z.strictObject({ by: personName, reason });
+export const pauseInputSchema = z.strictObject({ by: personName, reason });
+export const resumeInputSchema = z.strictObject({ by: personName, comment });
+export const promoteInputSchema = z.strictObject({ by: personName, reason });
 
 export type ApproveInput = z.infer<typeof approveInputSchema>;
 export type AbortInput = z.infer<typeof abortInputSchema>;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { durationSchema } from './duration';
 import { metricNamesSchema, type MetricNames } from './metric-names';
-import { freeText, personName } from './text';
+import { freeText, lowerCaseName, personName } from './text';
 
 /**
  * Policies. The org file says what a traffic cycle is and sets org-wide minimums; each service file sets that
@@ -12,12 +12,7 @@ const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 export type Day = (typeof DAYS)[number];
 
 const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected a UTC time of day as HH:MM, e.g. "12:00"');
-const name = z
-  .string()
-  .regex(
-    /^[a-z0-9][a-z0-9_.-]{0,62}$/,
-    'expected a lower-case name: letters, digits, "-", "_" or ".", at most 63 characters',
-  );
+const name = lowerCaseName('name');
 
 /** A daily (or weekday-restricted) window in UTC, e.g. the service's lunchtime peak. */
 export const dailyWindowSchema = z

@@ -1,14 +1,9 @@
 import { z } from 'zod';
 import { policyOverrideSchema } from './policy';
-import { freeText, personName } from './text';
+import { freeText, lowerCaseName, personName } from './text';
 
 /** Service names become workflow IDs (`release-<service>`), search attributes and file names. */
-export const serviceNameSchema = z
-  .string()
-  .regex(
-    /^[a-z0-9][a-z0-9_.-]{0,62}$/,
-    'expected a lower-case service name: letters, digits, "-", "_" or ".", at most 63 characters',
-  );
+export const serviceNameSchema = lowerCaseName('service name');
 
 export const versionSchema = z
   .string()

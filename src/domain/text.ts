@@ -63,6 +63,12 @@ export function printableDeep<T>(value: T): T {
   return value;
 }
 
+/** `fraction` (clamped to 0..1) of `width` cells filled: the bake's progress in the CLI and the Web UI. */
+export function progressBar(fraction: number, width: number, glyphs = { filled: '█', empty: '░' }): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `${glyphs.filled.repeat(filled)}${glyphs.empty.repeat(width - filled)}`;
+}
+
 /** Markdown for the Web UI: printable, and every character markdown acts on escaped (no links, images or HTML). */
 export function markdownText(text: string, max = 2000): string {
   return printable(text, max).replace(/[\\`*_{}[\]()<>#+!|~&]/g, (ch) => `\\${ch}`);
@@ -90,3 +96,15 @@ export const personName = z
   .refine((t) => !hasUnsafeCharacters(t), 'must not contain control characters')
   .refine((t) => !INVISIBLE.test(t), 'must not contain invisible or formatting characters (zero-width, bidi...)')
   .refine((t) => !ODD_SPACE.test(t), 'must not contain spaces other than a plain space');
+
+/**
+ * A name that becomes part of an ID, a label, a query or a file name (a service, a check, a window): lower case,
+ * nothing that would need escaping in any of them.
+ */
+export const lowerCaseName = (what: string) =>
+  z
+    .string()
+    .regex(
+      /^[a-z0-9][a-z0-9_.-]{0,62}$/,
+      `expected a lower-case ${what}: letters, digits, "-", "_" or ".", at most 63 characters`,
+    );

@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
+import { serviceNameSchema } from '../../domain/release';
 import type { Logger } from '../../logger';
 import { FleetOps, type ReconcileReport } from './haproxy-fleet-ops';
 import { FleetStateStore, type FleetState, type StepRecord } from './haproxy-fleet-state';
@@ -31,7 +32,7 @@ import type { DeployReceipt, DeploymentTarget, DeployStep } from './types';
 const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 export const haproxyFleetOptionsSchema = z.object({
-  service: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'expected a lower-case service name'),
+  service: serviceNameSchema,
   haproxySocket: z.string().min(1),
   backend: z.string().regex(NAME, 'expected an HAProxy backend name'),
   fleetSize: z.number().int().min(1).max(64),
