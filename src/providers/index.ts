@@ -74,15 +74,7 @@ export async function createTarget(file: string | undefined, logger: Logger): Pr
     );
     return new DryRunTarget();
   }
-  let data: unknown;
-  try {
-    data = parse(await readFile(file, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(
-      `invalid configuration: TOLLGATE_TARGETS_FILE: cannot read ${file}: ${(err as Error).message}`,
-    );
-  }
-  const parsed = targetsFileSchema.safeParse(data);
+  const parsed = targetsFileSchema.safeParse(await readConfigFile('TOLLGATE_TARGETS_FILE', file));
   if (!parsed.success) throw new ConfigError(`invalid configuration: ${file}: ${describeZodError(parsed.error)}`);
   const targets = new Map(
     Object.entries(parsed.data.services).map(([service, spec]) => [service, build(spec, service, logger)]),
@@ -104,13 +96,14 @@ export function createMetrics(kind: 'prometheus' | 'none', url: string, timeoutM
 /** Webhooks from a YAML file (`TOLLGATE_NOTIFY_FILE`); without one, releases send no notifications. */
 export async function createNotifier(file: string | undefined, logger: Logger): Promise<Notifier | undefined> {
   if (!file) return undefined;
-  let data: unknown;
+  return createNotifiers(await readConfigFile('TOLLGATE_NOTIFY_FILE', file), { logger });
+}
+
+/** The YAML in `file`, which the environment variable `variable` named; unreadable or not YAML: a ConfigError. */
+async function readConfigFile(variable: string, file: string): Promise<unknown> {
   try {
-    data = parse(await readFile(file, 'utf8'));
+    return parse(await readFile(file, 'utf8'));
   } catch (err) {
-    throw new ConfigError(
-      `invalid configuration: TOLLGATE_NOTIFY_FILE: cannot read ${file}: ${(err as Error).message}`,
-    );
+    throw new ConfigError(`invalid configuration: ${variable}: cannot read ${file}: ${(err as Error).message}`);
   }
-  return createNotifiers(data, { logger });
 }
