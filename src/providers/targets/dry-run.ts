@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { withFileLock, writeAtomic } from './state-file';
+import { readStateFile, withFileLock, writeAtomic } from './state-file';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from './types';
 
 export const DRY_RUN_KIND = 'dry-run';
@@ -73,21 +72,8 @@ class FileStore implements StateStore {
   }
 
   async read(): Promise<DryRunState> {
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
-      throw err;
-    }
-    let parsed;
-    try {
-      parsed = stateFileSchema.safeParse(JSON.parse(text));
-    } catch (err) {
-      throw new DryRunStateError(`${this.path} is not JSON: ${(err as Error).message}`);
-    }
-    if (!parsed.success) throw new DryRunStateError(`${this.path}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-    return { stable: new Map(parsed.data.stable), steps: new Map(parsed.data.steps) };
+    const saved = await readStateFile(this.path, stateFileSchema, (message) => new DryRunStateError(message));
+    return saved ? { stable: new Map(saved.stable), steps: new Map(saved.steps) } : emptyState();
   }
 
   update<T>(change: (state: DryRunState) => T): Promise<T> {

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { appendFile, mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { appendFile, mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { isAlive } from './fleet-process';
+import { readStateFile, writeAtomic } from './state-file';
 
 /**
  * What the fleet target remembers between calls and across worker restarts: the instances it runs
@@ -100,25 +101,12 @@ export class FleetStateStore {
   }
 
   async load(): Promise<FleetState> {
-    let text: string;
-    try {
-      text = await readFile(this.statePath, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.empty();
-      throw err;
+    const saved = await readStateFile(this.statePath, stateSchema, (message) => new FleetStateError(message));
+    if (!saved) return this.empty();
+    if (saved.service !== this.service) {
+      throw new FleetStateError(`${this.statePath} belongs to service ${saved.service}, not ${this.service}`);
     }
-    let parsed;
-    try {
-      parsed = stateSchema.safeParse(JSON.parse(text));
-    } catch (err) {
-      throw new FleetStateError(`${this.statePath} is not JSON: ${(err as Error).message}`);
-    }
-    if (!parsed.success)
-      throw new FleetStateError(`${this.statePath}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-    if (parsed.data.service !== this.service) {
-      throw new FleetStateError(`${this.statePath} belongs to service ${parsed.data.service}, not ${this.service}`);
-    }
-    return parsed.data;
+    return saved;
   }
 
   /** Writes the state, then the Prometheus file_sd list derived from it, each by rename so readers never see half a file. */
@@ -201,11 +189,4 @@ export function fileSdTargets(state: FleetState, host: string): FileSdTarget[] {
       targets: [`${host}:${i.port}`],
       labels: { service: state.service, version: i.version, instance: i.id, track: i.track },
     }));
-}
-
-async function writeAtomic(path: string, content: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
-  await writeFile(tmp, content);
-  await rename(tmp, path);
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { z } from 'zod';
 import { isAlive } from './fleet-process';
 
 /** Another process has held a state lock for longer than we are willing to wait. */
@@ -13,6 +14,33 @@ const UNWRITTEN_LOCK_STALE_MS = 5_000;
 const LOCK_POLL_MS = 10;
 
 const missing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+/**
+ * What the JSON file at `path` holds, or undefined while there is none. A file that is not JSON, or not what `schema`
+ * expects, is never guessed around: `fail` makes the error thrown.
+ */
+export async function readStateFile<T extends z.ZodTypeAny>(
+  path: string,
+  schema: T,
+  fail: (message: string) => Error,
+): Promise<z.output<T> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if (missing(err)) return undefined;
+    throw err;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw fail(`${path} is not JSON: ${(err as Error).message}`);
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) throw fail(`${path}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  return parsed.data;
+}
 
 /** Replaces `path` by rename, so a reader (another worker) never sees half a file. */
 export async function writeAtomic(path: string, content: string): Promise<void> {
