@@ -15,6 +15,13 @@ const LOCK_POLL_MS = 10;
 
 const missing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
+/** The text of `path`, or undefined when there is no such file (yet, or any more). */
+const readIfThere = (path: string): Promise<string | undefined> =>
+  readFile(path, 'utf8').catch((err: unknown) => {
+    if (missing(err)) return undefined;
+    throw err;
+  });
+
 /**
  * What the JSON file at `path` holds, or undefined while there is none. A file that is not JSON, or not what `schema`
  * expects, is never guessed around: `fail` makes the error thrown.
@@ -24,13 +31,8 @@ export async function readStateFile<T extends z.ZodTypeAny>(
   schema: T,
   fail: (message: string) => Error,
 ): Promise<z.output<T> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if (missing(err)) return undefined;
-    throw err;
-  }
+  const text = await readIfThere(path);
+  if (text === undefined) return undefined;
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -57,13 +59,8 @@ export async function writeAtomic(path: string, content: string): Promise<void> 
 
 /** The lock's owner, or undefined while it has none on record (just created, or left empty by a crash). */
 async function lockOwner(lockPath: string): Promise<{ pid: number | undefined; token: string } | undefined> {
-  let token: string;
-  try {
-    token = await readFile(lockPath, 'utf8');
-  } catch (err) {
-    if (missing(err)) return undefined;
-    throw err;
-  }
+  const token = await readIfThere(lockPath);
+  if (token === undefined) return undefined;
   const pid = Number(token.split(' ')[0]);
   return { pid: Number.isInteger(pid) && pid > 0 ? pid : undefined, token };
 }
