@@ -20,7 +20,13 @@ import {
 import { describeZodError } from '../domain/zod-errors';
 import { TollgateService, TollgateState, TollgateVersion } from '../domain/search-attributes';
 import { formatDuration } from '../domain/duration';
-import { RELEASE_STATES, type EndedExecution, type ReleaseState, type ReleaseStatus } from '../domain/status';
+import {
+  initialStatus,
+  RELEASE_STATES,
+  type EndedExecution,
+  type ReleaseState,
+  type ReleaseStatus,
+} from '../domain/status';
 import type { ConnectionSettings } from '../config/connection';
 import type { releaseWorkflow } from '../workflows';
 import { TollgateError } from './errors';
@@ -183,20 +189,10 @@ export class TollgateClient {
     if (execution === 'RUNNING') return undefined;
     const indexed = description.typedSearchAttributes.get(TollgateState);
     const at = (description.closeTime ?? description.startTime).toISOString();
+    const version = description.typedSearchAttributes.get(TollgateVersion) ?? '';
+    const state = (RELEASE_STATES as readonly string[]).includes(indexed ?? '') ? (indexed as ReleaseState) : 'done';
     return {
-      releaseId: `${handle.workflowId}/${description.runId}`,
-      service,
-      version: description.typedSearchAttributes.get(TollgateVersion) ?? '',
-      initiator: '',
-      stableVersion: undefined,
-      stage: 'staging',
-      state: (RELEASE_STATES as readonly string[]).includes(indexed ?? '') ? (indexed as ReleaseState) : 'done',
-      analysis: { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] },
-      waves: [],
-      deployedSteps: [],
-      audit: [],
-      auditDropped: 0,
-      updatedAt: at,
+      ...initialStatus(`${handle.workflowId}/${description.runId}`, { service, version, initiator: '' }, state, at),
       ended: await this.endedWithout(handle, execution),
     };
   }

@@ -111,3 +111,31 @@ export interface RetryingStep {
   attempt: number;
   lastError: string;
 }
+
+/**
+ * A release that has done nothing yet: where a run's status starts, and what a client shows of a release that closed
+ * before it could answer a query.
+ */
+export function initialStatus(
+  releaseId: string,
+  request: { service: string; version: string; initiator: string; reason?: string },
+  state: ReleaseState,
+  at: string,
+): ReleaseStatus {
+  return {
+    releaseId,
+    service: request.service,
+    version: request.version,
+    initiator: request.initiator,
+    ...(request.reason !== undefined && { reason: request.reason }),
+    stableVersion: undefined,
+    stage: 'staging',
+    state,
+    analysis: { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] },
+    waves: [],
+    deployedSteps: [],
+    audit: [],
+    auditDropped: 0,
+    updatedAt: at,
+  };
+}
