@@ -31,6 +31,24 @@ import type { ConnectionSettings } from '../config/connection';
 import type { releaseWorkflow } from '../workflows';
 import { TollgateError } from './errors';
 
+/**
+ * Retries what fails only while a release hands over to a new run (continue-as-new): the server refuses updates
+ * while the workflow task that closes the run is being redone. Bounded: about 10 s.
+ */
+const GRPC_FAILED_PRECONDITION = 9;
+
+async function handingOver<T>(send: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      const code = (err as { cause?: { code?: unknown } }).cause?.code ?? (err as { code?: unknown }).code;
+      if (code !== GRPC_FAILED_PRECONDITION || attempt >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
 export interface ReleaseSummary {
   service: string;
   version: string;
@@ -243,9 +261,11 @@ export class TollgateClient {
     const parsed = CONTROL_SCHEMAS[name].safeParse(input);
     if (!parsed.success) throw new TollgateError(`invalid ${name}: ${describeZodError(parsed.error)}`, 'invalid-input');
     try {
-      await this.handle(service).executeUpdate(CONTROL_UPDATES[name] as (typeof CONTROL_UPDATES)['approve'], {
-        args: [parsed.data as ControlInput<'approve'>],
-      });
+      await handingOver(() =>
+        this.handle(service).executeUpdate(CONTROL_UPDATES[name] as (typeof CONTROL_UPDATES)['approve'], {
+          args: [parsed.data as ControlInput<'approve'>],
+        }),
+      );
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) {
         // Updates cannot reach a closed workflow: say that it ended rather than that it does not exist.
@@ -273,8 +293,13 @@ export class TollgateClient {
     const clauses = ["WorkflowType = 'releaseWorkflow'"];
     if (filter.service) clauses.push(`TollgateService = ${quote(serviceOf(filter.service))}`);
     if (filter.state) clauses.push(`TollgateState = ${quote(filter.state)}`);
+    // A run that continued as new is part of a release still going (or ended in a later run): never a release.
     if (filter.closed !== undefined)
-      clauses.push(filter.closed ? "ExecutionStatus != 'Running'" : "ExecutionStatus = 'Running'");
+      clauses.push(
+        filter.closed
+          ? "ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'"
+          : "ExecutionStatus = 'Running'",
+      );
     const summaries: ReleaseSummary[] = [];
     for await (const wf of this.client.workflow.list({ query: clauses.join(' AND ') })) {
       summaries.push({

@@ -215,6 +215,7 @@ export class Bake {
               failureLimit: analysis.failureLimit,
               inconclusiveLimit,
               requestsRequired: plan.requestsRequired,
+              ...(status.policy?.metrics && { metricNames: status.policy.metrics }),
             },
           ],
         ),

@@ -1,4 +1,4 @@
-import type { CancellationScope} from '@temporalio/workflow';
+import type { CancellationScope } from '@temporalio/workflow';
 import { log, setHandler, type SignalDefinition } from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
 import { rejectionFor, type ControlView } from '../domain/controls';
@@ -83,17 +83,21 @@ export class Controls {
     this.record.setState(before);
   }
 
-  /** Waits for a person to approve `name`; a continued run waits on for the same gate. */
+  /**
+   * Waits for a person to approve `name`. A continued run waits on at the same gate, and may find it approved
+   * already: a message can reach a new run before its pipeline is back at the gate.
+   */
   async gate(name: GateName, message: string): Promise<void> {
-    if (this.status.gate?.name !== name) {
-      await this.whileUnpaused();
-      this.state.approvedGate = undefined;
-      this.status.gate = { name, since: new Date().toISOString(), message };
-      this.record.setState('awaiting-approval');
-      log.info(`awaiting approval: ${message}`, this.record.logFields());
-      void this.record.notify('awaiting-approval', message);
+    if (this.state.approvedGate !== name) {
+      if (this.status.gate?.name !== name) {
+        await this.whileUnpaused();
+        this.status.gate = { name, since: new Date().toISOString(), message };
+        this.record.setState('awaiting-approval');
+        log.info(`awaiting approval: ${message}`, this.record.logFields());
+        void this.record.notify('awaiting-approval', message);
+      }
+      await this.bound.until(() => this.state.approvedGate === name);
     }
-    await this.bound.until(() => this.state.approvedGate === name);
     this.status.gate = undefined;
     this.record.refresh();
   }

@@ -2,12 +2,9 @@ import { setCurrentDetails } from '@temporalio/workflow';
 import { formatMeasure } from '../domain/analysis';
 import { formatDuration } from '../domain/duration';
 import type { ReleaseStatus } from '../domain/status';
-import { markdownText as md } from '../domain/text';
+import { markdownText as md, progressBar } from '../domain/text';
 
-const bar = (fraction: number, width = 20) => {
-  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
-  return `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
-};
+const bar = (fraction: number) => progressBar(fraction, 20);
 
 /**
  * The Temporal UI's "current details" (markdown): what a person watching the release needs at a glance. Text from

@@ -2,7 +2,7 @@ import { log, upsertSearchAttributes } from '@temporalio/workflow';
 import type { ReleaseEvent } from '../providers/notify/types';
 import type { ReleaseRequest, Stage, Track } from '../domain/release';
 import { TollgateStage, TollgateState } from '../domain/search-attributes';
-import type { AuditEntry, ReleaseState, ReleaseStatus } from '../domain/status';
+import { initialStatus, type AuditEntry, type ReleaseState, type ReleaseStatus } from '../domain/status';
 import { notifications, failureMessage } from './activities';
 import { renderDetails } from './details';
 
@@ -34,25 +34,7 @@ export class ReleaseRecord {
   }
 
   static fresh(request: ReleaseRequest, releaseId: string, at: string): RecordState {
-    return {
-      status: {
-        releaseId,
-        service: request.service,
-        version: request.version,
-        initiator: request.initiator,
-        ...(request.reason !== undefined && { reason: request.reason }),
-        stableVersion: undefined,
-        stage: 'staging',
-        state: 'resolving-policy',
-        analysis: { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] },
-        waves: [],
-        deployedSteps: [],
-        audit: [],
-        auditDropped: 0,
-        updatedAt: at,
-      },
-      indexed: { stage: '', state: '' },
-    };
+    return { status: initialStatus(releaseId, request, 'resolving-policy', at), indexed: { stage: '', state: '' } };
   }
 
   get carried(): RecordState {

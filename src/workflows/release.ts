@@ -296,7 +296,11 @@ class Release {
     if (checks.length === 0) return;
     record.setState('smoke-testing');
     const results = await quick.smokeCheck.executeWithOptions({ summary: `smoke checks: ${checks.length}` }, [
-      { context: record.context('staging'), checks },
+      {
+        context: record.context('staging'),
+        checks,
+        ...(this.policy!.metrics && { metricNames: this.policy!.metrics }),
+      },
     ]);
     record.status.analysis.checks = results;
     const bad = results.filter((r) => r.verdict !== 'pass');

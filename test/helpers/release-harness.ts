@@ -82,6 +82,8 @@ export interface HarnessOptions {
   logger?: Logger;
   /** Stands in for the deploy activity (`real` deploys to the dry-run target). */
   deploy?: (step: DeployStep, real: (step: DeployStep) => Promise<DeployReceipt>) => Promise<DeployReceipt>;
+  /** Stands in for the undo activity, as `deploy` does (`undoFailures` is the simple case). */
+  undo?: (step: DeployStep, real: (step: DeployStep) => Promise<DeployReceipt>) => Promise<DeployReceipt>;
 }
 
 const noMetrics: MetricsProvider = {
@@ -122,6 +124,7 @@ export async function releaseHarness(env: TestWorkflowEnvironment, opts: Harness
       deploy: (step: DeployStep) => (opts.deploy ? opts.deploy(step, (s) => real.deploy(s)) : real.deploy(step)),
       undo: async (step: DeployStep) => {
         undoAttempts.push(step.key);
+        if (opts.undo) return opts.undo(step, (s) => real.undo(s));
         if (undoFailuresLeft > 0) {
           undoFailuresLeft--;
           throw new Error('load balancer API unavailable');
