@@ -66,3 +66,18 @@ function quietRuntime(): void {
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level ?? 'ERROR' }), forward: {} } },
   });
 }
+
+/** The history of every run of a workflow, first to last, following continue-as-new (at most 1,000 runs). */
+export async function runHistories(
+  client: TestWorkflowEnvironment['client'],
+  workflowId: string,
+  firstRunId: string,
+): Promise<{ runId: string; history: temporal.api.history.v1.IHistory }[]> {
+  const runs: { runId: string; history: temporal.api.history.v1.IHistory }[] = [];
+  for (let runId: string | undefined = firstRunId; runId && runs.length < 1_000;) {
+    const history: temporal.api.history.v1.IHistory = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    runs.push({ runId, history });
+    runId = history.events?.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+  }
+  return runs;
+}

@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { abortUpdate, approveUpdate, pauseUpdate, promoteUpdate, resumeSignal } from '../../src/domain/messages';
+import {
+  abortUpdate,
+  approveSignal,
+  approveUpdate,
+  pauseUpdate,
+  promoteUpdate,
+  resumeSignal,
+  statusQuery,
+} from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
 import { releaseWorkflowId, type ReleaseResult } from '../../src/domain/release';
 import { releaseWorkflow } from '../../src/workflows';
@@ -23,7 +31,7 @@ import {
   writePolicies,
   type HarnessOptions,
 } from '../helpers/release-harness';
-import { startTimeSkipping } from '../helpers/temporal';
+import { runHistories, startDevServer, startTimeSkipping } from '../helpers/temporal';
 
 const HISTORY_DIR = join(__dirname, '..', 'histories');
 
@@ -185,5 +193,54 @@ describe('record release histories for replay', () => {
       undoFailures: 2,
     });
     expect(result.outcome).toBe('rolled_back');
+  });
+});
+
+describe('record a release that continued as new (dev server suggesting it at 150 events)', () => {
+  let dev: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    dev = await startDevServer(['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=150']);
+  });
+  afterAll(() => dev?.teardown());
+
+  it('rolls over at the production gate under refused approvals, then is approved and promotes', async () => {
+    const policyDir = writePolicies({ minimums: { productionApproval: false } }, [
+      policy({
+        trafficCycle: { duration: '2s' },
+        canary: { analysis: { interval: '1s', checks: [errors] } },
+        production: { approval: true, waves: [{ percent: 100 }] },
+        approvals: { fourEyes: true },
+      }),
+    ]);
+    const harness = await releaseHarness(dev, { policyDir });
+    const runs = await harness.worker.runUntil(async () => {
+      const handle = await dev.client.workflow.start(releaseWorkflow, {
+        taskQueue: harness.taskQueue,
+        workflowId: releaseWorkflowId('checkout'),
+        args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice', reason: 'replay fixture: continued' }],
+      });
+      try {
+        const rolledOver = async () => (await handle.describe()).runId !== handle.firstExecutionRunId;
+        for (let i = 0; i < 100 && (await handle.query(statusQuery)).gate?.name !== 'production'; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        // alice started the release: four-eyes refuses her approvals, each one an event in history.
+        for (let i = 0; i < 40 && !(await rolledOver()); i++) {
+          await Promise.all(Array.from({ length: 10 }, () => handle.signal(approveSignal, { by: 'alice' })));
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        expect(await rolledOver()).toBe(true);
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'after the rollover' }] });
+        expect((await handle.result()).outcome).toBe('promoted');
+        return await runHistories(dev.client, handle.workflowId, handle.firstExecutionRunId);
+      } finally {
+        await handle.terminate('recording over').catch(() => undefined);
+      }
+    });
+    expect(runs.length).toBeGreaterThan(1);
+    for (const [i, { history }] of runs.entries()) {
+      writeFileSync(join(HISTORY_DIR, `continued-as-new.run-${i + 1}.json`), `${historyToJSON(history)}\n`);
+      console.log(`continued-as-new run ${i + 1}: ${history.events?.length ?? 0} events`);
+    }
   });
 });

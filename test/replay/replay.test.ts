@@ -51,6 +51,8 @@ describe('replay of recorded release histories', () => {
         'happy-waves-approval.json',
         'inconclusive-approve.json',
         'inconclusive-gate-and-pause.json',
+        'continued-as-new.run-1.json',
+        'continued-as-new.run-2.json',
         'inconclusive-approve.before-hostile-input.json',
         'pause-resume-promote.json',
         'rollback-on-failure.json',

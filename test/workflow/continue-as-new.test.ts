@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { approveSignal, approveUpdate, statusQuery } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
@@ -10,7 +9,7 @@ import type { ReleaseStatus } from '../../src/domain/status';
 import { releaseWorkflow } from '../../src/workflows';
 import { RUN_MAX_BYTES, RUN_MAX_EVENTS } from '../../src/workflows/rollover';
 import { failing, healthy, releaseHarness, writePolicies, type HarnessOptions } from '../helpers/release-harness';
-import { startDevServer, startTimeSkipping } from '../helpers/temporal';
+import { runHistories, startDevServer, startTimeSkipping } from '../helpers/temporal';
 
 /**
  * Releases that outgrow one run continue as new, in any stage, carrying everything. CI runs shorter floods and
@@ -46,24 +45,15 @@ interface Run {
 
 /** Every run of the release, first to last, following continue-as-new. */
 async function runsOf(env: TestWorkflowEnvironment, workflowId: string, firstRunId: string): Promise<Run[]> {
-  const runs: Run[] = [];
-  for (let runId: string | undefined = firstRunId; runId && runs.length < 1_000;) {
-    const history: temporal.api.history.v1.IHistory = await env.client.workflow
-      .getHandle(workflowId, runId)
-      .fetchHistory();
-    const events = history.events ?? [];
-    const last = events.at(-1);
-    const next: string | undefined =
-      last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
-    runs.push({
+  return (await runHistories(env.client, workflowId, firstRunId)).map(({ runId, history }) => {
+    const last = history.events?.at(-1);
+    return {
       runId,
-      events: events.length,
+      events: history.events?.length ?? 0,
       bytes: Buffer.byteLength(JSON.stringify(history)),
-      closedAs: next ? 'continued-as-new' : String(last?.eventType ?? 'open'),
-    });
-    runId = next;
-  }
-  return runs;
+      closedAs: last?.workflowExecutionContinuedAsNewEventAttributes ? 'continued-as-new' : String(last?.eventType),
+    };
+  });
 }
 
 /**
