@@ -163,8 +163,8 @@ export function createActivities({
       return receipt;
     },
 
-    async smokeCheck({ context, checks }: SmokeCheckInput): Promise<CheckResult[]> {
-      const { results } = await analysisRound(metrics, context, checks, 60_000, new Date());
+    async smokeCheck({ context, checks, metricNames }: SmokeCheckInput): Promise<CheckResult[]> {
+      const { results } = await analysisRound(metrics, context, checks, 60_000, new Date(), undefined, metricNames);
       releaseLog(context).info({ results }, 'smoke checks');
       return results;
     },
@@ -200,6 +200,7 @@ export function createActivities({
           input.intervalMs,
           new Date(),
           beat.counters.rounds,
+          input.metricNames,
         );
         const before = beat.counters.requests;
         const { counters, decision, reason } = decide(beat.counters, results, requests, input);

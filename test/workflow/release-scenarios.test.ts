@@ -254,6 +254,15 @@ describe('release workflow scenarios (time-skipping)', () => {
     expect(status.audit.map((a) => a.action)).toEqual(['start', 'pause', 'resume', 'promote', 'promoted']);
   });
 
+  it("queries the org's metric names: the policy's names reach every analysis stretch", async () => {
+    const { result, analyzeCalls } = await run({
+      org: { minimums: { productionApproval: false }, metrics: { requests: 'shop_requests_total' } },
+    });
+    expect(result.outcome).toBe('promoted');
+    expect(analyzeCalls.length).toBeGreaterThan(0);
+    for (const call of analyzeCalls) expect(call.metricNames?.requests).toBe('shop_requests_total');
+  });
+
   it('never completes a bake on a stretch a worker shutdown cut short', async () => {
     // The second stretch is the one that would judge the completed cycle, but a shutdown cut it short.
     const cutShort: AnalysisStep = (input) => ({
