@@ -63,13 +63,33 @@ export function countActions(events: HistoryEvent[]): ActionCount {
 }
 
 /**
- * Heartbeats a real analysis sends to the server over a bake: the activity heartbeats every few seconds, and the
- * SDK forwards at most one per throttle interval, min(0.8 × heartbeatTimeout, maxHeartbeatThrottleInterval 60 s).
+ * Heartbeats a real analysis sends to the server over a bake with TOLLGATE_ANALYSIS_HEARTBEAT=liveness (the default):
+ * one per 80% of the heartbeat timeout (bench/heartbeats.ts measures it, and the other settings).
  */
-export function estimatedHeartbeats(bakeMs: number, heartbeatTimeoutMs: number, maxThrottleMs = 60_000): number {
-  const throttle = Math.min(0.8 * heartbeatTimeoutMs, maxThrottleMs);
-  return Math.ceil(bakeMs / throttle);
+export function estimatedHeartbeats(bakeMs: number, heartbeatTimeoutMs: number): number {
+  return Math.ceil(bakeMs / (0.8 * heartbeatTimeoutMs));
 }
 
 export const eventTypeName = (e: HistoryEvent): string =>
   (T[e.eventType ?? 0] ?? 'UNKNOWN').replace(/^EVENT_TYPE_/, '').toLowerCase();
+
+/**
+ * The Temporal server's own count of actions (its `action` Prometheus counter, one series per action type such as
+ * `grpc_RecordActivityTaskHeartbeat` or `command_ScheduleActivityTask`) for one namespace, from `/metrics` text.
+ */
+export function serverActions(metricsText: string, namespace: string): Record<string, number> {
+  // Prometheus label values as the server writes them: a namespace's dashes become underscores.
+  const label = namespace.replace(/[^A-Za-z0-9_]/g, '_');
+  const counts: Record<string, number> = {};
+  for (const line of metricsText.split('\n')) {
+    const m = /^action\{([^}]*)\}\s+([0-9.e+]+)$/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string | undefined> = Object.fromEntries(
+      [...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1] ?? '', l[2] ?? '']),
+    );
+    const type = labels.action_type;
+    if (labels.namespace !== label || !type) continue;
+    counts[type] = (counts[type] ?? 0) + Number(m[2]);
+  }
+  return counts;
+}

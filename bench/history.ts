@@ -12,10 +12,10 @@ type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 /** Where the real server terminates a run (the time-skipping server does not enforce it). */
 export const HISTORY_EVENT_LIMIT = 51_200;
-/** The analysis proxy's heartbeat timeout in src/workflows/release.ts; decides the SDK's heartbeat throttle. */
+/** The heartbeat timeout of the workflow's analysis proxy (`analyses`, src/workflows/); keep the two in step. */
 export const ANALYSIS_HEARTBEAT_TIMEOUT_MS = 120_000;
-/** How often the SDK forwards a heartbeat at most: min(0.8 × heartbeat timeout, maxHeartbeatThrottleInterval 60 s). */
-export const HEARTBEAT_THROTTLE_MS = Math.min(0.8 * ANALYSIS_HEARTBEAT_TIMEOUT_MS, 60_000);
+/** How often a running stretch heartbeats with TOLLGATE_ANALYSIS_HEARTBEAT=liveness: 80% of that timeout. */
+export const HEARTBEAT_SPACING_MS = 0.8 * ANALYSIS_HEARTBEAT_TIMEOUT_MS;
 const INTERVAL_MS = 60_000;
 
 export const CYCLES = [
@@ -60,6 +60,22 @@ export interface HistoryOptions {
   log: (line: string) => void;
 }
 
+/** The history of every run of a release from the first, following continue-as-new (at most 100 runs). */
+export async function chainHistories(
+  env: TestWorkflowEnvironment,
+  workflowId: string,
+  firstRunId: string,
+): Promise<HistoryEvent[][]> {
+  const runs: HistoryEvent[][] = [];
+  for (let runId: string | undefined = firstRunId; runId && runs.length < 100;) {
+    const history = await env.client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const events: HistoryEvent[] = history.events ?? [];
+    runs.push(events);
+    runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+  }
+  return runs;
+}
+
 /** Cost of a release: every run from the first, following continue-as-new, counted from the server's history. */
 async function costOf(
   env: TestWorkflowEnvironment,
@@ -68,17 +84,15 @@ async function costOf(
   started: number,
   outcome: string,
 ): Promise<RunCost> {
-  const cost: RunCost = { events: 0, largestRun: 0, runs: 0, actions: countActions([]), wallMs: 0, outcome };
-  const all: HistoryEvent[] = [];
-  for (let runId: string | undefined = firstRunId; runId && cost.runs < 100; cost.runs++) {
-    const history = await env.client.workflow.getHandle(workflowId, runId).fetchHistory();
-    const events: HistoryEvent[] = history.events ?? [];
-    all.push(...events);
-    cost.events += events.length;
-    cost.largestRun = Math.max(cost.largestRun, events.length);
-    runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
-  }
-  return { ...cost, actions: countActions(all), wallMs: Date.now() - started };
+  const runs = await chainHistories(env, workflowId, firstRunId);
+  return {
+    events: runs.reduce((n, events) => n + events.length, 0),
+    largestRun: Math.max(0, ...runs.map((events) => events.length)),
+    runs: runs.length,
+    actions: countActions(runs.flat()),
+    wallMs: Date.now() - started,
+    outcome,
+  };
 }
 
 type Design = 'release' | 'naive';

@@ -1,7 +1,7 @@
 import type { ConcurrencyResult, HistogramSummary } from './concurrency';
 import {
   ANALYSIS_HEARTBEAT_TIMEOUT_MS,
-  HEARTBEAT_THROTTLE_MS,
+  HEARTBEAT_SPACING_MS,
   HISTORY_EVENT_LIMIT,
   type CycleResult,
   type RunCost,
@@ -9,6 +9,7 @@ import {
 import type { BenchReport, SectionOutcome } from './run';
 import type { AbortResult, ApproveResult } from './reaction';
 import type { BreachResult, BreachTrial } from './breach';
+import { heartbeatSection } from './report-heartbeats';
 import { medianRange, num, summarize, type Summary } from './stats';
 
 const GOAL_MAX_EVENTS = 4_096;
@@ -105,16 +106,15 @@ function historySection(report: BenchReport, goals: Goal[], findings: string[]):
         met: c.release.length > 0 && Number.isFinite(ratio) ? ratio >= GOAL_EVENT_RATIO : undefined,
       });
       findings.push(
-        `- **Heartbeats, not history, decide the 7-day bill.** A real analysis stretch heartbeats every 5 s; the ` +
-          `SDK forwards at most one per min(0.8 × ${num(ANALYSIS_HEARTBEAT_TIMEOUT_MS / 1000)} s heartbeat timeout, 60 s) = ` +
-          `${num(HEARTBEAT_THROTTLE_MS / 1000)} s, so a 7-day bake sends ≈ ${num(c.heartbeatsEstimate)} heartbeats, each a ` +
-          `billable action: ${num(c.heartbeatsEstimate / actions.median, 0)}× the ${num(actions.median)} actions in its ` +
-          `history. Counting them, a Tollgate release costs ≈ ${num(withBeats)} actions, ` +
+        `- **Heartbeats, not history, decide the 7-day bill.** With TOLLGATE_ANALYSIS_HEARTBEAT=liveness (the ` +
+          `default) a running analysis stretch heartbeats once per 80% of its ${num(ANALYSIS_HEARTBEAT_TIMEOUT_MS / 60_000)}-minute ` +
+          `heartbeat timeout, ${num(HEARTBEAT_SPACING_MS / 1000)} s, so a 7-day bake sends ≈ ${num(c.heartbeatsEstimate)} ` +
+          `heartbeats, each a billable action: ${num(c.heartbeatsEstimate / actions.median, 1)}× the ${num(actions.median)} ` +
+          `actions in its history. Counting them, a Tollgate release costs ≈ ${num(withBeats)} actions, ` +
           `${num((projectedActions ?? NaN) / withBeats, 2)}× fewer than the naive design's ≈ ${num(projectedActions ?? NaN)} ` +
-          `(projected), and its history is ${num(ratio, 0)}× smaller. The analysis heartbeat timeout is 2 min for this ` +
-          `(at 30 s the throttle was 24 s: ≈ 25,200 heartbeats per 7 days, more than the naive design's actions); the ` +
-          `price is that a worker that died mid-stretch is noticed within 2 min. Fewer still would need a larger ` +
-          `maxHeartbeatThrottleInterval on the worker, and staler live rounds in \`status\`.`,
+          `(projected), and its history is ${num(ratio, 0)}× smaller. A worker that died mid-stretch is noticed within ` +
+          `the timeout; \`status\` sees a running stretch's rounds up to ${num(HEARTBEAT_SPACING_MS / 60_000, 1)} min late ` +
+          `(TOLLGATE_ANALYSIS_HEARTBEAT=round shows each, one action per round). §5 measures the settings side by side.`,
       );
     }
   }
@@ -147,7 +147,8 @@ How these are counted:
   (attributes given at start are free); update accepted 1; child workflow initiated 2; external cancel 1; workflow
   options updated 1; local-activity markers 1 per workflow task. Not in history and so not in the "in history"
   column: queries (the bench sends none while measuring), rejected updates (none), and **activity heartbeats** —
-  estimated in their own column from the heartbeat throttle: bake length ÷ ${num(HEARTBEAT_THROTTLE_MS / 1000)} s.
+  estimated in their own column as TOLLGATE_ANALYSIS_HEARTBEAT=liveness sends them: bake length ÷
+  ${num(HEARTBEAT_SPACING_MS / 1000)} s (80% of the analysis heartbeat timeout; §5 counts them at the server).
 - **Instant double**: an analysis stretch that answers at once makes the workflow wait for the stretch's planned
   end with an extra timer (${h.cycles.map((c) => `${c.segments} stretches for ${c.label}`).join(', ')}), so a real
   run costs slightly fewer events and timers than the Tollgate columns (and adds the heartbeats above).
@@ -503,6 +504,7 @@ export function renderReport(report: BenchReport): string {
     startupSection(report, goals),
     reactionSection(report, goals, findings),
     concurrencySection(report, goals, findings),
+    heartbeatSection(report.heartbeats, report, goals, findings),
   ];
   const m = report.machine;
   const v = report.versions;

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -6,10 +6,12 @@ import { bundleWorkflowCode, DefaultLogger, makeTelemetryFilterString, Runtime }
 import { PROJECT_ROOT } from '../scripts/temporal-binaries';
 import { workflowBundlerOptions } from '../src/worker';
 import { runConcurrencyBench, type ConcurrencyResult } from './concurrency';
+import { runHeartbeatBench, type HeartbeatResult } from './heartbeats';
 import { runHistoryBench, type HistoryResult } from './history';
 import { machine, versions } from './machine';
 import { runReactionBench, type ReactionResult } from './reaction';
 import { renderReport } from './report';
+import { heartbeatSection, HEARTBEATS_HEADING } from './report-heartbeats';
 import { startDevServer } from './servers';
 import { runStartupBench, type StartupResult } from './startup';
 
@@ -17,9 +19,10 @@ import { runStartupBench, type StartupResult } from './startup';
  * `npm run bench`: every figure in one invocation, each section bounded in wall time, written to BENCHMARKS.md.
  * Knobs (environment): BENCH_QUICK=1 runs a few repetitions of everything (a smoke test of the bench, figures not
  * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_SECTIONS
- * (history,startup,reaction,concurrency), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another file) for a
- * partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency worker's
- * workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS).
+ * (history,startup,reaction,concurrency,heartbeats), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
+ * file) for a partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency
+ * worker's workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS=heartbeats alone
+ * rewrites only its own section of BENCHMARKS.md (quick: dist/bench-heartbeats.quick.md, BENCHMARKS.md untouched).
  */
 const quick = process.env.BENCH_QUICK === '1';
 const concurrencyLevels = (process.env.BENCH_CONCURRENCY ?? '100,1000').split(',').map(Number);
@@ -27,10 +30,13 @@ const concurrencyLevels = (process.env.BENCH_CONCURRENCY ?? '100,1000').split(',
 const concurrencyBoundMs = (releases: number) => (releases >= 1000 ? 240_000 : 120_000);
 // 210 s of it for the reaction section's approve → deploy and breach → rollback parts (≈ 160 s in a run).
 const BUDGET_MS = Number(
-  process.env.BENCH_BUDGET_MS ?? 435_000 + concurrencyLevels.reduce((sum, n) => sum + concurrencyBoundMs(n), 0),
+  process.env.BENCH_BUDGET_MS ??
+    435_000 + 600_000 + concurrencyLevels.reduce((sum, n) => sum + concurrencyBoundMs(n), 0),
 );
 const maxCached = process.env.BENCH_MAX_CACHED_WORKFLOWS ? Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) : undefined;
-const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? 'history,startup,reaction,concurrency').split(','));
+const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? 'history,startup,reaction,concurrency,heartbeats').split(','));
+/** Healthy 2-hour stretches each heartbeat option runs (at 1/60 of real time: 2 min each). */
+const HEARTBEAT_STRETCHES = quick ? 1 : 3;
 
 export interface SectionOutcome<T> {
   result?: T;
@@ -48,6 +54,7 @@ export interface BenchReport {
   startup: SectionOutcome<StartupResult>;
   reaction: SectionOutcome<ReactionResult>;
   concurrency: SectionOutcome<ConcurrencyResult>[];
+  heartbeats: SectionOutcome<HeartbeatResult>;
   totalMs: number;
 }
 
@@ -122,6 +129,10 @@ async function main(): Promise<void> {
     }),
   );
 
+  report.heartbeats = await section('heartbeats', () =>
+    runHeartbeatBench({ code: benchCode, stretchesPerOption: HEARTBEAT_STRETCHES, scale: 60, log }),
+  );
+
   const env = await startDevServer();
   try {
     report.startup = await section('startup', () =>
@@ -165,9 +176,40 @@ async function main(): Promise<void> {
     await env.teardown();
   }
   report.totalMs = Date.now() - t0;
+  if (process.env.BENCH_OUT === undefined && [...SECTIONS].every((s) => s === 'heartbeats')) {
+    writeHeartbeatsOnly(report as BenchReport);
+    return;
+  }
   const out = process.env.BENCH_OUT ?? join(PROJECT_ROOT, 'BENCHMARKS.md');
   writeFileSync(out, renderReport(report as BenchReport));
   log(`wrote ${out} in ${Math.round(report.totalMs / 1000)} s`);
+}
+
+/**
+ * The heartbeat section run alone: its section of BENCHMARKS.md replaced (or added at the end), every other line of
+ * the file as it was; a quick run goes to dist/ instead, so figures not for keeping never reach BENCHMARKS.md.
+ */
+function writeHeartbeatsOnly(report: BenchReport): void {
+  const section = heartbeatSection(report.heartbeats, report, [], []);
+  const dir = join(PROJECT_ROOT, 'dist');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'bench-heartbeats.json'), JSON.stringify(report, null, 1));
+  if (report.quick || report.heartbeats.result === undefined) {
+    const out = join(dir, 'bench-heartbeats.quick.md');
+    writeFileSync(out, section);
+    log(`wrote ${out} (BENCHMARKS.md untouched) in ${Math.round(report.totalMs / 1000)} s`);
+    return;
+  }
+  const out = join(PROJECT_ROOT, 'BENCHMARKS.md');
+  const text = existsSync(out) ? readFileSync(out, 'utf8') : '';
+  const start = text.indexOf(HEARTBEATS_HEADING);
+  const next = start < 0 ? -1 : text.indexOf('\n## ', start + HEARTBEATS_HEADING.length);
+  const spliced =
+    start < 0
+      ? `${text.trimEnd()}\n\n${section}`
+      : `${text.slice(0, start)}${section}${next < 0 ? '' : text.slice(next + 1)}`;
+  writeFileSync(out, spliced);
+  log(`wrote its section of ${out} in ${Math.round(report.totalMs / 1000)} s`);
 }
 
 main().then(

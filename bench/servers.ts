@@ -17,14 +17,24 @@ export async function startTimeSkipping(): Promise<TestWorkflowEnvironment> {
   return env;
 }
 
-/** The real dev server, in memory and headless, as `npm start` runs it. */
-export function startDevServer(): Promise<TestWorkflowEnvironment> {
+/**
+ * The real dev server, in memory and headless, as `npm start` runs it; `namespaces` beside `default`, and the server's
+ * own Prometheus metrics (its `action` counter among them) on `metricsPort`.
+ */
+export function startDevServer(
+  opts: { namespaces?: string[]; metricsPort?: number } = {},
+): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: ephemeralExecutable(TEMPORAL_CLI),
       ip: '127.0.0.1',
       searchAttributes: [...SEARCH_ATTRIBUTES],
-      extraArgs: ['--log-level', 'error'],
+      extraArgs: [
+        '--log-level',
+        'error',
+        ...(opts.namespaces ?? []).flatMap((n) => ['--namespace', n]),
+        ...(opts.metricsPort !== undefined ? ['--metrics-port', String(opts.metricsPort)] : []),
+      ],
     },
   });
 }
