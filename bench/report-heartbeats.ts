@@ -163,7 +163,9 @@ How these are counted:
 
 - **Actions in history** (bench/actions.ts, as §1): workflow started 1 per run (so continue-as-new counts), activity
   scheduled 1 plus 1 per retry, timer 1, search-attribute upsert 1, signal 1, update 1. Workflow tasks are not
-  actions (docs.temporal.io/cloud/actions); they are shown for the history's size only.
+  actions (docs.temporal.io/cloud/actions); they are shown for the history's size only. §1 counts more in history
+  (its instant double waits out each stretch on a timer, which also re-arms the progress timer); this double does
+  not, as real analysis does not.
 - **Heartbeats**: the dev server's own \`action\` counter, \`grpc_RecordActivityTaskHeartbeat\`, per namespace —
   the heartbeats that reached the server, which is what Temporal Cloud bills ("a Heartbeat counts as an Action only
   if it reaches the Temporal Server"; the SDK throttles the rest). Per 7-day canary: heartbeats per round measured ×
