@@ -113,10 +113,18 @@ async function serverStoppedInBake(signal: NodeJS.Signals): Promise<void> {
 // release that resumes correctly can take longer than a quiet run's 30 s, and a timeout would hide the verdict.
 const BOUND_MS = 120_000;
 
-test('dev server SIGTERMed in the canary bake: the release resumes, the bake timer fires on time', async () => {
-  await serverStoppedInBake('SIGTERM');
-}, BOUND_MS);
+test(
+  'dev server SIGTERMed in the canary bake: the release resumes, the bake timer fires on time',
+  async () => {
+    await serverStoppedInBake('SIGTERM');
+  },
+  BOUND_MS,
+);
 
-test('dev server SIGKILLed in the canary bake: the release resumes, the bake timer fires on time', async () => {
-  await serverStoppedInBake('SIGKILL');
-}, BOUND_MS);
+test(
+  'dev server SIGKILLed in the canary bake: the release resumes, the bake timer fires on time',
+  async () => {
+    await serverStoppedInBake('SIGKILL');
+  },
+  BOUND_MS,
+);
