@@ -13,7 +13,7 @@ type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 /** Where the real server terminates a run (the time-skipping server does not enforce it). */
 export const HISTORY_EVENT_LIMIT = 51_200;
 /** The heartbeat timeout of the workflow's analysis proxy (`analyses`, src/workflows/); keep the two in step. */
-export const ANALYSIS_HEARTBEAT_TIMEOUT_MS = 120_000;
+export const ANALYSIS_HEARTBEAT_TIMEOUT_MS = 600_000;
 /** How often a running stretch heartbeats with TOLLGATE_ANALYSIS_HEARTBEAT=liveness: 80% of that timeout. */
 export const HEARTBEAT_SPACING_MS = 0.8 * ANALYSIS_HEARTBEAT_TIMEOUT_MS;
 const INTERVAL_MS = 60_000;

@@ -201,6 +201,8 @@ async function main(): Promise<void> {
       TOLLGATE_SHUTDOWN_GRACE: '3s',
       // The demo analyses every 10 s; heartbeats as often let `tollgate watch` show every round.
       TOLLGATE_MAX_HEARTBEAT_THROTTLE: '10s',
+      // Every round reaches `tollgate watch` (the demo analyses every 10 s); production keeps the liveness default.
+      TOLLGATE_ANALYSIS_HEARTBEAT: 'round',
     },
     join(logs, 'worker.log'),
   );

@@ -82,6 +82,7 @@ export async function runWorker(config: WorkerConfig, logger: Logger): Promise<v
     policies: new PolicyStore(config.TOLLGATE_POLICY_DIR),
     notifier: await createNotifier(config.TOLLGATE_NOTIFY_FILE, logger),
     logger,
+    analysisHeartbeatMs: config.TOLLGATE_ANALYSIS_HEARTBEAT,
   });
   const connection = await NativeConnection.connect(connectionSettings(config));
   try {

@@ -50,12 +50,14 @@ export const notifications = proxyActivities<Activities>({
 });
 
 /**
- * A crashed stretch is noticed within two minutes; a shorter timeout would multiply heartbeats, which Temporal Cloud
- * bills as actions (the SDK sends one per 80% of the timeout: ~6,300 over a 7-day bake instead of ~25,000 at 30 s).
+ * A crashed stretch is noticed within ten minutes, the liveness a bake needs: its heartbeats are most of a long
+ * release's bill (Temporal Cloud counts each), and at one per 80% of this timeout (TOLLGATE_ANALYSIS_HEARTBEAT=
+ * liveness) a 7-day release costs ≈1,390 actions instead of ≈10,100 (BENCHMARKS.md §5). A failing round reports at
+ * once, heartbeat or not.
  */
 export const analyses = proxyActivities<Activities>({
   startToCloseTimeout: '1m', // replaced per call with the stretch's length
-  heartbeatTimeout: '2m',
+  heartbeatTimeout: '10m',
   retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
 });
 
