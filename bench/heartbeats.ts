@@ -12,7 +12,7 @@ import { PolicyStore } from '../src/config/policies';
 import { releaseWorkflowId } from '../src/domain/release';
 import type { MetricsProvider } from '../src/providers/metrics/types';
 import { workflowBundlerOptions } from '../src/worker';
-import { SEGMENT_MAX_ROUNDS } from '../src/workflows/release';
+import { SEGMENT_MAX_ROUNDS } from '../src/domain/bake';
 import { countActions, serverActions, type ActionCount } from './actions';
 import { benchActivities, benchTarget, instantHealthy, servicePolicy, SERVICE, writePolicies } from './fixtures';
 import { chainHistories, type RunCost } from './history';

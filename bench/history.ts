@@ -3,7 +3,7 @@ import type { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { releaseWorkflowId } from '../src/domain/release';
-import { SEGMENT_MAX_ROUNDS } from '../src/workflows/release';
+import { SEGMENT_MAX_ROUNDS } from '../src/domain/bake';
 import { countActions, estimatedHeartbeats, type ActionCount } from './actions';
 import { benchActivities, servicePolicy, SERVICE, writePolicies } from './fixtures';
 import { startTimeSkipping } from './servers';

@@ -13,6 +13,12 @@ import { z } from 'zod';
  */
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
+/** UNSAFE, but a line feed: for text whose lines are our own. */
+const UNSAFE_BUT_LINE_BREAKS =
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
+/** UNSAFE for a yes-or-no test: not global, so it keeps no position between calls. */
+const UNSAFE_ANY = new RegExp(UNSAFE.source, 'u');
 /** What JSON.stringify leaves raw of UNSAFE (it escapes C0 controls itself; its own line breaks must stay). */
 const UNSAFE_AFTER_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
 /** Characters that render as nothing (zero-width space, joiners, soft hyphen, Hangul fillers, tags...). */
@@ -34,12 +40,8 @@ export function printable(text: string, max = 2000): string {
 /** Whitespace runs, line breaks included, flattened to one space, then `printable`: one line of at most `max`. */
 export const oneLine = (text: string, max: number): string => printable(text.replace(/\s+/g, ' ').trim(), max);
 
-/** Multi-line output of our own (a rendered view): each line printable, the line breaks kept. */
-export const printableLines = (text: string): string =>
-  text
-    .split('\n')
-    .map((line) => printable(line, 100_000))
-    .join('\n');
+/** Multi-line output of our own (a rendered view, a stack trace): printable, the line breaks kept. One pass. */
+export const printableLines = (text: string): string => text.replace(UNSAFE_BUT_LINE_BREAKS, escape);
 
 /**
  * JSON for a terminal or a script: JSON.stringify escapes C0 controls but leaves C1 controls (U+009B is a CSI on
@@ -74,7 +76,7 @@ export function markdownText(text: string, max = 2000): string {
   return printable(text, max).replace(/[\\`*_{}[\]()<>#+!|~&]/g, (ch) => `\\${ch}`);
 }
 
-export const hasUnsafeCharacters = (text: string) => new RegExp(UNSAFE.source, 'u').test(text);
+export const hasUnsafeCharacters = (text: string) => UNSAFE_ANY.test(text);
 
 /** Free text written by a person (a reason, a comment): one line, no control characters. */
 export const freeText = (max: number) =>

@@ -25,8 +25,6 @@ import { Controls, freshControls, type ControlsState } from './controls';
 import { ReleaseRecord, type RecordState } from './record';
 import { RollOver, RunBound } from './rollover';
 
-export { SEGMENT_MAX_ROUNDS } from '../domain/bake';
-
 /**
  * Guards what hostile messages may no longer do, for releases started after it: a release runs only as
  * `release-<service>` (one per service, whatever ID the caller picks); an inconclusive-analysis gate is a gate,
@@ -111,12 +109,16 @@ class Release {
   private readonly record: ReleaseRecord;
   private readonly controls: Controls;
   private readonly compensation: Compensation;
-  private policy: ResolvedPolicy | undefined;
 
   constructor(private readonly carried: Carried) {
     this.record = new ReleaseRecord(carried.request, carried.record);
-    this.policy = carried.policy;
-    this.controls = new Controls(this.record, carried.controls, () => this.policy, carried.hardened, this.bound);
+    this.controls = new Controls(
+      this.record,
+      carried.controls,
+      () => this.carried.policy,
+      carried.hardened,
+      this.bound,
+    );
     this.compensation = new Compensation(this.record, carried.compensation, this.bound);
   }
 
@@ -167,7 +169,7 @@ class Release {
     const { request } = carried;
     const cancelled = () => this.finish('aborted', 'workflow cancelled before anything was deployed');
     try {
-      this.policy = carried.policy = await quick.resolvePolicy.executeWithOptions(
+      carried.policy = await quick.resolvePolicy.executeWithOptions(
         { summary: `resolve policy for ${request.service}` },
         [{ service: request.service, ...(request.policy && { override: request.policy }) }],
       );
@@ -176,7 +178,7 @@ class Release {
       // A policy that can never be valid fails the release outright.
       throw ApplicationFailure.nonRetryable(failureMessage(err), 'InvalidPolicy');
     }
-    record.status.policy = this.policy;
+    record.status.policy = carried.policy;
     if (carried.hardened) {
       try {
         record.status.target = await quick.describeTarget.executeWithOptions(
@@ -197,7 +199,7 @@ class Release {
     const { record, controls, compensation: steps, carried } = this;
     const { request } = carried;
     const status = record.status;
-    const policy = this.policy!;
+    const policy = this.carried.policy!;
     await this.step('stable-version', async () => {
       status.stableVersion = await quick.stableVersion.executeWithOptions({ summary: 'look up stable version' }, [
         request.service,
@@ -280,10 +282,13 @@ class Release {
   private async bake(name: string, plan: BakePlan): Promise<void> {
     if (plan.durationMs <= 0 && plan.stage !== 'canary') return;
     await this.step(name, async () => {
-      const carried = this.carried.bake?.step === name ? this.carried.bake.state : undefined;
-      if (!carried) this.controls.state.promoteRequested = false;
-      const state = carried ?? startBake(new Date().toISOString(), Date.now(), this.controls.held());
-      if (!carried) this.record.status.analysis = { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] };
+      let state = this.carried.bake?.step === name ? this.carried.bake.state : undefined;
+      if (!state) {
+        // A fresh bake: nothing promoted or analysed yet. A continued one keeps both.
+        this.controls.state.promoteRequested = false;
+        state = startBake(new Date().toISOString(), Date.now(), this.controls.held());
+        this.record.status.analysis = { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] };
+      }
       this.carried.bake = { step: name, state };
       await new Bake(this.record, this.controls, this.bound, plan, state).run();
       this.carried.bake = undefined;
@@ -292,14 +297,14 @@ class Release {
 
   private async smokeChecks(): Promise<void> {
     const { record } = this;
-    const checks = this.policy!.staging.smokeChecks;
+    const checks = this.carried.policy!.staging.smokeChecks;
     if (checks.length === 0) return;
     record.setState('smoke-testing');
     const results = await quick.smokeCheck.executeWithOptions({ summary: `smoke checks: ${checks.length}` }, [
       {
         context: record.context('staging'),
         checks,
-        ...(this.policy!.metrics && { metricNames: this.policy!.metrics }),
+        ...(this.carried.policy!.metrics && { metricNames: this.carried.policy!.metrics }),
       },
     ]);
     record.status.analysis.checks = results;
@@ -312,7 +317,7 @@ class Release {
   private async waitForWindow(wave: number): Promise<void> {
     const { record } = this;
     const status = record.status;
-    const p = this.policy!;
+    const p = this.carried.policy!;
     const now = Date.now();
     const allowedAt = nextAllowedTime(now, p.windows.allowed, p.windows.freezes);
     if (allowedAt === now) return;
