@@ -196,20 +196,34 @@ class Release {
 
   /** staging → canary (a traffic cycle) → production, wave by wave; a continued run skips the steps done. */
   private async pipeline(): Promise<void> {
-    const { record, controls, compensation: steps, carried } = this;
+    const { record, carried } = this;
     const { request } = carried;
-    const status = record.status;
-    const policy = this.carried.policy!;
+    const policy = carried.policy!;
     await this.step('stable-version', async () => {
-      status.stableVersion = await quick.stableVersion.executeWithOptions({ summary: 'look up stable version' }, [
-        request.service,
-      ]);
-      status.waves = policy.production.waves.map((w, index) => ({ index, percent: w.percent, state: 'pending' }));
+      record.status.stableVersion = await quick.stableVersion.executeWithOptions(
+        { summary: 'look up stable version' },
+        [request.service],
+      );
+      record.status.waves = policy.production.waves.map((w, index) => ({
+        index,
+        percent: w.percent,
+        state: 'pending',
+      }));
       record.refresh();
     });
+    await this.staging(policy);
+    await this.canary(policy);
+    await this.production(policy);
+    await this.step('stable', () =>
+      quick.markStable.executeWithOptions({ summary: `mark ${request.version} stable` }, [
+        { service: request.service, version: request.version, releaseId: record.releaseId },
+      ]),
+    );
+  }
 
-    status.stage = 'staging';
-    await this.step('staging', () => steps.deploy(controls, 'staging', { track: 'staging' }));
+  private async staging(policy: ResolvedPolicy): Promise<void> {
+    this.record.status.stage = 'staging';
+    await this.step('staging', () => this.compensation.deploy(this.controls, 'staging', { track: 'staging' }));
     await this.step('smoke', () => this.smokeChecks());
     await this.bake('staging-bake', {
       stage: 'staging',
@@ -218,17 +232,22 @@ class Release {
       requestsRequired: 0,
       peakWindows: [],
     });
+  }
 
-    status.stage = 'canary';
+  /** A small pool serving a random sample of production traffic, for a full traffic cycle. */
+  private async canary(policy: ResolvedPolicy): Promise<void> {
+    const { record, controls } = this;
+    const { version } = this.carried.request;
+    record.status.stage = 'canary';
     record.refresh();
     if (policy.canary.approval) {
-      await this.step('canary-gate', () => controls.gate('canary', `approve ${request.version} for canary`));
+      await this.step('canary-gate', () => controls.gate('canary', `approve ${version} for canary`));
     }
     await this.step('canary', async () => {
-      await steps.deploy(controls, 'canary', { track: 'canary', canaryInstances: policy.canary.poolSize });
+      await this.compensation.deploy(controls, 'canary', { track: 'canary', canaryInstances: policy.canary.poolSize });
       void record.notify(
         'canary-started',
-        `canary of ${request.version} on ${policy.canary.poolSize} instance(s); bakes for a traffic cycle`,
+        `canary of ${version} on ${policy.canary.poolSize} instance(s); bakes for a traffic cycle`,
       );
     });
     await this.bake('canary-bake', {
@@ -238,12 +257,17 @@ class Release {
       requestsRequired: policy.trafficCycle.minCanaryRequests,
       peakWindows: policy.trafficCycle.peakWindows,
     });
+  }
 
+  /** At once or in waves, each in a deployment window, each analysed on the share of the fleet it moved. */
+  private async production(policy: ResolvedPolicy): Promise<void> {
+    const { record, controls } = this;
+    const status = record.status;
     status.stage = 'production';
     record.refresh();
     if (policy.production.approval) {
       await this.step('production-gate', () =>
-        controls.gate('production', `approve ${request.version} for production`),
+        controls.gate('production', `approve ${this.carried.request.version} for production`),
       );
     }
     for (const [index, wave] of policy.production.waves.entries()) {
@@ -251,7 +275,7 @@ class Release {
       await this.step(name, async () => {
         await this.waitForWindow(index);
         status.waves[index]!.state = 'deploying';
-        await steps.deploy(controls, name, { track: 'production', percent: wave.percent });
+        await this.compensation.deploy(controls, name, { track: 'production', percent: wave.percent });
       });
       if (wave.bake > 0) status.waves[index]!.state = 'baking';
       await this.bake(`${name}-bake`, {
@@ -264,11 +288,6 @@ class Release {
       });
       status.waves[index]!.state = 'done';
     }
-    await this.step('stable', () =>
-      quick.markStable.executeWithOptions({ summary: `mark ${request.version} stable` }, [
-        { service: request.service, version: request.version, releaseId: record.releaseId },
-      ]),
-    );
   }
 
   /** Runs `work` once per release: a continued run skips what an earlier run finished. */
