@@ -11,6 +11,7 @@ import { createNotifiers } from './notify/webhook';
 import type { MetricsProvider } from './metrics/types';
 import { DryRunTarget } from './targets/dry-run';
 import { HaproxyFleetTarget, haproxyFleetOptionsSchema } from './targets/haproxy-fleet';
+import { KubernetesTarget, kubernetesOptionsSchema } from './targets/kubernetes';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from './targets/types';
 
 const targetSpecSchema = z.discriminatedUnion('kind', [
@@ -22,6 +23,8 @@ const targetSpecSchema = z.discriminatedUnion('kind', [
     stateDir: z.string().min(1).optional(),
   }),
   haproxyFleetOptionsSchema.extend({ kind: z.literal('haproxy-fleet'), service: z.string().optional() }),
+  // Checked whole when the target is built, where the service name (the entry's key) is known.
+  z.looseObject({ kind: z.literal('kubernetes') }),
 ]);
 const targetsFileSchema = z.strictObject({
   /** Used for services without their own entry; leave out to refuse unknown services. */
@@ -38,6 +41,15 @@ function build(spec: TargetSpec, service: string | undefined, logger: Logger): D
       const fleetService = spec.service ?? service;
       if (!fleetService) throw new ConfigError('invalid configuration: a haproxy-fleet target needs a "service"');
       return new HaproxyFleetTarget({ ...spec, service: fleetService, logger });
+    }
+    case 'kubernetes': {
+      if (!service)
+        throw new ConfigError('invalid configuration: a kubernetes target serves one service: list it under services');
+      const { kind: _kind, ...options } = spec;
+      const parsed = kubernetesOptionsSchema.safeParse({ service, ...options });
+      if (!parsed.success)
+        throw new ConfigError(`invalid configuration: services.${service}: ${describeZodError(parsed.error)}`);
+      return new KubernetesTarget(parsed.data, { logger });
     }
   }
 }
