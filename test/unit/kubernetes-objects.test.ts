@@ -204,7 +204,10 @@ describe('rolloutVerdict and stuckPods', () => {
     const quota = withStatus({
       conditions: [{ type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message: 'exceeded quota: pods' }],
     });
-    expect(rolloutVerdict(quota)).toMatchObject({ state: 'failed', reason: expect.stringContaining('exceeded quota') });
+    expect(rolloutVerdict(quota)).toEqual({
+      state: 'failed',
+      reason: 'Deployment shop/checkout: FailedCreate: exceeded quota: pods',
+    });
   });
 
   it('names pods whose containers are stuck, and only those', () => {
