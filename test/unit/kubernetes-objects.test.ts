@@ -102,7 +102,7 @@ describe('trackDeployment', () => {
 });
 
 describe('stamped and driftOf', () => {
-  it('predicts the generation the API server gives a write: one more exactly when the spec changes', () => {
+  it('predicts the generation the API server gives a write: one more exactly when spec or annotations change', () => {
     const before = stable();
     const scaled = structuredClone(before);
     scaled.spec!.replicas = 8;
@@ -111,8 +111,12 @@ describe('stamped and driftOf', () => {
       [ANNOTATION.step]: 'r1/canary',
       [ANNOTATION.wrote]: JSON.stringify({ replicas: 8, image: 'registry.example.com/checkout:1.0.0' }),
     });
-    const same = stamped(structuredClone(before), before, { container: 'app', step: 'r1/canary' });
-    expect(same.metadata!.annotations![ANNOTATION.generation]).toBe('4');
+    // Annotations count too: the server bumps the generation for them (it copies them to the ReplicaSets).
+    const bookkeeping = stamped(structuredClone(before), before, { container: 'app', step: 'r1/canary' });
+    expect(bookkeeping.metadata!.annotations![ANNOTATION.generation]).toBe('5');
+    const written = stamped(scaled, before, { container: 'app', step: 'r1/canary' });
+    written.metadata!.generation = 5;
+    expect(stamped(structuredClone(written), written, { container: 'app', step: 'r1/canary' })).toEqual(written);
     expect(
       stamped(before, undefined, { container: 'app', step: 'x' }).metadata!.annotations![ANNOTATION.generation],
     ).toBe('1');

@@ -53,7 +53,7 @@ const ledgerSchema = z.object({
   /** The Deployment did not exist before the release (a staging Deployment Tollgate created). */
   created: z.boolean().optional(),
   /** The HTTPRoute's weights before the release (Gateway API). */
-  weightsBefore: z.object({ stable: z.number(), canary: z.number() }).optional(),
+  weightsBefore: z.object({ stable: z.number().int().min(0), canary: z.number().int().min(0) }).optional(),
   steps: z.record(z.string(), stepSchema).default({}),
 });
 export type Ledger = z.infer<typeof ledgerSchema>;
@@ -191,7 +191,8 @@ function safeParse(text: string | undefined): unknown {
 
 /**
  * `d` with Tollgate's bookkeeping: the ledger, the step, what it wrote, and the generation the API server will give
- * it. The server bumps the generation by one exactly when the spec changes, so it can be stamped in the same write.
+ * it. The server bumps a Deployment's generation by one exactly when its spec or its annotations change (annotations
+ * are copied to its ReplicaSets), so the generation can be stamped in the same write.
  */
 export function stamped(
   d: V1Deployment,
@@ -199,16 +200,31 @@ export function stamped(
   bookkeeping: { container: string; step: string; ledger?: Ledger | null },
 ): V1Deployment {
   const out = structuredClone(d);
-  const specChanged = !previous || JSON.stringify(previous.spec) !== JSON.stringify(out.spec);
-  const generation = previous ? (previous.metadata?.generation ?? 1) + (specChanged ? 1 : 0) : 1;
   const annotations: Record<string, string> = { ...out.metadata?.annotations };
-  annotations[ANNOTATION.generation] = String(generation);
   annotations[ANNOTATION.wrote] = JSON.stringify(managedFields(out, bookkeeping.container));
   annotations[ANNOTATION.step] = bookkeeping.step;
   if (bookkeeping.ledger === null) delete annotations[ANNOTATION.release];
   else if (bookkeeping.ledger) annotations[ANNOTATION.release] = JSON.stringify(bookkeeping.ledger);
+  const bumps = (generation: string | undefined) => {
+    const next = { ...annotations, [ANNOTATION.generation]: generation };
+    return (
+      JSON.stringify(previous?.spec) !== JSON.stringify(out.spec) || !sameRecord(previous?.metadata?.annotations, next)
+    );
+  };
+  const current = previous?.metadata?.generation ?? 0;
+  // Stamping the unchanged generation is itself no change only when nothing else changed either.
+  const generation = !previous ? 1 : bumps(String(current)) ? current + 1 : current;
+  annotations[ANNOTATION.generation] = String(generation);
   out.metadata = { ...out.metadata, annotations };
   return out;
+}
+
+function sameRecord(a: Record<string, string> | undefined, b: Record<string, string | undefined>): boolean {
+  const defined = (r: Record<string, string | undefined>) =>
+    Object.entries(r)
+      .filter(([, v]) => v !== undefined)
+      .sort(([x], [y]) => x.localeCompare(y));
+  return JSON.stringify(defined(a ?? {})) === JSON.stringify(defined(b));
 }
 
 /** A label value (63 characters of [A-Za-z0-9._-], alphanumeric at both ends): a version that is not one is refused. */

@@ -153,7 +153,7 @@ export class KubernetesTarget implements DeploymentTarget {
         retarget(next.spec!, this.change(version, 'stable'));
         next.metadata!.annotations = { ...next.metadata!.annotations, [ANNOTATION.stableVersion]: version };
         await this.write(stable, next, `mark-stable:${version}`, null);
-        if (this.options.httpRoute) await this.setWeight(0);
+        if (this.options.httpRoute) await this.setWeights(percentWeights(0));
         await this.removeCanary();
       }),
     );
@@ -235,13 +235,17 @@ export class KubernetesTarget implements DeploymentTarget {
     const widening = (exposure?.canaryReplicas ?? 0) >= (canary?.spec?.replicas ?? 0);
     if (widening && exposure) {
       changes.push(...(await this.writeCanary(canary, before, exposure.canaryReplicas, step)));
-      if (exposure.canaryWeight !== undefined) changes.push(await this.setWeight(exposure.canaryWeight));
+      if (exposure.canaryWeight !== undefined)
+        changes.push(await this.setWeights(percentWeights(exposure.canaryWeight)));
       await writeStable();
       return changes;
     }
     await writeStable();
-    if (this.options.httpRoute)
-      changes.push(await this.setWeight(exposure?.canaryWeight ?? ledger.weightsBefore?.canary ?? 0));
+    if (this.options.httpRoute) {
+      const weights =
+        exposure?.canaryWeight !== undefined ? percentWeights(exposure.canaryWeight) : ledger.weightsBefore;
+      changes.push(await this.setWeights(weights ?? percentWeights(0)));
+    }
     if (exposure && !canaryDrift)
       changes.push(...(await this.writeCanary(canary, before, exposure.canaryReplicas, step)));
     else if (canary) {
@@ -396,42 +400,31 @@ export class KubernetesTarget implements DeploymentTarget {
     return waitForRollout(namespace, name, { api: this.api, ...this.options.timeouts, podSelector });
   }
 
-  /** Sets the canary's share of the HTTPRoute's requests, in hundredths of a percent (weights are integers). */
-  private async setWeight(percent: number): Promise<string> {
+  /** Sets the backendRef weights of every rule of the HTTPRoute that has both tracks' backends. */
+  private async setWeights(weights: Weights): Promise<string> {
     const { namespace, httpRoute } = this.options;
     const ref = httpRoute!;
     const route = await this.api.getRoute(namespace, ref.name);
-    const canary = Math.round(percent * 100);
-    let found = false;
-    for (const rule of route.spec.rules ?? []) {
-      const stable = rule.backendRefs?.find((b) => b.name === ref.stableBackend);
-      const canaryRef = rule.backendRefs?.find((b) => b.name === ref.canaryBackend);
-      if (!stable || !canaryRef) continue;
-      found = true;
-      stable.weight = 10_000 - canary;
-      canaryRef.weight = canary;
-    }
-    if (!found)
+    const pairs = backendPairs(route, ref);
+    if (pairs.length === 0)
       throw new KubernetesStepError(
         `HTTPRoute ${namespace}/${ref.name} has no rule with both backendRefs ${ref.stableBackend} and ${ref.canaryBackend}`,
       );
+    for (const [stable, canary] of pairs) {
+      stable.weight = weights.stable;
+      canary.weight = weights.canary;
+    }
     await this.api.replaceRoute(namespace, route);
-    return `HTTPRoute ${namespace}/${ref.name}: ${percent}% to ${ref.canaryBackend}`;
+    const share = (100 * weights.canary) / (weights.stable + weights.canary || 1);
+    return `HTTPRoute ${namespace}/${ref.name}: ${Math.round(share * 100) / 100}% to ${ref.canaryBackend}`;
   }
 
-  /** The canary share the route gives now, in percent (for the ledger's pre-release state). */
-  private async routeWeights(): Promise<{ stable: number; canary: number }> {
+  /** The route's weights as they are (the ledger's pre-release state, put back exactly by a full undo). */
+  private async routeWeights(): Promise<Weights> {
     const { namespace, httpRoute } = this.options;
-    const route: HttpRoute = await this.api.getRoute(namespace, httpRoute!.name);
-    for (const rule of route.spec.rules ?? []) {
-      const s = rule.backendRefs?.find((b) => b.name === httpRoute!.stableBackend)?.weight;
-      const c = rule.backendRefs?.find((b) => b.name === httpRoute!.canaryBackend)?.weight;
-      if (s !== undefined || c !== undefined) {
-        const total = (s ?? 1) + (c ?? 0) || 1;
-        return { stable: (100 * (s ?? 1)) / total, canary: (100 * (c ?? 0)) / total };
-      }
-    }
-    return { stable: 100, canary: 0 };
+    const pair = backendPairs(await this.api.getRoute(namespace, httpRoute!.name), httpRoute!)[0];
+    // An unset weight is 1 (Gateway API's default).
+    return pair ? { stable: pair[0].weight ?? 1, canary: pair[1].weight ?? 1 } : percentWeights(0);
   }
 
   /** Deletes the canary Deployment and waits until none of its pods serves. */
@@ -533,6 +526,32 @@ async function failStep<T>(fn: () => Promise<T>): Promise<T> {
       throw new KubernetesStepError(err.message, 'KubernetesRefused');
     throw err;
   }
+}
+
+interface Weights {
+  stable: number;
+  canary: number;
+}
+
+/** Weights are integers: a share in hundredths of a percent keeps any percentage the policy can name exact. */
+const percentWeights = (canaryPercent: number): Weights => {
+  const canary = Math.round(canaryPercent * 100);
+  return { stable: 10_000 - canary, canary };
+};
+
+type BackendRef = NonNullable<NonNullable<HttpRoute['spec']['rules']>[number]['backendRefs']>[number];
+
+function backendPairs(
+  route: HttpRoute,
+  ref: { stableBackend: string; canaryBackend: string },
+): [BackendRef, BackendRef][] {
+  const pairs: [BackendRef, BackendRef][] = [];
+  for (const rule of route.spec.rules ?? []) {
+    const stable = rule.backendRefs?.find((b) => b.name === ref.stableBackend);
+    const canary = rule.backendRefs?.find((b) => b.name === ref.canaryBackend);
+    if (stable && canary) pairs.push([stable, canary]);
+  }
+  return pairs;
 }
 
 const pick = (step: DeployStep) => ({
