@@ -38,3 +38,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${apt_get[@]}" install --no-install-recommends "${missing[@]}" >/dev/null ||
     { "${apt_get[@]}" update >/dev/null && "${apt_get[@]}" install --no-install-recommends "${missing[@]}" >/dev/null; }
 fi
+
+# The Kubernetes control plane the tests, bench and demo start (scripts/kubernetes-control-plane.ts looks for the
+# binaries where this builds them, or in TOLLGATE_KUBERNETES_BIN): ≈ 15 min once per machine, progress on stderr.
+[ -n "${TOLLGATE_KUBERNETES_BIN:-}" ] || bash scripts/build-kubernetes.sh >/dev/null
