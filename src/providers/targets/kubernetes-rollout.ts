@@ -72,6 +72,7 @@ export interface RolloutWait {
   api: KubernetesApi;
   /** The longest a step waits for its pods to be Ready. */
   readyMs: number;
+  /** The longest pause between two reads of the Deployment (the first come sooner). */
   pollMs: number;
   /** How long a container may stay stuck (ImagePullBackOff, CrashLoopBackOff...) before the step fails. */
   podFailureMs: number;
@@ -80,6 +81,7 @@ export interface RolloutWait {
 }
 
 const POD_CHECK_EVERY_MS = 2_000;
+const FIRST_POLL_MS = 50;
 
 /**
  * Waits until the Deployment is ready: every replica updated and available, none of the old ones left. Fails at
@@ -92,6 +94,7 @@ export async function waitForRollout(namespace: string, name: string, wait: Roll
   let stuckSince: number | undefined;
   let podsCheckedAt = started;
   let readOnce = false;
+  let polls = 0;
   for (;;) {
     try {
       const d = await wait.api.getDeployment(namespace, name);
@@ -119,7 +122,8 @@ export async function waitForRollout(namespace: string, name: string, wait: Roll
     }
     if (Date.now() - started >= wait.readyMs)
       throw new RolloutFailedError(`not ready after ${Math.round(wait.readyMs / 1000)} s: ${last}`);
-    await new Promise((resolve) => setTimeout(resolve, wait.pollMs));
+    // Most rollouts settle in about a second: look again soon, then less and less often, up to pollMs.
+    await new Promise((resolve) => setTimeout(resolve, Math.min(wait.pollMs, FIRST_POLL_MS * 1.5 ** polls++)));
   }
 }
 

@@ -71,7 +71,7 @@ export const kubernetesOptionsSchema = z
     timeouts: z
       .strictObject({
         readyMs: z.number().int().positive().max(540_000).default(300_000),
-        pollMs: z.number().int().positive().default(250),
+        pollMs: z.number().int().positive().default(1_000),
         podFailureMs: z.number().int().nonnegative().default(30_000),
       })
       .prefault({}),
