@@ -49,7 +49,14 @@ function build(spec: TargetSpec, service: string | undefined, logger: Logger): D
       const parsed = kubernetesOptionsSchema.safeParse({ service, ...options });
       if (!parsed.success)
         throw new ConfigError(`invalid configuration: services.${service}: ${describeZodError(parsed.error)}`);
-      return new KubernetesTarget(parsed.data, { logger });
+      try {
+        return new KubernetesTarget(parsed.data, { logger });
+      } catch (err) {
+        // The kubeconfig (or the in-cluster service account) is read here: a worker that cannot connect never starts.
+        throw new ConfigError(
+          `invalid configuration: services.${service}: cannot load its connection: ${(err as Error).message}`,
+        );
+      }
     }
   }
 }

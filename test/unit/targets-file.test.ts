@@ -85,3 +85,57 @@ it("gives workers one dry-run truth through the dry-run spec's stateDir", async 
   await one.markStable('checkout', '1.1.0');
   await expect(two.stableVersion('checkout')).resolves.toBe('1.1.0');
 });
+
+describe('kind: kubernetes', () => {
+  const kubeconfig = () => {
+    const file = join(dir, 'kubeconfig');
+    return writeFile(
+      file,
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }],
+        users: [{ name: 'u', user: { token: 'secret' } }],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u', namespace: 'shop' } }],
+        'current-context': 'ctx',
+      }),
+    ).then(() => file);
+  };
+  const kubernetes = {
+    kind: 'kubernetes',
+    namespace: 'shop',
+    deployment: 'checkout',
+    container: 'app',
+    image: 'registry.example.com/checkout:{version}',
+    fleetSize: 10,
+    staging: { namespace: 'shop-staging' },
+  };
+
+  it('builds a target per service, connecting with the kubeconfig it names', async () => {
+    const file = await targetsFile({ services: { checkout: { ...kubernetes, kubeconfig: await kubeconfig() } } });
+    const target = await createTarget(file, logger());
+    await expect(describeTarget(target, 'checkout')).resolves.toEqual({ kind: 'kubernetes', dryRun: false });
+  });
+
+  it.each([
+    ['without an image template', { image: 'registry.example.com/checkout:latest' }, 'services.checkout: image'],
+    ['with gatewayAPI but no route', { traffic: 'gatewayAPI' }, 'services.checkout: httpRoute'],
+    ['with staging on the production Deployment', { staging: {} }, 'services.checkout: staging'],
+    ['with a field it does not know', { replica: 3 }, 'services.checkout'],
+  ])('refuses an entry %s, naming the field', async (_, change, named) => {
+    const file = await targetsFile({
+      services: { checkout: { ...kubernetes, kubeconfig: await kubeconfig(), ...change } },
+    });
+    await expect(createTarget(file, logger())).rejects.toThrow(named);
+  });
+
+  it('refuses a kubeconfig it cannot read at start, not at the first release', async () => {
+    const file = await targetsFile({ services: { checkout: { ...kubernetes, kubeconfig: join(dir, 'missing') } } });
+    await expect(createTarget(file, logger())).rejects.toThrow('services.checkout: cannot load its connection');
+  });
+
+  it('refuses a kubernetes default: one Deployment cannot serve every service', async () => {
+    const file = await targetsFile({ default: kubernetes });
+    await expect(createTarget(file, logger())).rejects.toThrow('a kubernetes target serves one service');
+  });
+});
