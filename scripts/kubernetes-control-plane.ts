@@ -45,7 +45,7 @@ export interface ControlPlane {
 }
 
 export interface ControlPlaneOptions {
-  /** Use this directory (created if missing, kept on stop) instead of a fresh temp dir (removed on stop). */
+  /** Use this directory (new or empty; created if missing, kept on stop) instead of a fresh temp dir (removed on stop). */
   dir?: string;
   /** Also install the Gateway API standard CRDs (HTTPRoute and friends), established before start resolves. */
   gatewayApi?: boolean;
@@ -238,7 +238,7 @@ class Cluster {
     const kubeconfigFlags = ['kubeconfig', 'authentication-kubeconfig', 'authorization-kubeconfig'].map(
       (flag) => `--${flag}=${this.adminKubeconfig}`,
     );
-    // Without a serving port there is nothing to bind but the loopback API server connection.
+    // --secure-port=0: no health/metrics listener, whose default would be 0.0.0.0:10257 (and :10259 for the scheduler).
     this.launch('kube-controller-manager', [
       ...kubeconfigFlags,
       '--secure-port=0',
@@ -265,7 +265,8 @@ class Cluster {
       // kwok also reads ~/.kwok/kwok.yaml when it exists; a home of its own keeps a user's file out of the tests.
       { HOME: this.dir },
     );
-    await this.api('POST', '/api/v1/nodes', fakeNode());
+    const node = await this.api('POST', '/api/v1/nodes', fakeNode());
+    if (node.status !== 201) throw new Error(`registering node ${FAKE_NODE_NAME}: HTTP ${node.status} ${node.text}`);
 
     const timed = async (what: string, done: Promise<void>) => {
       await done;
@@ -451,6 +452,8 @@ class Cluster {
   private async waitFor(what: string, ready: () => Promise<boolean>): Promise<void> {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
+      // stop() while waiting (a sibling wait failed): give up at once instead of polling a dead server till the deadline.
+      if (this.stopped) throw new Error(`waiting for ${what}: control plane stopped`);
       if (this.crashed) throw new Error(`waiting for ${what}: ${this.crashed}`);
       if (await ready().catch(() => false)) return;
       if (Date.now() > deadline) throw new Error(`timed out after ${READY_TIMEOUT_MS} ms waiting for ${what}`);
