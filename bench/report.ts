@@ -1,9 +1,13 @@
 import type { ConcurrencyResult, HistogramSummary } from './concurrency';
+import { RUN_MAX_BYTES, RUN_MAX_EVENTS } from '../src/workflows/rollover';
 import {
   ANALYSIS_HEARTBEAT_TIMEOUT_MS,
   HEARTBEAT_SPACING_MS,
   HISTORY_EVENT_LIMIT,
+  type Anatomy,
+  type CycleLabel,
   type CycleResult,
+  type HistoryResult,
   type RunCost,
 } from './history';
 import type { BenchReport, SectionOutcome } from './run';
@@ -33,6 +37,44 @@ const failed = (name: string, s: SectionOutcome<unknown>) =>
 
 const ROUNDS = (c: CycleResult) => c.cycleMs / 60_000;
 const stat = (runs: RunCost[], pick: (r: RunCost) => number): Summary => summarize(runs.map(pick));
+const mib = (bytes: number) => `${num(bytes / 1024 / 1024, 2)} MiB`;
+const plural = (n: number, word: string) => `${num(n)} ${word}${n === 1 ? '' : 's'}`;
+const BOUND_MIB = `${num(RUN_MAX_BYTES / 1024 / 1024)} MiB`;
+const signed = (n: number) => (n > 0 ? `+${num(n)}` : n < 0 ? `−${num(-n)}` : '±0');
+
+/**
+ * Events per release before issue 12's modules and continue-as-new (BENCHMARKS.md and the workflow of 8cca3c0): the
+ * new code must not do worse. That release recorded one patch and ran these activities.
+ */
+const BASELINE = {
+  events: {
+    '1-hour': { median: 181, min: 178, max: 181 },
+    '24-hour': { median: 307, min: 301, max: 307 },
+    '7-day': { median: 1_227, min: 1_224, max: 1_227 },
+  } as Partial<Record<CycleLabel, { median: number; min: number; max: number }>>,
+  patches: ['bounded-bake-history'],
+  activities: ['resolvePolicy', 'notify', 'stableVersion', 'deploy', 'analyze', 'markStable'],
+};
+/** Where a patch or an activity the baseline did not have came from. */
+const ORIGIN: Record<string, string> = {
+  'continue-as-new': 'issue 12',
+  'hostile-input-hardening': 'before issue 12, 6642e9a',
+  describeTarget: 'before issue 12, d7c6a9e: the release records its target',
+};
+/** Events a patch adds: its marker and the TemporalChangeVersion upsert the SDK's core adds after it. */
+const EVENTS_PER_PATCH = 2;
+/** Events an activity awaited alone adds: scheduled, started, completed, and the workflow task it wakes. */
+const EVENTS_PER_ACTIVITY = 6;
+
+/** What the release has that the baseline did not, once per release, and the events that should cost. */
+function addedSinceBaseline(anatomy: Anatomy | undefined) {
+  const patches = (anatomy?.patches ?? []).filter((p) => !BASELINE.patches.includes(p));
+  const activities = Object.entries(anatomy?.activities ?? {})
+    .filter(([type]) => !BASELINE.activities.includes(type))
+    .map(([type, count]) => ({ type, count }));
+  const events = EVENTS_PER_PATCH * patches.length + EVENTS_PER_ACTIVITY * activities.reduce((n, a) => n + a.count, 0);
+  return { patches, activities, events };
+}
 
 /**
  * The naive design's cost of a whole release when it cannot finish one: its cost is linear in check rounds, so the
@@ -53,6 +95,154 @@ function projectNaive(cycles: CycleResult[], target: CycleResult, pick: (r: RunC
 
 const naiveFinished = (c: CycleResult) => c.naive.length > 0 && c.naive.every((r) => r.outcome === 'promoted');
 
+const NAIVE_NOT_RUN = 'not run (it cannot finish even 7 days)';
+
+/** The figures of one cycle, Tollgate and naive, measured or projected. */
+function cycleFigures(h: HistoryResult, c: CycleResult) {
+  const events = stat(c.release, (r) => r.events);
+  const actions = stat(c.release, (r) => r.actions.total);
+  const naiveEvents = stat(c.naive, (r) => r.events);
+  const naiveActions = stat(c.naive, (r) => r.actions.total);
+  const finished = naiveFinished(c);
+  const projectedEvents = finished ? naiveEvents.median : projectNaive(h.cycles, c, (r) => r.events);
+  const projectedActions = finished ? naiveActions.median : projectNaive(h.cycles, c, (r) => r.actions.total);
+  return {
+    events,
+    actions,
+    largest: stat(c.release, (r) => r.largestRun),
+    largestBytes: stat(c.release, (r) => r.largestRunBytes ?? NaN),
+    runs: stat(c.release, (r) => r.runs),
+    naiveEvents,
+    naiveActions,
+    naiveLargest: stat(c.naive, (r) => r.largestRun),
+    finished,
+    projectedEvents,
+    projectedActions,
+    ratio: projectedEvents !== undefined ? projectedEvents / events.median : NaN,
+    withBeats: actions.median + c.heartbeatsEstimate,
+    baseline: BASELINE.events[c.label]?.median,
+  };
+}
+
+function historyRows(h: HistoryResult) {
+  const rows: string[] = [];
+  const actionRows: string[] = [];
+  for (const c of h.cycles) {
+    const f = cycleFigures(h, c);
+    const stopped = c.naive.find((r) => r.outcome !== 'promoted');
+    const naiveCell = f.finished
+      ? medianRange(f.naiveEvents)
+      : `${c.naive.length === 0 ? NAIVE_NOT_RUN : `${stopped?.outcome} at ${medianRange(f.naiveEvents)}`}; a whole release needs ≈ ${num(f.projectedEvents ?? NaN)} (projected)`;
+    const lowerBound =
+      !f.finished && c.naive.length > 0 ? ` (≥ ${num(f.naiveEvents.max / f.events.median, 0)}× at termination)` : '';
+    const before = f.baseline === undefined ? '—' : `${num(f.baseline)} (now ${signed(f.events.median - f.baseline)})`;
+    const runs = f.runs.min === f.runs.max ? num(f.runs.max) : `${num(f.runs.min)}–${num(f.runs.max)}`;
+    const chain = c.release.find((r) => r.runs > 1)?.runEvents;
+    rows.push(
+      `| ${c.label} | ${c.release.length} / ${c.naive.length} | ${medianRange(f.events)} | ${before} | ${runs}${chain ? ` (${chain.map((n) => num(n)).join(' + ')} events)` : ''} | ${num(f.largest.max)} (${mib(f.largestBytes.max)}) | ${naiveCell} | ${c.naive.length ? num(f.naiveLargest.max) : '—'} | ${num(f.ratio, 1)}×${lowerBound} |`,
+    );
+    const breakdown = (r: RunCost | undefined) =>
+      r
+        ? `: ${r.actions.activities} activities · ${r.actions.timers} timers · ${r.actions.upserts} upserts · ${r.actions.other} other`
+        : '';
+    const naiveActionsCell = f.finished
+      ? medianRange(f.naiveActions)
+      : `${c.naive.length === 0 ? 'not run' : `${medianRange(f.naiveActions)} at termination`}; ≈ ${num(f.projectedActions ?? NaN)} per release (projected)`;
+    actionRows.push(
+      `| ${c.label} | ${medianRange(f.actions)}${breakdown(c.release[0])} | + ${num(c.heartbeatsEstimate)} | ${num(f.withBeats)} | ${naiveActionsCell} | ${num((f.projectedActions ?? NaN) / f.actions.median, 1)}× | ${num((f.projectedActions ?? NaN) / f.withBeats, 2)}× |`,
+    );
+  }
+  return { rows, actionRows };
+}
+
+/** Issue 12: no worse than the baseline's events per release, and what the difference is made of. */
+function baselineGoal(h: HistoryResult, goals: Goal[], findings: string[]): void {
+  const compared = h.cycles.flatMap((c) => {
+    const baseline = BASELINE.events[c.label];
+    const events = stat(c.release, (r) => r.events);
+    return baseline ? [{ c, ...baseline, events }] : [];
+  });
+  const labels = compared.map((x) => x.c.label).join(' / ');
+  const list = (pick: (x: (typeof compared)[number]) => string) => compared.map(pick).join(' / ');
+  const goal = `events per ${Object.keys(BASELINE.events).join(' / ')} release no worse than before issue 12's modules and continue-as-new (${Object.values(
+    BASELINE.events,
+  )
+    .map((b) => num(b.median))
+    .join(' / ')})`;
+  if (compared.length < Object.keys(BASELINE.events).length || compared.some((x) => x.events.n === 0)) {
+    goals.push({ goal, measured: 'n/a', met: undefined });
+    return;
+  }
+  const deltas = compared.map((x) => x.events.median - x.median);
+  const added = addedSinceBaseline(compared[0]!.c.release[0]?.anatomy);
+  // What is left once the once-per-release additions are taken off, against the baseline's own spread.
+  const rests = deltas.map((d) => d - added.events);
+  const inSpread = compared.every((x, i) => Math.abs(rests[i]!) <= x.max - x.min + 1);
+  const parts = [
+    ...added.patches.map((p) => `the ${p} patch (${ORIGIN[p] ?? 'since the baseline'})`),
+    ...added.activities.map((a) => `the ${a.type} activity (${ORIGIN[a.type] ?? 'since the baseline'})`),
+  ];
+  const once = `${signed(added.events)} once per release (${[...added.patches, ...added.activities.map((a) => a.type)].join(', ')})`;
+  goals.push({
+    goal,
+    measured:
+      `${list((x) => num(x.events.median))} (${deltas.map(signed).join(' / ')}: ${once}` +
+      `${inSpread ? ', the rest within the baseline runs’ own spread' : `, then ${rests.map(signed).join(' / ')}`}; see the findings)`,
+    met: compared.every((x) => x.events.median <= x.median),
+  });
+  if (deltas.every((d) => d <= 0)) return;
+  findings.push(
+    `- **Events per ${labels} release: ${list((x) => num(x.events.median))}, against ${list((x) => num(x.median))} before issue 12 ` +
+      `(${deltas.map(signed).join(' / ')})${parts.length > 0 ? `, ${num(added.events)} of them once per release` : ''}.** ` +
+      (parts.length > 0
+        ? `Since that baseline every release also records ${parts.join(', ')}: ${EVENTS_PER_PATCH} events and 1 action per patch ` +
+          `(its marker and the TemporalChangeVersion upsert the SDK's core adds after every patch marker; the baseline recorded only ${BASELINE.patches.join(', ')}), ` +
+          `${EVENTS_PER_ACTIVITY} events and 1 action for an activity awaited alone (its three events and the workflow task it wakes): ` +
+          `${signed(added.events)} events, ${signed(added.patches.length + added.activities.length)} actions per release, on every cycle. ` +
+          `What is left, ${rests.map(signed).join(' / ')}, ${inSpread ? 'is within the spread of the baseline’s own runs' : 'is beyond the spread of the baseline’s own runs'} ` +
+          `(${list((x) => `${num(x.min)}–${num(x.max)}`)}: how many wakes share a workflow task varies from run to run), so per round the history costs what it did. ` +
+          `Continue-as-new's own share is its patch (${EVENTS_PER_PATCH} events, 1 action), decided once per run so that releases recorded before it replay as they were.`
+        : 'The bench finds no patch or activity the baseline lacked: the difference is per round, in the bake.'),
+  );
+}
+
+/** The 30-day cycle: how many runs a release needs, and whether every run stays within the workflow's bound. */
+function rolloverGoal(h: HistoryResult, goals: Goal[], findings: string[]): void {
+  const c = h.cycles.find((x) => x.label === '30-day');
+  const goal =
+    `30-day cycle at 1-minute analysis: runs per release, every run within the workflow's bound ` +
+    `(RUN_MAX_EVENTS ${num(RUN_MAX_EVENTS)} events, RUN_MAX_BYTES ${BOUND_MIB}: src/workflows/rollover.ts)`;
+  if (!c || c.release.length === 0) {
+    goals.push({ goal, measured: 'n/a', met: undefined });
+    return;
+  }
+  const f = cycleFigures(h, c);
+  const over = f.largest.max - RUN_MAX_EVENTS;
+  const chain = c.release.map((r) => (r.runEvents ?? []).map((n) => num(n)).join(' + ')).join('; ');
+  goals.push({
+    goal,
+    measured:
+      `${f.runs.min === f.runs.max ? num(f.runs.max) : `${num(f.runs.min)}–${num(f.runs.max)}`} runs per release ` +
+      `(${plural(c.release.length, 'release')}: ${chain} events); largest run ${num(f.largest.max)} events, ${mib(f.largestBytes.max)}` +
+      `${over > 0 ? ` — ${num(over)} events past the bound` : ''}`,
+    met: f.largest.max <= RUN_MAX_EVENTS && f.largestBytes.max <= RUN_MAX_BYTES,
+  });
+  const outcomes = [...new Set(c.release.map((r) => r.outcome))].join(', ');
+  findings.push(
+    `- **A 30-day release (${num(ROUNDS(c))} one-minute rounds) takes ${num(f.runs.median)} runs of continue-as-new**: ` +
+      `${num(f.events.median)} events in all (${chain}), ${num(f.actions.median)} actions in history ` +
+      `(+ ≈ ${num(c.heartbeatsEstimate)} heartbeats), ${outcomes}. A run rolls over once it has ${num(RUN_MAX_EVENTS)} events ` +
+      `(or ${BOUND_MIB}, or when Temporal suggests it); it checks when a workflow task starts, so the task ` +
+      `that finds it full adds its own completion and the continue-as-new event, and the wake before it may have ` +
+      `crossed the line: the largest run ends ${over > 0 ? `${num(over)} events past ${num(RUN_MAX_EVENTS)} (${num(f.largest.max)})` : `at ${num(f.largest.max)}, within it`}, ` +
+      `${num(HISTORY_EVENT_LIMIT / f.largest.max, 0)}× under the ${num(HISTORY_EVENT_LIMIT)} events at which Temporal terminates a run. ` +
+      `The naive design is not run for 30 days: it would need ≈ ${num(f.projectedEvents ?? NaN)} events in one run (projected).`,
+  );
+}
+
+const stampOf = (report: BenchReport) =>
+  `_Measured by \`${report.command}\` on ${report.startedAt}${report.quick ? ' — **quick mode: too few runs to keep these figures**' : ''}._`;
+
 function historySection(report: BenchReport, goals: Goal[], findings: string[]): string {
   const h = report.history.result;
   if (!h) {
@@ -60,65 +250,46 @@ function historySection(report: BenchReport, goals: Goal[], findings: string[]):
     goals.push({ goal: '7-day cycle: ≥ 50× fewer events per release than naive', measured: 'n/a', met: undefined });
     return `## 1. History cost per release\n\n${failed('The history bench', report.history)}`;
   }
-  const rows: string[] = [];
-  const actionRows: string[] = [];
-  for (const c of h.cycles) {
-    const events = stat(c.release, (r) => r.events);
-    const actions = stat(c.release, (r) => r.actions.total);
-    const naiveEvents = stat(c.naive, (r) => r.events);
-    const largest = stat(c.release, (r) => r.largestRun);
-    const naiveLargest = stat(c.naive, (r) => r.largestRun);
-    const runsPerRelease = stat(c.release, (r) => r.runs);
-    const naiveActions = stat(c.naive, (r) => r.actions.total);
-    const finished = naiveFinished(c);
-    const projectedEvents = finished ? naiveEvents.median : projectNaive(h.cycles, c, (r) => r.events);
-    const projectedActions = finished ? naiveActions.median : projectNaive(h.cycles, c, (r) => r.actions.total);
-    const stopped = c.naive.find((r) => r.outcome !== 'promoted');
-    const naiveCell = finished
-      ? medianRange(naiveEvents)
-      : `${stopped?.outcome ?? 'not run'} at ${medianRange(naiveEvents)}; a whole release needs ≈ ${num(projectedEvents ?? NaN)} (projected)`;
-    const ratio = projectedEvents !== undefined ? projectedEvents / events.median : NaN;
-    const lowerBound =
-      !finished && c.naive.length > 0 ? ` (≥ ${num(naiveEvents.max / events.median, 0)}× at termination)` : '';
-    rows.push(
-      `| ${c.label} | ${c.release.length} / ${c.naive.length} | ${medianRange(events)} | ${num(largest.max)} (${num(runsPerRelease.max)} run${runsPerRelease.max === 1 ? '' : 's'} per release) | ${naiveCell} | ${num(naiveLargest.max)} | ${num(ratio, 1)}×${lowerBound} |`,
-    );
-    const breakdown = (r: RunCost | undefined) =>
-      r
-        ? `: ${r.actions.activities} activities · ${r.actions.timers} timers · ${r.actions.upserts} upserts · ${r.actions.other} other`
-        : '';
-    const withBeats = actions.median + c.heartbeatsEstimate;
-    actionRows.push(
-      `| ${c.label} | ${medianRange(actions)}${breakdown(c.release[0])} | + ${num(c.heartbeatsEstimate)} | ${num(withBeats)} | ${finished ? medianRange(naiveActions) : `${medianRange(naiveActions)} at termination; ≈ ${num(projectedActions ?? NaN)} per release (projected)`} | ${num((projectedActions ?? NaN) / actions.median, 1)}× | ${num((projectedActions ?? NaN) / withBeats, 2)}× |`,
-    );
-    if (c.label === '7-day') {
-      goals.push({
-        goal: '7-day cycle at 1-minute analysis: no run above 4,096 events',
-        measured: `largest run ${num(largest.max)} events (${c.release.length} releases)`,
-        met: c.release.length > 0 ? largest.max <= GOAL_MAX_EVENTS : undefined,
-      });
-      goals.push({
-        goal: '7-day cycle: ≥ 50× fewer events per release than the naive design',
-        measured:
-          `${num(ratio, 1)}× (naive needs ≈ ${num(projectedEvents ?? NaN)} events per release, projected; ` +
-          `it was stopped at ${num(naiveEvents.max)}, the limit is ${num(HISTORY_EVENT_LIMIT)}) — ` +
-          `${num(naiveEvents.max / events.median, 1)}× even counting only the events before termination`,
-        met: c.release.length > 0 && Number.isFinite(ratio) ? ratio >= GOAL_EVENT_RATIO : undefined,
-      });
-      findings.push(
-        `- **Heartbeats, not history, decide the 7-day bill.** With TOLLGATE_ANALYSIS_HEARTBEAT=liveness (the ` +
-          `default) a running analysis stretch heartbeats once per 80% of its ${num(ANALYSIS_HEARTBEAT_TIMEOUT_MS / 60_000)}-minute ` +
-          `heartbeat timeout, ${num(HEARTBEAT_SPACING_MS / 1000)} s, so a 7-day bake sends ≈ ${num(c.heartbeatsEstimate)} ` +
-          `heartbeats, each a billable action: ${num(c.heartbeatsEstimate / actions.median, 1)}× the ${num(actions.median)} ` +
-          `actions in its history. Counting them, a Tollgate release costs ≈ ${num(withBeats)} actions, ` +
-          `${num((projectedActions ?? NaN) / withBeats, 2)}× fewer than the naive design's ≈ ${num(projectedActions ?? NaN)} ` +
-          `(projected), and its history is ${num(ratio, 0)}× smaller. A worker that died mid-stretch is noticed within ` +
-          `the timeout; \`status\` sees a running stretch's rounds up to ${num(HEARTBEAT_SPACING_MS / 60_000, 1)} min late ` +
-          `(TOLLGATE_ANALYSIS_HEARTBEAT=round shows each, one action per round). §5 measures the settings side by side.`,
-      );
-    }
+  const { rows, actionRows } = historyRows(h);
+  const week = h.cycles.find((c) => c.label === '7-day');
+  if (week) {
+    const f = cycleFigures(h, week);
+    goals.push({
+      goal: '7-day cycle at 1-minute analysis: no run above 4,096 events',
+      measured: `largest run ${num(f.largest.max)} events (${plural(week.release.length, 'release')})`,
+      met: week.release.length > 0 ? f.largest.max <= GOAL_MAX_EVENTS : undefined,
+    });
+    goals.push({
+      goal: '7-day cycle: ≥ 50× fewer events per release than the naive design',
+      measured:
+        `${num(f.ratio, 1)}× (naive needs ≈ ${num(f.projectedEvents ?? NaN)} events per release, projected; ` +
+        `it was stopped at ${num(f.naiveEvents.max)}, the limit is ${num(HISTORY_EVENT_LIMIT)}) — ` +
+        `${num(f.naiveEvents.max / f.events.median, 1)}× even counting only the events before termination`,
+      met: week.release.length > 0 && Number.isFinite(f.ratio) ? f.ratio >= GOAL_EVENT_RATIO : undefined,
+    });
   }
+  baselineGoal(h, goals, findings);
+  rolloverGoal(h, goals, findings);
+  if (week) {
+    const f = cycleFigures(h, week);
+    findings.push(
+      `- **Heartbeats, not history, decide the 7-day bill.** With TOLLGATE_ANALYSIS_HEARTBEAT=liveness (the ` +
+        `default) a running analysis stretch heartbeats once per 80% of its ${num(ANALYSIS_HEARTBEAT_TIMEOUT_MS / 60_000)}-minute ` +
+        `heartbeat timeout, ${num(HEARTBEAT_SPACING_MS / 1000)} s, so a 7-day bake sends ≈ ${num(week.heartbeatsEstimate)} ` +
+        `heartbeats, each a billable action: ${num(week.heartbeatsEstimate / f.actions.median, 1)}× the ${num(f.actions.median)} ` +
+        `actions in its history. Counting them, a Tollgate release costs ≈ ${num(f.withBeats)} actions, ` +
+        `${num((f.projectedActions ?? NaN) / f.withBeats, 2)}× fewer than the naive design's ≈ ${num(f.projectedActions ?? NaN)} ` +
+        `(projected), and its history is ${num(f.ratio, 0)}× smaller. A worker that died mid-stretch is noticed within ` +
+        `the timeout; \`status\` sees a running stretch's rounds up to ${num(HEARTBEAT_SPACING_MS / 60_000, 1)} min late ` +
+        `(TOLLGATE_ANALYSIS_HEARTBEAT=round shows each, one action per round). §5 measures the settings side by side.`,
+    );
+  }
+  const baselineText = Object.entries(BASELINE.events)
+    .map(([label, b]) => `${num(b.median)} (${num(b.min)}–${num(b.max)}) for ${label}`)
+    .join(', ');
   return `## 1. History cost per release (time-skipping server)
+
+${stampOf(report)}
 
 Traffic cycles analysed every minute (one check), staging → canary bake → one production wave without bake, no
 gates, dry-run target. Tollgate is \`releaseWorkflow\` with its real activities and an **instant** analysis double;
@@ -126,10 +297,12 @@ the naive design is [\`bench/naive-workflow.ts\`](bench/naive-workflow.ts): \`fo
 analyzeOnce()\`, one timer and one activity per check round, no continue-as-new. Both run in this invocation on the
 time-skipping test server (${report.versions.testServer}) in two lanes of their own servers (the naive 7-day run in
 one, everything else in the other). Figures: median (min–max) over the releases; a release's events are summed
-over its continue-as-new chain, and "largest run" is the largest single run seen in any of them.
+over its continue-as-new chain, and "largest run" is the largest single run seen in any of them (its events, and
+their encoded size). "Before issue 12" is the release workflow before its modules and continue-as-new (8cca3c0:
+${baselineText}).
 
-| traffic cycle | releases (Tollgate / naive) | Tollgate events per release | Tollgate largest run | naive events per release | naive largest run | naive ÷ Tollgate |
-| --- | --- | --- | --- | --- | --- | --- |
+| traffic cycle | releases (Tollgate / naive) | Tollgate events per release | before issue 12 | runs per release | Tollgate largest run | naive events per release | naive largest run | naive ÷ Tollgate |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 
 Temporal Cloud actions per release:
@@ -140,23 +313,32 @@ ${actionRows.join('\n')}
 
 How these are counted:
 
-- **Events**: \`history.events.length\` of the run (\`handle.fetchHistory()\`).
+- **Events**: \`history.events.length\` of each run (\`handle.fetchHistory()\`), summed over the release's runs.
+- **Continue-as-new**: a Tollgate run rolls over into a new one once it has ${num(RUN_MAX_EVENTS)} events or
+  ${BOUND_MIB} of history, or when Temporal suggests it (\`RUN_MAX_EVENTS\`, \`RUN_MAX_BYTES\` in
+  [\`src/workflows/rollover.ts\`](src/workflows/rollover.ts)); the bench follows the chain from the first run (at most
+  100 runs). Every run's start is an action.
 - **Actions** (rule from docs.temporal.io/cloud/actions, counted from the history, [\`bench/actions.ts\`](bench/actions.ts)):
   workflow started 1 (each run, so a continue-as-new counts); activity scheduled 1, plus 1 per retry
   (\`attempt − 1\` of its started event); timer started 1; signal received or sent 1; search-attribute upsert 1
-  (attributes given at start are free); update accepted 1; child workflow initiated 2; external cancel 1; workflow
-  options updated 1; local-activity markers 1 per workflow task. Not in history and so not in the "in history"
+  (attributes given at start are free; the TemporalChangeVersion upsert after each patch marker counts); update
+  accepted 1; child workflow initiated 2; external cancel 1; workflow options updated 1; local-activity markers 1 per
+  workflow task. Not in history and so not in the "in history"
   column: queries (the bench sends none while measuring), rejected updates (none), and **activity heartbeats** —
   estimated in their own column as TOLLGATE_ANALYSIS_HEARTBEAT=liveness sends them: bake length ÷
   ${num(HEARTBEAT_SPACING_MS / 1000)} s (80% of the analysis heartbeat timeout; §5 counts them at the server).
 - **Instant double**: an analysis stretch that answers at once makes the workflow wait for the stretch's planned
-  end with an extra timer (${h.cycles.map((c) => `${c.segments} stretches for ${c.label}`).join(', ')}), so a real
+  end with an extra timer (${h.cycles.map((c) => `${num(c.segments)} stretch${c.segments === 1 ? '' : 'es'} for ${c.label}`).join(', ')}), so a real
   run costs slightly fewer events and timers than the Tollgate columns (and adds the heartbeats above).
-- **Naive 7-day**: it cannot finish: the real server terminates a run past ${num(HISTORY_EVENT_LIMIT)} events; the
-  bench does not rely on the test server to do the same, so the naive workflow fails itself once its history reaches
-  the limit ("terminated at the history limit"); a run still going at the bench's wall-time bound is terminated and recorded as "stopped by the
-  time bound". Its per-release figure is projected from the measured 1-hour and 24-hour medians (cost is linear in
-  check rounds: ${num(naiveLine(h.cycles, (r) => r.events)?.perRound ?? NaN, 2)} events and ${num(naiveLine(h.cycles, (r) => r.actions.total)?.perRound ?? NaN, 2)} actions per round).
+- **Naive 7-day and 30-day**: neither can finish: the real server terminates a run past ${num(HISTORY_EVENT_LIMIT)}
+  events; the bench does not rely on the test server to do the same, so the naive workflow fails itself once its
+  history reaches the limit ("terminated at the history limit"); a run still going at the bench's wall-time bound is
+  terminated and recorded as "stopped by the time bound". The 30-day one is not run at all. Their per-release
+  figures are projected from the measured 1-hour and 24-hour medians (cost is linear in check rounds:
+  ${num(naiveLine(h.cycles, (r) => r.events)?.perRound ?? NaN, 2)} events and ${num(naiveLine(h.cycles, (r) => r.actions.total)?.perRound ?? NaN, 2)} actions per round).
+- **Bounded**: each Tollgate release and each naive run has a wall-time bound of its own, no release starts past the
+  section's deadline, and a 30-day release takes seconds on the time-skipping server, so the section stays within
+  minutes.
 - Heartbeats: see the findings at the top.
 
 Section wall time: ${seconds(h.wallMs)}.
@@ -496,16 +678,48 @@ ${done.map(({ result: c }) => `Section wall time (${num(c.releases)}): ${seconds
 `;
 }
 
-export function renderReport(report: BenchReport): string {
+/** BENCHMARKS.md's sections in order (§1 …), by their BENCH_SECTIONS names. */
+export const SECTION_KEYS = ['history', 'startup', 'reaction', 'concurrency', 'heartbeats'] as const;
+export type SectionKey = (typeof SECTION_KEYS)[number];
+
+interface Rendered {
+  /** The section's number, §n; its heading starts `## n. `. */
+  n: number;
+  text: string;
+  /** Its rows of the goals table and its findings, each tagged with §n (a partial run replaces them by the tag). */
+  goals: string[];
+  findings: string[];
+}
+
+function renderSection(report: BenchReport, key: SectionKey): Rendered {
   const goals: Goal[] = [];
   const findings: string[] = [];
-  const sections = [
-    historySection(report, goals, findings),
-    startupSection(report, goals),
-    reactionSection(report, goals, findings),
-    concurrencySection(report, goals, findings),
-    heartbeatSection(report.heartbeats, report, goals, findings),
-  ];
+  const render = {
+    history: () => historySection(report, goals, findings),
+    startup: () => startupSection(report, goals),
+    reaction: () => reactionSection(report, goals, findings),
+    concurrency: () => concurrencySection(report, goals, findings),
+    heartbeats: () => heartbeatSection(report.heartbeats, report, goals, findings),
+  }[key];
+  const text = render();
+  const n = SECTION_KEYS.indexOf(key) + 1;
+  return {
+    n,
+    text,
+    goals: goals.map((g) => `| §${n} | ${g.goal} | ${g.measured} | ${g.verdict ?? verdict(g.met)} |`),
+    findings: findings.map((f) => f.replace(/^- /, `- §${n}: `)),
+  };
+}
+
+const GOALS_HEADING = '## Goals (issues 7 and 12)';
+const FINDINGS_HEADING = '## Findings';
+const RERUN_PREFIX = 'Re-run alone since, each stamped under its heading: ';
+const goalsBlock = (rows: string[]) =>
+  `${GOALS_HEADING}\n\n| § | goal | measured | verdict |\n| --- | --- | --- | --- |\n${rows.join('\n')}\n`;
+const findingsBlock = (items: string[]) => `${FINDINGS_HEADING}\n\n${items.join('\n')}\n`;
+
+export function renderReport(report: BenchReport): string {
+  const sections = SECTION_KEYS.map((key) => renderSection(report, key));
   const m = report.machine;
   const v = report.versions;
   return `# Benchmarks
@@ -513,6 +727,7 @@ export function renderReport(report: BenchReport): string {
 Written by \`${report.command}\` (the TypeScript in [\`bench/\`](bench/), compiled with \`tsc -p bench/tsconfig.json\`)
 on ${report.startedAt}; total bench time ${seconds(report.totalMs)} (plus the \`tsc\` step)${report.quick ? ' — **quick mode (BENCH_QUICK=1): too few runs to keep these figures**' : ''}.
 Re-run it to refresh this file; compare figures side by side within one run, not absolute times across machines.
+\`BENCH_SECTIONS\` naming some sections rewrites only theirs (and their goals and findings, tagged §n).
 
 | machine | |
 | --- | --- |
@@ -525,15 +740,102 @@ Re-run it to refresh this file; compare figures side by side within one run, not
 | Temporal TypeScript SDK | ${v.sdk} |
 | workflow bundling (2 bundles, once per run) | ${num(report.bundleMs)} ms |
 
-## Goals (issue 7)
+${goalsBlock(sections.flatMap((s) => s.goals))}
+${findingsBlock(sections.flatMap((s) => s.findings))}
+${sections.map((s) => s.text).join('\n')}`;
+}
 
-| goal | measured | verdict |
-| --- | --- | --- |
-${goals.map((g) => `| ${g.goal} | ${g.measured} | ${g.verdict ?? verdict(g.met)} |`).join('\n')}
+/** Only `keys`' goals, findings and sections (a partial run's figures not for keeping, written aside). */
+export function renderPartial(report: BenchReport, keys: SectionKey[]): string {
+  const sections = keys.map((key) => renderSection(report, key));
+  return `${stampOf(report)}
 
-## Findings
+${goalsBlock(sections.flatMap((s) => s.goals))}
+${findingsBlock(sections.flatMap((s) => s.findings))}
+${sections.map((s) => s.text).join('\n')}`;
+}
 
-${findings.join('\n')}
+/** The §n a goals row (`| §n | …`) or a finding (`- §n: …`) belongs to. */
+const tagOf = (line: string) => Number(/^(?:\| §|- §)(\d+)/.exec(line)?.[1] ?? NaN);
 
-${sections.join('\n')}`;
+/** `kept` without the lines of sections `ns`, plus `fresh`, in section order (each section's own order kept). */
+function mergeTagged(kept: string[], fresh: string[], ns: Set<number>): string[] {
+  const untagged = kept.filter((l) => !Number.isFinite(tagOf(l)));
+  if (untagged.length > 0) throw new Error(`BENCHMARKS.md has lines without a §n tag: ${untagged[0]}`);
+  return [...kept.filter((l) => !ns.has(tagOf(l))), ...fresh].sort((a, b) => tagOf(a) - tagOf(b));
+}
+
+/** Where the block under the line starting `heading` is: from that line up to the next `## ` heading (or the end). */
+function blockAt(text: string, heading: string): { start: number; end: number } {
+  const start = text.indexOf(`\n${heading}`) + 1;
+  if (start === 0) throw new Error(`BENCHMARKS.md has no "${heading}"`);
+  const next = text.indexOf('\n## ', start);
+  return { start, end: next < 0 ? text.length : next + 1 };
+}
+
+/** `text` with section §n replaced by `section` (or put before the first later section, or at the end). */
+function replaceSection(text: string, n: number, section: string): string {
+  const heads = [...text.matchAll(/^## (\d+)\. /gm)];
+  const at = heads.find((x) => Number(x[1]) === n);
+  if (at) {
+    const { end } = blockAt(text, at[0]);
+    return `${text.slice(0, at.index)}${section}${end < text.length ? '\n' : ''}${text.slice(end)}`;
+  }
+  const later = heads.find((x) => Number(x[1]) > n);
+  if (later) return `${text.slice(0, later.index)}${section}\n${text.slice(later.index)}`;
+  return `${text.trimEnd()}\n\n${section}`;
+}
+
+/**
+ * A partial run (BENCH_SECTIONS naming some sections): `existing` (BENCHMARKS.md) with those sections rewritten —
+ * their text, their rows of the goals table, their findings — and the header saying which were re-run and when;
+ * every other line as it was.
+ */
+export function spliceReport(existing: string, report: BenchReport, keys: SectionKey[]): string {
+  const fresh = keys.map((key) => renderSection(report, key));
+  const ns = new Set(fresh.map((r) => r.n));
+  let text = existing;
+  for (const r of fresh) text = replaceSection(text, r.n, r.text);
+  const goals = blockAt(text, '## Goals');
+  const rows = text
+    .slice(goals.start, goals.end)
+    .split('\n')
+    .filter((l) => l.startsWith('| ') && !l.startsWith('| § |') && !l.startsWith('| --- '));
+  text = `${text.slice(0, goals.start)}${goalsBlock(
+    mergeTagged(
+      rows,
+      fresh.flatMap((r) => r.goals),
+      ns,
+    ),
+  )}\n${text.slice(goals.end)}`;
+  const found = blockAt(text, FINDINGS_HEADING);
+  const items = text
+    .slice(found.start, found.end)
+    .split('\n')
+    .filter((l) => l.startsWith('- '));
+  text = `${text.slice(0, found.start)}${findingsBlock(
+    mergeTagged(
+      items,
+      fresh.flatMap((r) => r.findings),
+      ns,
+    ),
+  )}\n${text.slice(found.end)}`;
+  return withReruns(text, report, ns);
+}
+
+/** The header's line of sections re-run alone since the full run, with this run's. */
+function withReruns(text: string, report: BenchReport, ns: Set<number>): string {
+  const entry = (n: number) => `§${n} by \`${report.command}\` on ${report.startedAt} (${seconds(report.totalMs)})`;
+  const line = new RegExp(`^${RERUN_PREFIX.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(.*)\\.$`, 'm').exec(text);
+  const entries = (line?.[1] ?? '')
+    .split('; ')
+    .filter((e) => /^§\d+ /.test(e) && !ns.has(Number(/^§(\d+)/.exec(e)![1])));
+  const all = [...entries, ...[...ns].map(entry)].sort(
+    (a, b) => Number(/^§(\d+)/.exec(a)![1]) - Number(/^§(\d+)/.exec(b)![1]),
+  );
+  const rerun = `${RERUN_PREFIX}${all.join('; ')}.`;
+  if (line) return `${text.slice(0, line.index)}${rerun}${text.slice(line.index + line[0].length)}`;
+  const at = text.indexOf('\nRe-run it to refresh this file');
+  if (at < 0) throw new Error('BENCHMARKS.md has no header line "Re-run it to refresh this file"');
+  return `${text.slice(0, at + 1)}${rerun}\n${text.slice(at + 1)}`;
 }

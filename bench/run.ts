@@ -10,8 +10,7 @@ import { runHeartbeatBench, type HeartbeatResult } from './heartbeats';
 import { runHistoryBench, type HistoryResult } from './history';
 import { machine, versions } from './machine';
 import { runReactionBench, type ReactionResult } from './reaction';
-import { renderReport } from './report';
-import { heartbeatSection, HEARTBEATS_HEADING } from './report-heartbeats';
+import { renderPartial, renderReport, SECTION_KEYS, spliceReport, type SectionKey } from './report';
 import { startDevServer } from './servers';
 import { runStartupBench, type StartupResult } from './startup';
 
@@ -21,8 +20,10 @@ import { runStartupBench, type StartupResult } from './startup';
  * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_SECTIONS
  * (history,startup,reaction,concurrency,heartbeats), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
  * file) for a partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency
- * worker's workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS=heartbeats alone
- * rewrites only its own section of BENCHMARKS.md (quick: dist/bench-heartbeats.quick.md, BENCHMARKS.md untouched).
+ * worker's workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS naming only some
+ * sections (e.g. history, or heartbeats) rewrites only theirs in BENCHMARKS.md — their text, goals and findings — and
+ * says so in its header; a quick or failed partial run goes to dist/bench-<sections>.md instead, BENCHMARKS.md
+ * untouched.
  */
 const quick = process.env.BENCH_QUICK === '1';
 const concurrencyLevels = (process.env.BENCH_CONCURRENCY ?? '100,1000').split(',').map(Number);
@@ -34,7 +35,9 @@ const BUDGET_MS = Number(
     435_000 + 600_000 + concurrencyLevels.reduce((sum, n) => sum + concurrencyBoundMs(n), 0),
 );
 const maxCached = process.env.BENCH_MAX_CACHED_WORKFLOWS ? Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) : undefined;
-const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? 'history,startup,reaction,concurrency,heartbeats').split(','));
+const SECTIONS = new Set(process.env.BENCH_SECTIONS?.split(',') ?? SECTION_KEYS);
+/** The sections on the dev server: it is started only for them. */
+const DEV_SERVER_SECTIONS: SectionKey[] = ['startup', 'reaction', 'concurrency'];
 /** Healthy 2-hour stretches each heartbeat option runs (at 1/60 of real time: 2 min each). */
 const HEARTBEAT_STRETCHES = quick ? 1 : 3;
 
@@ -120,11 +123,20 @@ async function main(): Promise<void> {
   report.history = await section('history', () =>
     runHistoryBench({
       code: benchCode,
+      // The naive design runs no 30-day release: it cannot finish 7 days (its figure there is projected).
       repeats: quick
-        ? { release: { '1-hour': 2, '24-hour': 2, '7-day': 1 }, naive: { '1-hour': 2, '24-hour': 1, '7-day': 1 } }
-        : { release: { '1-hour': 5, '24-hour': 5, '7-day': 5 }, naive: { '1-hour': 5, '24-hour': 2, '7-day': 1 } },
-      naiveRunBoundMs: 150_000,
-      deadline: until(170_000),
+        ? {
+            release: { '1-hour': 2, '24-hour': 2, '7-day': 1, '30-day': 1 },
+            naive: { '1-hour': 2, '24-hour': 1, '7-day': 1, '30-day': 0 },
+          }
+        : {
+            release: { '1-hour': 5, '24-hour': 5, '7-day': 5, '30-day': 2 },
+            naive: { '1-hour': 5, '24-hour': 2, '7-day': 1, '30-day': 0 },
+          },
+      // Past its bound a naive run is stopped: on a busy machine the 7-day one may not reach the limit by then.
+      naiveRunBoundMs: 210_000,
+      releaseRunBoundMs: 120_000,
+      deadline: until(240_000),
       log,
     }),
   );
@@ -133,6 +145,29 @@ async function main(): Promise<void> {
     runHeartbeatBench({ code: benchCode, stretchesPerOption: HEARTBEAT_STRETCHES, scale: 60, log }),
   );
 
+  const skipped = { error: 'skipped (BENCH_SECTIONS)' };
+  report.startup = report.reaction = skipped;
+  report.concurrency = [];
+  if (DEV_SERVER_SECTIONS.some((key) => SECTIONS.has(key))) {
+    await devServerSections(report, until, { releaseCode, bundlePath });
+  }
+  report.totalMs = Date.now() - t0;
+  const partial = SECTION_KEYS.filter((key) => SECTIONS.has(key));
+  if (process.env.BENCH_OUT === undefined && partial.length < SECTION_KEYS.length) {
+    writeSectionsOnly(report as BenchReport, partial);
+    return;
+  }
+  const out = process.env.BENCH_OUT ?? join(PROJECT_ROOT, 'BENCHMARKS.md');
+  writeFileSync(out, renderReport(report as BenchReport));
+  log(`wrote ${out} in ${Math.round(report.totalMs / 1000)} s`);
+}
+
+/** Start-up, reaction and concurrency, on one dev server. */
+async function devServerSections(
+  report: Partial<BenchReport>,
+  until: (boundMs: number) => number,
+  { releaseCode, bundlePath }: { releaseCode: string; bundlePath: string },
+): Promise<void> {
   const env = await startDevServer();
   try {
     report.startup = await section('startup', () =>
@@ -175,41 +210,36 @@ async function main(): Promise<void> {
   } finally {
     await env.teardown();
   }
-  report.totalMs = Date.now() - t0;
-  if (process.env.BENCH_OUT === undefined && [...SECTIONS].every((s) => s === 'heartbeats')) {
-    writeHeartbeatsOnly(report as BenchReport);
-    return;
-  }
-  const out = process.env.BENCH_OUT ?? join(PROJECT_ROOT, 'BENCHMARKS.md');
-  writeFileSync(out, renderReport(report as BenchReport));
-  log(`wrote ${out} in ${Math.round(report.totalMs / 1000)} s`);
 }
 
+const measured = (report: BenchReport, key: SectionKey): boolean =>
+  key === 'concurrency'
+    ? report.concurrency.length > 0 && report.concurrency.every((c) => c.result !== undefined)
+    : report[key].result !== undefined;
+
 /**
- * The heartbeat section run alone: its section of BENCHMARKS.md replaced (or added at the end), every other line of
- * the file as it was; a quick run goes to dist/ instead, so figures not for keeping never reach BENCHMARKS.md.
+ * A partial run (BENCH_SECTIONS naming some sections): their sections of BENCHMARKS.md replaced, with their goals
+ * and findings, and the header's line of sections re-run alone; every other line of the file as it was. A quick
+ * run, or one where a section did not complete, goes to dist/ instead, so figures not for keeping never reach
+ * BENCHMARKS.md.
  */
-function writeHeartbeatsOnly(report: BenchReport): void {
-  const section = heartbeatSection(report.heartbeats, report, [], []);
+function writeSectionsOnly(report: BenchReport, keys: SectionKey[]): void {
   const dir = join(PROJECT_ROOT, 'dist');
+  const name = `bench-${keys.join('+')}`;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'bench-heartbeats.json'), JSON.stringify(report, null, 1));
-  if (report.quick || report.heartbeats.result === undefined) {
-    const out = join(dir, 'bench-heartbeats.quick.md');
-    writeFileSync(out, section);
-    log(`wrote ${out} (BENCHMARKS.md untouched) in ${Math.round(report.totalMs / 1000)} s`);
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(report, null, 1));
+  const out = join(PROJECT_ROOT, 'BENCHMARKS.md');
+  const keep = !report.quick && keys.every((key) => measured(report, key)) && existsSync(out);
+  if (!keep) {
+    const aside = join(dir, `${name}${report.quick ? '.quick' : ''}.md`);
+    writeFileSync(aside, renderPartial(report, keys));
+    log(`wrote ${aside} (BENCHMARKS.md untouched) in ${Math.round(report.totalMs / 1000)} s`);
     return;
   }
-  const out = join(PROJECT_ROOT, 'BENCHMARKS.md');
-  const text = existsSync(out) ? readFileSync(out, 'utf8') : '';
-  const start = text.indexOf(HEARTBEATS_HEADING);
-  const next = start < 0 ? -1 : text.indexOf('\n## ', start + HEARTBEATS_HEADING.length);
-  const spliced =
-    start < 0
-      ? `${text.trimEnd()}\n\n${section}`
-      : `${text.slice(0, start)}${section}${next < 0 ? '' : text.slice(next + 1)}`;
-  writeFileSync(out, spliced);
-  log(`wrote its section of ${out} in ${Math.round(report.totalMs / 1000)} s`);
+  writeFileSync(out, spliceReport(readFileSync(out, 'utf8'), report, keys));
+  log(
+    `wrote §${keys.map((key) => SECTION_KEYS.indexOf(key) + 1).join(', §')} of ${out} in ${Math.round(report.totalMs / 1000)} s`,
+  );
 }
 
 main().then(
