@@ -7,10 +7,11 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { PROJECT_ROOT } from '../../scripts/temporal-binaries';
 import { TollgateClient } from '../../src/client/tollgate-client';
 import { TollgateService } from '../../src/domain/search-attributes';
-import type { ReleaseStatus } from '../../src/domain/status';
 import { freePort } from '../helpers/fleet';
-import { releaseHarness, writePolicies } from '../helpers/release-harness';
-import { startDevServer } from '../helpers/temporal';
+import { errorsCheck, writePolicies } from '../helpers/policies';
+import { waitForStatus } from '../helpers/release-handle';
+import { releaseHarness } from '../helpers/release-harness';
+import { startDevServer } from '../helpers/temporal-servers';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // Without the background-networking flags Chromium keeps dialling Google, and this closed network refuses it.
@@ -26,16 +27,6 @@ const CHROMIUM_ARGS = [
 ];
 const SCREENSHOTS = join(PROJECT_ROOT, 'docs', 'screenshots');
 const UI_WAIT = { timeout: 20_000 };
-
-async function waitForStatus(tollgate: TollgateClient, service: string, ok: (s: ReleaseStatus) => boolean) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const status = await tollgate.status(service);
-    if (ok(status)) return status;
-    if (Date.now() > deadline) throw new Error(`release never got there; last: ${status.stage}/${status.state}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** The README shows these screenshots (generated here, never committed): keep them small enough to browse. */
 async function screenshot(page: Page, name: string): Promise<void> {
@@ -55,7 +46,7 @@ describe('Temporal Web UI', () => {
     const uiPort = await freePort();
     ui = `http://127.0.0.1:${uiPort}/namespaces/default`;
     [env, browser] = await Promise.all([
-      startDevServer([], uiPort),
+      startDevServer({ uiPort }),
       chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
     ]);
     mkdirSync(SCREENSHOTS, { recursive: true });
@@ -77,7 +68,7 @@ describe('Temporal Web UI', () => {
       {
         service,
         trafficCycle: { duration: '1h' },
-        canary: { analysis: { interval: '1m', checks: [{ name: 'errors', template: 'error-ratio', max: 0.01 }] } },
+        canary: { analysis: { interval: '1m', checks: [errorsCheck] } },
         production: { approval: false },
       },
     ]);
@@ -97,7 +88,7 @@ describe('Temporal Web UI', () => {
     const workflowId = `release-${service}`;
     expect(handle.workflowId).toBe(workflowId);
     // The UI reads current details once per page load: open it only when the bake has begun.
-    await waitForStatus(tollgate, service, (s) => s.stage === 'canary' && s.state === 'baking');
+    await waitForStatus(handle, (s) => s.stage === 'canary' && s.state === 'baking', { timeoutMs: 20_000 });
 
     const page = await browser!.newPage({ viewport: { width: 1280, height: 800 } });
     const release = page.getByRole('link', { name: workflowId, exact: true });

@@ -1,18 +1,11 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { WorkflowHandle } from '@temporalio/client';
-import type { Duration } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import pino from 'pino';
-import { stringify } from 'yaml';
 import { createActivities } from '../../src/activities';
 import type { AnalysisSegment, AnalyzeInput } from '../../src/activities/types';
 import { decide, type CheckResult } from '../../src/domain/analysis';
 import { statusQuery } from '../../src/domain/messages';
-import type { OrgPolicy, ServicePolicyInput } from '../../src/domain/policy';
-import type { ReleaseStatus } from '../../src/domain/status';
+import type { ServicePolicyInput } from '../../src/domain/policy';
 import { PolicyStore } from '../../src/config/policies';
 import type { Logger } from '../../src/logger';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
@@ -20,17 +13,11 @@ import type { Notifier, ReleaseNotification } from '../../src/providers/notify/t
 import { DryRunTarget } from '../../src/providers/targets/dry-run';
 import type { DeployReceipt, DeployStep } from '../../src/providers/targets/types';
 import { workflowBundle } from './bundles';
-import { taskQueueForTest } from './temporal';
+import { checkoutPolicy, writePolicies } from './policies';
+import { startRelease, type Drive } from './release-handle';
+import { runHistories, taskQueueForTest } from './temporal';
 
 export const silentLogger = pino({ level: 'silent' });
-
-export function writePolicies(org: Partial<Record<keyof OrgPolicy, unknown>>, services: ServicePolicyInput[]): string {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-policies-'));
-  mkdirSync(join(dir, 'services'));
-  writeFileSync(join(dir, 'org.yaml'), stringify(org));
-  for (const s of services) writeFileSync(join(dir, 'services', `${s.service}.yaml`), stringify(s));
-  return dir;
-}
 
 export const pass = (check: string, at = '2026-01-01T00:00:00Z'): CheckResult => ({
   check,
@@ -136,21 +123,55 @@ export async function releaseHarness(env: TestWorkflowEnvironment, opts: Harness
   return { worker, taskQueue, target, analyzeCalls, undoAttempts, notifications };
 }
 
-/** Polls `status`, letting server time skip ahead by `step` between polls, until `ok` holds. */
-export async function until(
+export interface ReleaseOptions extends Omit<HarnessOptions, 'policyDir'> {
+  /** The service's policy; `checkoutPolicy()` by default. */
+  policy?: ServicePolicyInput;
+  /** The org's policy; by default it lets the service's policy decide on production approval. */
+  org?: Record<string, unknown>;
+  reason?: string;
+}
+
+/**
+ * Releases 2.0.0 of the policy's service, started by alice, on a harness worker: `drive` acts on the release while
+ * it runs. Whatever it leaves running is terminated at the end: a release left running without its worker would hold
+ * a time-skipping server's clock for every later test.
+ */
+export async function withRelease<T>(env: TestWorkflowEnvironment, opts: ReleaseOptions, drive: Drive<T>) {
+  const policy = opts.policy ?? checkoutPolicy();
+  const policyDir = writePolicies(opts.org ?? { minimums: { productionApproval: false } }, [policy]);
+  const harness = await releaseHarness(env, { ...opts, policyDir });
+  return harness.worker.runUntil(async () => {
+    const handle = await startRelease(env.client, harness.taskQueue, {
+      service: policy.service,
+      version: '2.0.0',
+      initiator: 'alice',
+      ...(opts.reason !== undefined && { reason: opts.reason }),
+    });
+    try {
+      return { value: await drive(handle), handle, ...harness };
+    } finally {
+      await handle.terminate('test over').catch(() => undefined);
+    }
+  });
+}
+
+/**
+ * `withRelease`, through to the release's end: its result, its status then, and the history of every run it took
+ * (`history` is the last run's).
+ */
+export async function runRelease<T = void>(
   env: TestWorkflowEnvironment,
-  handle: WorkflowHandle,
-  ok: (s: ReleaseStatus) => boolean,
-  step: Duration = '1h',
-  polls = 200,
-): Promise<ReleaseStatus> {
-  let status: ReleaseStatus | undefined;
-  for (let i = 0; i < polls; i++) {
-    status = await handle.query(statusQuery);
-    if (ok(status)) return status;
-    await env.sleep(step);
-  }
-  throw new Error(`status never matched; last: ${JSON.stringify({ ...status, policy: undefined })}`);
+  opts: ReleaseOptions = {},
+  drive: Drive<T> = () => Promise.resolve(undefined as T),
+) {
+  const { value, ...rest } = await withRelease(env, opts, async (handle) => {
+    const value = await drive(handle);
+    const result = await handle.result();
+    const status = await handle.query(statusQuery);
+    const runs = await runHistories(env.client, handle.workflowId, handle.firstExecutionRunId);
+    return { value, result, status, runs, history: runs.at(-1)!.history };
+  });
+  return { ...value, ...rest };
 }
 
 export const failing =
@@ -189,3 +210,5 @@ export const rounds =
     }
     return { counters, checks, decision: 'healthy', reason: 'healthy' };
   };
+// Until the integration and reliability stacks import it from where it now lives.
+export { writePolicies } from './policies';

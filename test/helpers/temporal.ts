@@ -1,41 +1,32 @@
 import { randomUUID } from 'node:crypto';
-import { temporal } from '@temporalio/proto';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, makeTelemetryFilterString, Runtime, type LogLevel } from '@temporalio/worker';
-import { ephemeralExecutable, TEMPORAL_CLI, TEMPORAL_TEST_SERVER } from '../../scripts/temporal-binaries';
-import { SEARCH_ATTRIBUTES } from '../../src/domain/search-attributes';
+import type { temporal } from '@temporalio/proto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startDevServer, startTimeSkipping, type DevServerOptions } from './temporal-servers';
 
-/** Time-skipping server: timers (sleep, condition with timeout) pass as soon as the test waits on a result. */
-export async function startTimeSkipping(extraArgs: string[] = []): Promise<TestWorkflowEnvironment> {
-  quietRuntime();
-  const env = await TestWorkflowEnvironment.createTimeSkipping({
-    server: { executable: ephemeralExecutable(TEMPORAL_TEST_SERVER), extraArgs },
-  });
-  // The test server has no start-up flag for custom search attributes; its operator service registers them.
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: env.namespace ?? 'default',
-    searchAttributes: Object.fromEntries(
-      SEARCH_ATTRIBUTES.map((key) => [key.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]),
-    ),
-  });
-  return env;
+export interface ServerForTests {
+  /** The server, once `beforeAll` has started it: read it inside tests and hooks only. */
+  readonly env: TestWorkflowEnvironment;
 }
 
-/**
- * The real dev server (what `npm start` runs), in memory, with Tollgate's search attributes registered.
- * With `uiPort`, the Web UI is served there too (browser tests); without, the server runs headless.
- */
-export function startDevServer(extraArgs: string[] = [], uiPort?: number): Promise<TestWorkflowEnvironment> {
-  quietRuntime();
-  return TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: ephemeralExecutable(TEMPORAL_CLI),
-      ip: '127.0.0.1',
-      ...(uiPort !== undefined && { uiPort }),
-      searchAttributes: [...SEARCH_ATTRIBUTES],
-      extraArgs: ['--log-level', 'error', ...extraArgs],
-    },
+/** A time-skipping server for the tests of the enclosing `describe` (or file): started before them, torn down after. */
+export const timeSkippingForTests = (): ServerForTests => serverForTests(() => startTimeSkipping());
+
+/** A dev server for the tests of the enclosing `describe` (or file): started before them, torn down after. */
+export const devServerForTests = (opts?: DevServerOptions): ServerForTests =>
+  serverForTests(() => startDevServer(opts));
+
+function serverForTests(start: () => Promise<TestWorkflowEnvironment>): ServerForTests {
+  let env: TestWorkflowEnvironment | undefined;
+  beforeAll(async () => {
+    env = await start();
   });
+  afterAll(() => env?.teardown());
+  return {
+    get env() {
+      if (!env) throw new Error('the Temporal server is not up (beforeAll failed?)');
+      return env;
+    },
+  };
 }
 
 /** A task queue per test, so a stray worker from one test can never pick up another test's tasks. */
@@ -53,20 +44,6 @@ export function randomWorkflowId(prefix = 'wf'): string {
   return `${prefix}-${randomUUID()}`;
 }
 
-/**
- * Workflow, worker and SDK core logs at ERROR (TEST_LOG_LEVEL=WARN or INFO for more): the failure-path tests make
- * activities fail by the hundred, each a WARN with its stack, and a test run's output should be its results. A test
- * file that installs its own runtime first keeps it.
- */
-function quietRuntime(): void {
-  if (Runtime._instance) return;
-  const level = process.env.TEST_LOG_LEVEL?.toUpperCase() as LogLevel | undefined;
-  Runtime.install({
-    logger: new DefaultLogger(level ?? 'ERROR'),
-    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level ?? 'ERROR' }), forward: {} } },
-  });
-}
-
 /** The history of every run of a workflow, first to last, following continue-as-new (at most 1,000 runs). */
 export async function runHistories(
   client: TestWorkflowEnvironment['client'],
@@ -81,3 +58,5 @@ export async function runHistories(
   }
   return runs;
 }
+// Until the integration stack imports it from where it now lives.
+export { startDevServer } from './temporal-servers';

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { main } from '../../src/client/cli';
 import { TollgateService, TollgateState, TollgateVersion } from '../../src/domain/search-attributes';
 import type { ReleaseStatus } from '../../src/domain/status';
-import { failing, releaseHarness, writePolicies } from '../helpers/release-harness';
-import { startDevServer } from '../helpers/temporal';
+import { errorsCheck, writePolicies } from '../helpers/policies';
+import { failing, releaseHarness } from '../helpers/release-harness';
+import { devServerForTests } from '../helpers/temporal';
+import { eventually } from '../helpers/until';
 
 /** Runs the CLI in-process, capturing what it prints and its exit code. */
 async function tollgate(
@@ -32,21 +33,17 @@ async function tollgate(
   }
 }
 
-/** Polls `tollgate status --json` until the release is in `state` (bounded: 10 s). */
-async function untilState(service: string, state: string, env: Record<string, string>): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    const s = await tollgate(['status', service, '--json'], env);
-    if ((JSON.parse(s.out) as { state: string }).state === state) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+/** Polls `tollgate status --json` until the release is in `state`. */
+const untilState = (service: string, state: string, env: Record<string, string>) =>
+  eventually(
+    () => tollgate(['status', service, '--json'], env),
+    (s) => (JSON.parse(s.out) as { state: string }).state === state,
+    `tollgate status to say ${state}`,
+    { timeoutMs: 10_000, everyMs: 200 },
+  );
 
 describe('tollgate CLI against the dev server', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startDevServer();
-  });
-  afterAll(() => env?.teardown());
+  const server = devServerForTests();
 
   it('starts, refuses bad input and unauthorised approvals with one line, and watch exits with the outcome', async () => {
     const service = `cart-${randomUUID().slice(0, 6)}`;
@@ -56,16 +53,16 @@ describe('tollgate CLI against the dev server', () => {
         trafficCycle: { duration: '30s' },
         canary: {
           approval: true,
-          analysis: { interval: '1s', checks: [{ name: 'errors', template: 'error-ratio', max: 0.01 }] },
+          analysis: { interval: '1s', checks: [errorsCheck] },
         },
         approvals: { fourEyes: true },
       },
     ]);
-    const { worker, taskQueue } = await releaseHarness(env, {
+    const { worker, taskQueue } = await releaseHarness(server.env, {
       policyDir,
       analysis: [failing('error ratio 0.2 > max 0.01')],
     });
-    const conn = { TEMPORAL_ADDRESS: env.address, TOLLGATE_TASK_QUEUE: taskQueue, USER: 'alice' };
+    const conn = { TEMPORAL_ADDRESS: server.env.address, TOLLGATE_TASK_QUEUE: taskQueue, USER: 'alice' };
     await worker.runUntil(async () => {
       const bad = await tollgate(['start', service, '1.0 beta'], conn);
       expect(bad.code).toBe(2);
@@ -111,11 +108,11 @@ describe('tollgate CLI against the dev server', () => {
       {
         service,
         trafficCycle: { duration: '2h' },
-        canary: { analysis: { interval: '1m', checks: [{ name: 'errors', template: 'error-ratio', max: 0.01 }] } },
+        canary: { analysis: { interval: '1m', checks: [errorsCheck] } },
       },
     ]);
-    const { worker, taskQueue, target } = await releaseHarness(env, { policyDir });
-    const conn = { TEMPORAL_ADDRESS: env.address, TOLLGATE_TASK_QUEUE: taskQueue, USER: 'alice' };
+    const { worker, taskQueue, target } = await releaseHarness(server.env, { policyDir });
+    const conn = { TEMPORAL_ADDRESS: server.env.address, TOLLGATE_TASK_QUEUE: taskQueue, USER: 'alice' };
     const loose = join(policyDir, 'loose.yaml');
     writeFileSync(loose, 'trafficCycle:\n  duration: 30m\n');
     const misspelt = join(policyDir, 'misspelt.yaml');
@@ -177,7 +174,7 @@ describe('tollgate CLI against the dev server', () => {
 
       // A release that ends without an outcome (terminated from the UI) ends `watch` too, with the reason.
       expect((await tollgate(['start', service, '2.0.1'], conn)).code).toBe(0);
-      await env.client.workflow.getHandle(`release-${service}`).terminate('operator pulled the plug');
+      await server.env.client.workflow.getHandle(`release-${service}`).terminate('operator pulled the plug');
       const ended = await tollgate(['watch', service, '--interval', '1'], conn);
       expect(ended.code).toBe(12);
       expect(ended.out).toContain('release terminated: operator pulled the plug');
@@ -188,7 +185,7 @@ describe('tollgate CLI against the dev server', () => {
     const service = `evil-${randomUUID().slice(0, 6)}`;
     const hostile = '\u001b[2J\u001b]52;c;cm0gLXJmIH4=\u0007\u009b8m\u202e';
     // Anyone can start a workflow with any search attributes; nobody polls this queue, so it just sits there.
-    const handle = await env.client.workflow.start('releaseWorkflow', {
+    const handle = await server.env.client.workflow.start('releaseWorkflow', {
       taskQueue: `unpolled-${service}`,
       workflowId: `release-${service}`,
       args: [{}],
@@ -198,14 +195,14 @@ describe('tollgate CLI against the dev server', () => {
         { key: TollgateState, value: `baking\n${service}  9.9.9  RUNNING  approved` },
       ],
     });
-    const conn = { TEMPORAL_ADDRESS: env.address };
+    const conn = { TEMPORAL_ADDRESS: server.env.address };
     // Visibility catches up within a second or two on the dev server.
-    let listed = await tollgate(['list', '--service', service], conn);
-    for (let i = 0; i < 25 && !listed.out.includes(service); i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      listed = await tollgate(['list', '--service', service], conn);
-    }
-    expect(listed.out).toContain(service);
+    const listed = await eventually(
+      () => tollgate(['list', '--service', service], conn),
+      (l) => l.out.includes(service),
+      `tollgate list to show ${service}`,
+      { everyMs: 200 },
+    );
     expect(listed.out.trim().split('\n')).toHaveLength(2); // the header and one row: no forged row
     const listedJson = await tollgate(['list', '--service', service, '--json'], conn);
     await handle.terminate(`done\n2026-01-01T00:00:00Z  bob approve${hostile}`);
@@ -228,12 +225,12 @@ describe('tollgate CLI against the dev server', () => {
     const unreachable = await tollgate(['status', 'checkout'], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
     expect(unreachable.code).toBe(1);
     expect(unreachable.err).toMatch(/^tollgate: cannot reach Temporal at 127\.0\.0\.1:1/);
-    const unknown = await tollgate(['status', 'no-such-svc'], { TEMPORAL_ADDRESS: env.address });
+    const unknown = await tollgate(['status', 'no-such-svc'], { TEMPORAL_ADDRESS: server.env.address });
     expect(unknown.code).toBe(1);
     expect(unknown.err.trim()).toBe(
       'tollgate: no release found for service no-such-svc (workflow release-no-such-svc)',
     );
-    const badCommand = await tollgate(['frobnicate'], { TEMPORAL_ADDRESS: env.address });
+    const badCommand = await tollgate(['frobnicate'], { TEMPORAL_ADDRESS: server.env.address });
     expect(badCommand.code).toBe(2);
     const help = await tollgate(['--help'], {});
     expect(help.out).toContain('examples:');

@@ -1,30 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { TollgateClient } from '../../src/client/tollgate-client';
 import { TollgateError } from '../../src/client/errors';
-import { approveSignal, statusQuery } from '../../src/domain/messages';
+import { approveSignal } from '../../src/domain/messages';
 import { TollgateService, TollgateStage, TollgateState, TollgateVersion } from '../../src/domain/search-attributes';
-import type { ReleaseStatus } from '../../src/domain/status';
-import { releaseHarness, writePolicies } from '../helpers/release-harness';
-import { startDevServer } from '../helpers/temporal';
+import { writePolicies } from '../helpers/policies';
+import { waitForStatus } from '../helpers/release-handle';
+import { releaseHarness } from '../helpers/release-harness';
+import { devServerForTests } from '../helpers/temporal';
+import { eventually } from '../helpers/until';
 
-async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (ok(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`not reached in ${timeoutMs} ms; last: ${JSON.stringify(value).slice(0, 800)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const patience = { timeoutMs: 20_000, everyMs: 200 };
 
 describe('release workflow on the real dev server', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startDevServer();
-  });
-  afterAll(() => env?.teardown());
+  const server = devServerForTests();
 
   it('starts through TollgateClient, refuses a second release, enforces four-eyes, and moves its search attributes', async () => {
     const service = `shop-${randomUUID().slice(0, 8)}`;
@@ -36,8 +24,8 @@ describe('release workflow on the real dev server', () => {
         approvals: { fourEyes: true },
       },
     ]);
-    const { worker, taskQueue } = await releaseHarness(env, { policyDir, stable: { [service]: '3.1.0' } });
-    const tollgate = new TollgateClient(env.client, taskQueue);
+    const { worker, taskQueue } = await releaseHarness(server.env, { policyDir, stable: { [service]: '3.1.0' } });
+    const tollgate = new TollgateClient(server.env.client, taskQueue);
     await worker.runUntil(async () => {
       const handle = await tollgate.start({
         service,
@@ -54,6 +42,8 @@ describe('release workflow on the real dev server', () => {
       const gated = await eventually(
         () => tollgate.status(service),
         (s) => s.state === 'awaiting-approval',
+        'the production gate',
+        patience,
       );
       expect(gated).toMatchObject({ stage: 'production', stableVersion: '3.1.0', gate: { name: 'production' } });
 
@@ -61,9 +51,11 @@ describe('release workflow on the real dev server', () => {
       await expect(tollgate.approve(service, { by: 'Alice' })).rejects.toThrow(/four-eyes/);
       // …and the same through a signal is recorded as rejected in the audit trail.
       await handle.signal(approveSignal, { by: 'alice' });
-      const afterSignal = await eventually(
-        () => handle.query(statusQuery),
-        (s: ReleaseStatus) => s.audit.some((a) => a.action === 'approve' && !a.accepted),
+      const afterSignal = await waitForStatus(
+        handle,
+        (s) => s.audit.some((a) => a.action === 'approve' && !a.accepted),
+        { timeoutMs: 20_000 },
+        'the refused approval in the audit trail',
       );
       expect(afterSignal.state).toBe('awaiting-approval');
       expect(afterSignal.audit.find((a) => a.action === 'approve')?.detail).toMatch(/four-eyes/);
@@ -77,6 +69,8 @@ describe('release workflow on the real dev server', () => {
       const listed = await eventually(
         () => tollgate.list({ service, state: 'awaiting-approval' }),
         (l) => l.length === 1,
+        'the release listed as awaiting approval',
+        patience,
       );
       expect(listed[0]).toMatchObject({ service, version: '3.2.0', status: 'RUNNING' });
 
@@ -94,7 +88,7 @@ describe('release workflow on the real dev server', () => {
   });
 
   it('refuses malformed requests and messages before anything starts or changes', async () => {
-    const tollgate = new TollgateClient(env.client, 'unused-queue');
+    const tollgate = new TollgateClient(server.env.client, 'unused-queue');
     await expect(tollgate.start({ service: 'Bad Service', version: '1', initiator: 'a' })).rejects.toThrow(/service:/);
     await expect(tollgate.start({ service: 'ok', version: '1 .0', initiator: 'a' })).rejects.toThrow(/version:/);
     await expect(tollgate.abort('ok', { by: 'a', reason: '' })).rejects.toThrow(/reason: a reason is required/);

@@ -12,10 +12,10 @@ import {
   TIMESTAMP_HEADER,
   verifySignature,
 } from '../../src/providers/notify/webhook';
-import { releaseWorkflow } from '../../src/workflows';
-import { failing, healthy, releaseHarness, writePolicies } from '../helpers/release-harness';
-import { startTimeSkipping } from '../helpers/temporal';
-import { releaseWorkflowId } from '../../src/domain/release';
+import { writePolicies } from '../helpers/policies';
+import { startRelease } from '../helpers/release-handle';
+import { failing, healthy, releaseHarness } from '../helpers/release-harness';
+import { startTimeSkipping } from '../helpers/temporal-servers';
 
 /*
  * Secrets live in the worker's environment and reach only the code that uses them: never a workflow input,
@@ -109,10 +109,11 @@ it('a release with signed webhooks keeps every planted secret out of history and
     logger,
   });
   const { result, historyJson } = await harness.worker.runUntil(async () => {
-    const handle = await env.client.workflow.start(releaseWorkflow, {
-      taskQueue: harness.taskQueue,
-      workflowId: releaseWorkflowId('checkout'),
-      args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice', reason: 'secrets test' }],
+    const handle = await startRelease(env.client, harness.taskQueue, {
+      service: 'checkout',
+      version: '2.0.0',
+      initiator: 'alice',
+      reason: 'secrets test',
     });
     try {
       const result = await handle.result();

@@ -4,7 +4,7 @@ import { findBinary, TEMPORAL_CLI, TEMPORAL_TEST_SERVER, type BinarySpec } from 
 import { TollgateState } from '../../src/domain/search-attributes';
 import { durableTimerProbe } from '../fixtures/workflows';
 import { workflowBundle } from '../helpers/bundles';
-import { randomWorkflowId, startDevServer, startTimeSkipping, taskQueueForTest } from '../helpers/temporal';
+import { devServerForTests, randomWorkflowId, taskQueueForTest, timeSkippingForTests } from '../helpers/temporal';
 
 async function runProbe(env: TestWorkflowEnvironment, hours: number) {
   const taskQueue = taskQueueForTest();
@@ -31,15 +31,11 @@ function report(spec: BinarySpec, what: string): void {
 }
 
 describe('time-skipping test server (provisioned binary)', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startTimeSkipping();
-  });
-  afterAll(() => env?.teardown());
+  const server = timeSkippingForTests();
 
   it('passes a 24-hour durable timer in seconds of wall time', async () => {
     const wallStart = Date.now();
-    const { result } = await runProbe(env, 24);
+    const { result } = await runProbe(server.env, 24);
     const wallMs = Date.now() - wallStart;
     expect(result.sleptMs).toBeGreaterThanOrEqual(24 * 60 * 60 * 1000);
     expect(wallMs).toBeLessThan(60_000);
@@ -51,14 +47,10 @@ describe('time-skipping test server (provisioned binary)', () => {
 });
 
 describe('Temporal dev server (provisioned binary)', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startDevServer();
-  });
-  afterAll(() => env?.teardown());
+  const server = devServerForTests();
 
   it('runs a workflow to completion and indexes Tollgate search attributes', async () => {
-    const { result, description } = await runProbe(env, 0);
+    const { result, description } = await runProbe(server.env, 0);
     expect(result.historyLength).toBeGreaterThan(0);
     expect(description.status.name).toBe('COMPLETED');
     expect(description.typedSearchAttributes.get(TollgateState)).toBe('probing');

@@ -7,9 +7,8 @@
 // releases started on the old code are still in flight somewhere, and their histories must keep replaying.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { temporal } from '@temporalio/proto';
 import {
   abortUpdate,
   approveSignal,
@@ -17,32 +16,19 @@ import {
   pauseUpdate,
   promoteUpdate,
   resumeSignal,
-  statusQuery,
 } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflowId, type ReleaseResult } from '../../src/domain/release';
-import { releaseWorkflow } from '../../src/workflows';
-import {
-  failing,
-  healthy,
-  inconclusive,
-  releaseHarness,
-  until,
-  writePolicies,
-  type HarnessOptions,
-} from '../helpers/release-harness';
-import { runHistories, startDevServer, startTimeSkipping } from '../helpers/temporal';
+import { checkoutPolicy, errorsCheck } from '../helpers/policies';
+import { canaryBaking, waitForStatus, type Drive } from '../helpers/release-handle';
+import { failing, healthy, inconclusive, runRelease, type ReleaseOptions } from '../helpers/release-harness';
+import { devServerForTests, timeSkippingForTests } from '../helpers/temporal';
 
 const HISTORY_DIR = join(__dirname, '..', 'histories');
 
-const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
-
 /** Short cycles keep the recorded files small; the code paths are the same as for a 7-day cycle. */
-function policy(overrides: Partial<ServicePolicyInput> = {}): ServicePolicyInput {
-  return {
-    service: 'checkout',
+const policy = (overrides: Partial<ServicePolicyInput> = {}): ServicePolicyInput =>
+  checkoutPolicy({
     trafficCycle: { duration: '1h' },
-    canary: { analysis: { interval: '1m', checks: [errors] } },
     production: {
       approval: false,
       waves: [
@@ -51,42 +37,26 @@ function policy(overrides: Partial<ServicePolicyInput> = {}): ServicePolicyInput
       ],
     },
     ...overrides,
-  };
-}
+  });
+
+const write = (name: string, history: temporal.api.history.v1.IHistory) => {
+  mkdirSync(HISTORY_DIR, { recursive: true });
+  writeFileSync(join(HISTORY_DIR, `${name}.json`), `${historyToJSON(history)}\n`);
+  console.log(`${name}: ${history.events?.length ?? 0} events`);
+};
 
 describe('record release histories for replay', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startTimeSkipping();
-    mkdirSync(HISTORY_DIR, { recursive: true });
-  });
-  afterAll(() => env?.teardown());
+  const server = timeSkippingForTests();
 
-  async function record(
-    name: string,
-    opts: Omit<HarnessOptions, 'policyDir'> & { policy?: ServicePolicyInput; org?: Record<string, unknown> },
-    drive: (handle: WorkflowHandle<typeof releaseWorkflow>) => Promise<void> = () => Promise.resolve(),
-  ): Promise<ReleaseResult> {
-    const policyDir = writePolicies(opts.org ?? { minimums: { productionApproval: false } }, [opts.policy ?? policy()]);
-    const harness = await releaseHarness(env, { ...opts, policyDir });
-    return harness.worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(releaseWorkflow, {
-        taskQueue: harness.taskQueue,
-        // The ID replay.test.ts replays every fixture under: a release runs only as release-<service>.
-        workflowId: releaseWorkflowId('checkout'),
-        args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice', reason: `replay fixture: ${name}` }],
-      });
-      try {
-        await drive(handle);
-        const result = await handle.result();
-        const history = await handle.fetchHistory();
-        writeFileSync(join(HISTORY_DIR, `${name}.json`), `${historyToJSON(history)}\n`);
-        console.log(`${name}: ${history.events?.length ?? 0} events, outcome ${result.outcome}`);
-        return result;
-      } finally {
-        await handle.terminate('recording over').catch(() => undefined);
-      }
-    });
+  /** Records the release's history as test/histories/<name>.json, and returns its result. */
+  async function record(name: string, opts: ReleaseOptions, drive?: Drive<void>) {
+    const { result, history } = await runRelease(
+      server.env,
+      { policy: policy(), ...opts, reason: `replay fixture: ${name}` },
+      drive,
+    );
+    write(name, history);
+    return result;
   }
 
   it('happy path: waves and a four-eyes production approval', async () => {
@@ -107,7 +77,7 @@ describe('record release histories for replay', () => {
         }),
       },
       async (handle) => {
-        await until(env, handle, (s) => s.gate?.name === 'production', '10m');
+        await waitForStatus(handle, (s) => s.gate?.name === 'production', { env: server.env, step: '10m' });
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'canary clean' }] });
       },
     );
@@ -124,7 +94,7 @@ describe('record release histories for replay', () => {
 
   it('abort during the canary bake', async () => {
     const result = await record('abort-during-canary', {}, async (handle) => {
-      await until(env, handle, (s) => s.stage === 'canary' && s.state === 'baking', '10m');
+      await waitForStatus(handle, canaryBaking, { env: server.env, step: '10m' });
       await handle.executeUpdate(abortUpdate, { args: [{ by: 'carol', reason: 'customer reports' }] });
     });
     expect(result).toMatchObject({ outcome: 'aborted', stage: 'canary' });
@@ -135,13 +105,13 @@ describe('record release histories for replay', () => {
       'pause-resume-promote',
       { policy: policy({ trafficCycle: { duration: '4h' } }) },
       async (handle) => {
-        await until(env, handle, (s) => s.stage === 'canary' && s.state === 'baking', '10m');
-        await env.sleep('1h');
+        await waitForStatus(handle, canaryBaking, { env: server.env, step: '10m' });
+        await server.env.sleep('1h');
         await handle.executeUpdate(pauseUpdate, { args: [{ by: 'dave', reason: 'incident elsewhere' }] });
-        await env.sleep('6h');
+        await server.env.sleep('6h');
         await handle.signal(resumeSignal, { by: 'dave' });
-        await until(env, handle, (s) => s.state === 'baking', '1m');
-        await env.sleep('30m');
+        await waitForStatus(handle, (s) => s.state === 'baking', { env: server.env, step: '1m' });
+        await server.env.sleep('30m');
         await handle.executeUpdate(promoteUpdate, { args: [{ by: 'erin', reason: 'fix needed now' }] });
       },
     );
@@ -153,7 +123,7 @@ describe('record release histories for replay', () => {
       'inconclusive-approve',
       { analysis: [inconclusive('no data: Prometheus unreachable')] },
       async (handle) => {
-        await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        await waitForStatus(handle, (s) => s.gate?.name === 'inconclusive', { env: server.env, step: '1m' });
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'metrics back' }] });
       },
     );
@@ -165,11 +135,11 @@ describe('record release histories for replay', () => {
       'inconclusive-gate-and-pause',
       { analysis: [inconclusive('no data: Prometheus unreachable')] },
       async (handle) => {
-        await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        await waitForStatus(handle, (s) => s.gate?.name === 'inconclusive', { env: server.env, step: '1m' });
         await handle.signal(resumeSignal, { by: 'alice' }); // refused: nothing is paused
         await handle.executeUpdate(pauseUpdate, { args: [{ by: 'carol', reason: 'INCIDENT-42' }] });
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'metrics back' }] });
-        await env.sleep('2h');
+        await server.env.sleep('2h');
         await handle.signal(resumeSignal, { by: 'carol' });
       },
     );
@@ -181,7 +151,7 @@ describe('record release histories for replay', () => {
       'deployment-window-wait',
       { policy: policy({ windows: { allowed: [{ days: ['tue', 'wed', 'thu'], start: '09:00', end: '11:00' }] } }) },
       async (handle) => {
-        await until(env, handle, (s) => s.state === 'waiting-for-window', '30m');
+        await waitForStatus(handle, (s) => s.state === 'waiting-for-window', { env: server.env, step: '30m' });
       },
     );
     expect(result.outcome).toBe('promoted');
@@ -197,33 +167,25 @@ describe('record release histories for replay', () => {
 });
 
 describe('record a release that continued as new (dev server suggesting it at 150 events)', () => {
-  let dev: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    dev = await startDevServer(['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=150']);
+  const dev = devServerForTests({
+    extraArgs: ['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=150'],
   });
-  afterAll(() => dev?.teardown());
 
   it('rolls over at the production gate under refused approvals, then is approved and promotes', async () => {
-    const policyDir = writePolicies({ minimums: { productionApproval: false } }, [
-      policy({
-        trafficCycle: { duration: '2s' },
-        canary: { analysis: { interval: '1s', checks: [errors] } },
-        production: { approval: true, waves: [{ percent: 100 }] },
-        approvals: { fourEyes: true },
-      }),
-    ]);
-    const harness = await releaseHarness(dev, { policyDir });
-    const runs = await harness.worker.runUntil(async () => {
-      const handle = await dev.client.workflow.start(releaseWorkflow, {
-        taskQueue: harness.taskQueue,
-        workflowId: releaseWorkflowId('checkout'),
-        args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice', reason: 'replay fixture: continued' }],
-      });
-      try {
+    const { result, runs } = await runRelease(
+      dev.env,
+      {
+        policy: policy({
+          trafficCycle: { duration: '2s' },
+          canary: { analysis: { interval: '1s', checks: [errorsCheck] } },
+          production: { approval: true, waves: [{ percent: 100 }] },
+          approvals: { fourEyes: true },
+        }),
+        reason: 'replay fixture: continued',
+      },
+      async (handle) => {
         const rolledOver = async () => (await handle.describe()).runId !== handle.firstExecutionRunId;
-        for (let i = 0; i < 100 && (await handle.query(statusQuery)).gate?.name !== 'production'; i++) {
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        await waitForStatus(handle, (s) => s.gate?.name === 'production', { timeoutMs: 10_000 });
         // alice started the release: four-eyes refuses her approvals, each one an event in history.
         for (let i = 0; i < 40 && !(await rolledOver()); i++) {
           await Promise.all(Array.from({ length: 10 }, () => handle.signal(approveSignal, { by: 'alice' })));
@@ -231,16 +193,10 @@ describe('record a release that continued as new (dev server suggesting it at 15
         }
         expect(await rolledOver()).toBe(true);
         await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'after the rollover' }] });
-        expect((await handle.result()).outcome).toBe('promoted');
-        return await runHistories(dev.client, handle.workflowId, handle.firstExecutionRunId);
-      } finally {
-        await handle.terminate('recording over').catch(() => undefined);
-      }
-    });
+      },
+    );
+    expect(result.outcome).toBe('promoted');
     expect(runs.length).toBeGreaterThan(1);
-    for (const [i, { history }] of runs.entries()) {
-      writeFileSync(join(HISTORY_DIR, `continued-as-new.run-${i + 1}.json`), `${historyToJSON(history)}\n`);
-      console.log(`continued-as-new run ${i + 1}: ${history.events?.length ?? 0} events`);
-    }
+    for (const [i, { history }] of runs.entries()) write(`continued-as-new.run-${i + 1}`, history);
   });
 });

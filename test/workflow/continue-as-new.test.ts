@@ -1,15 +1,13 @@
 import { Context } from '@temporalio/activity';
-import type { WorkflowHandle } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { temporal } from '@temporalio/proto';
 import { approveSignal, approveUpdate, statusQuery } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflowId } from '../../src/domain/release';
 import { TollgateService } from '../../src/domain/search-attributes';
-import type { ReleaseStatus } from '../../src/domain/status';
-import { releaseWorkflow } from '../../src/workflows';
 import { RUN_MAX_BYTES, RUN_MAX_EVENTS } from '../../src/workflows/rollover';
-import { failing, healthy, releaseHarness, writePolicies, type HarnessOptions } from '../helpers/release-harness';
-import { runHistories, startDevServer, startTimeSkipping } from '../helpers/temporal';
+import { checkoutPolicy, errorsCheck } from '../helpers/policies';
+import { waitForStatus, type Drive, type ReleaseHandle } from '../helpers/release-handle';
+import { failing, healthy, runRelease, type ReleaseOptions } from '../helpers/release-harness';
+import { devServerForTests, timeSkippingForTests, type ServerForTests } from '../helpers/temporal';
 
 /**
  * Releases that outgrow one run continue as new, in any stage, carrying everything. CI runs shorter floods and
@@ -20,20 +18,18 @@ const FLOOD = FULL ? 50_000 : 4_500;
 const BROKEN_DAYS = FULL ? 30 : 0.5;
 const DAY = 86_400_000;
 
-const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
-const policy = (over: Partial<ServicePolicyInput> = {}): ServicePolicyInput => ({
-  service: 'checkout',
-  trafficCycle: { duration: '1h' },
-  canary: { analysis: { interval: '1m', checks: [errors] } },
-  production: { approval: true, waves: [{ percent: 100 }] },
-  approvals: { fourEyes: true },
-  ...over,
-});
+const policy = (over: Partial<ServicePolicyInput> = {}): ServicePolicyInput =>
+  checkoutPolicy({
+    trafficCycle: { duration: '1h' },
+    production: { approval: true, waves: [{ percent: 100 }] },
+    approvals: { fourEyes: true },
+    ...over,
+  });
 
 /** On the dev server time is real: a canary of seconds. */
 const realTime = policy({
   trafficCycle: { duration: '2s' },
-  canary: { analysis: { interval: '1s', checks: [errors] } },
+  canary: { analysis: { interval: '1s', checks: [errorsCheck] } },
 });
 
 interface Run {
@@ -43,9 +39,9 @@ interface Run {
   closedAs: string;
 }
 
-/** Every run of the release, first to last, following continue-as-new. */
-async function runsOf(env: TestWorkflowEnvironment, workflowId: string, firstRunId: string): Promise<Run[]> {
-  return (await runHistories(env.client, workflowId, firstRunId)).map(({ runId, history }) => {
+/** What each run of the release came to. */
+const sizes = (runs: { runId: string; history: temporal.api.history.v1.IHistory }[]): Run[] =>
+  runs.map(({ runId, history }) => {
     const last = history.events?.at(-1);
     return {
       runId,
@@ -54,7 +50,6 @@ async function runsOf(env: TestWorkflowEnvironment, workflowId: string, firstRun
       closedAs: last?.workflowExecutionContinuedAsNewEventAttributes ? 'continued-as-new' : String(last?.eventType),
     };
   });
-}
 
 /**
  * Floods run on the dev server: a run hands over only at the end of a workflow task, and how a server treats
@@ -62,61 +57,21 @@ async function runsOf(env: TestWorkflowEnvironment, workflowId: string, firstRun
  * timeout at a time. Outages and long bakes need skipped time.
  */
 describe('continue-as-new', () => {
-  let skipping: TestWorkflowEnvironment;
-  let dev: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    [skipping, dev] = await Promise.all([startTimeSkipping(), startDevServer()]);
-  });
-  afterAll(() => Promise.all([skipping?.teardown(), dev?.teardown()]));
+  const skipping = timeSkippingForTests();
+  const dev = devServerForTests();
 
-  async function release<T>(
-    env: TestWorkflowEnvironment,
-    opts: Omit<HarnessOptions, 'policyDir'> & { policy?: ServicePolicyInput },
-    drive: (handle: WorkflowHandle<typeof releaseWorkflow>) => Promise<T>,
-  ) {
-    const policyDir = writePolicies({ minimums: { productionApproval: false } }, [opts.policy ?? policy()]);
-    const harness = await releaseHarness(env, { ...opts, policyDir });
-    return harness.worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(releaseWorkflow, {
-        taskQueue: harness.taskQueue,
-        workflowId: releaseWorkflowId('checkout'),
-        args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice' }],
-      });
-      try {
-        const value = await drive(handle);
-        const result = await handle.result();
-        const status = await handle.query(statusQuery);
-        const runs = await runsOf(env, handle.workflowId, handle.firstExecutionRunId);
-        const description = await handle.describe();
-        return { value, result, status, runs, description, harness };
-      } finally {
-        await handle.terminate('test over').catch(() => undefined);
-      }
+  /** The release to its end, with what each of its runs came to. */
+  const release = async (server: ServerForTests, opts: ReleaseOptions, drive?: Drive<void>) => {
+    const outcome = await runRelease(server.env, { policy: policy(), ...opts }, drive);
+    return { ...outcome, runs: sizes(outcome.runs), description: await outcome.handle.describe() };
+  };
+
+  /** Until the release has taken in `count` refusals (a burst takes seconds on a loaded machine). */
+  const untilRefused = (handle: ReleaseHandle, count: number) =>
+    waitForStatus(handle, (s) => s.audit.filter((a) => !a.accepted).length + s.auditDropped >= count, {
+      timeoutMs: 30_000,
+      everyMs: 20,
     });
-  }
-
-  /** Until `ok` holds of the status, in real time (bounded: 20 s). */
-  async function untilStatus(
-    handle: WorkflowHandle<typeof releaseWorkflow>,
-    ok: (s: ReleaseStatus) => boolean,
-  ): Promise<ReleaseStatus> {
-    for (let i = 0; i < 200; i++) {
-      const s = await handle.query(statusQuery).catch(() => undefined);
-      if (s && ok(s)) return s;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error('status never matched');
-  }
-
-  /** Until the release has taken in `count` refusals (bounded: 10 s). */
-  async function untilRefused(handle: WorkflowHandle<typeof releaseWorkflow>, count: number): Promise<void> {
-    for (let i = 0; i < 500; i++) {
-      const s = await handle.query(statusQuery);
-      if (s.audit.filter((a) => !a.accepted).length + s.auditDropped >= count) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`the release never took in ${count} refused signals`);
-  }
 
   /** No run may grow past the bound by more than the task that noticed it (a batch of signals). */
   const expectBounded = (runs: Run[]) => {
@@ -128,7 +83,7 @@ describe('continue-as-new', () => {
 
   it(`${FLOOD} refused signals at the production gate, then a valid approve is honoured and the release promotes`, async () => {
     const { result, status, runs, description } = await release(dev, { policy: realTime }, async (handle) => {
-      await untilStatus(handle, (s) => s.gate?.name === 'production');
+      await waitForStatus(handle, (s) => s.gate?.name === 'production', { timeoutMs: 20_000 });
       for (let sent = 0; sent < FLOOD;) {
         // alice started the release: four-eyes refuses every one of these.
         const burst = Math.min(200, FLOOD - sent);
@@ -157,7 +112,7 @@ describe('continue-as-new', () => {
   it('a flood of 1.9 MB payloads never grows a run past its bound', async () => {
     const big = 'x'.repeat(1_900_000);
     const { result, runs } = await release(dev, { policy: realTime }, async (handle) => {
-      await untilStatus(handle, (s) => s.gate?.name === 'production');
+      await waitForStatus(handle, (s) => s.gate?.name === 'production', { timeoutMs: 20_000 });
       for (let i = 1; i <= 12; i++) {
         await handle.signal(approveSignal, { by: big });
         await untilRefused(handle, i);
@@ -172,24 +127,20 @@ describe('continue-as-new', () => {
   it(`a target broken for ${BROKEN_DAYS} days, then fixed: the rollback completes, every step undone exactly once`, async () => {
     let fixedAt = 0;
     const undone: string[] = [];
-    const { result, runs, status, harness } = await release(
-      skipping,
-      {
-        analysis: [healthy(), failing('error ratio 0.2 > max 0.01')],
-        undo: async (step, real) => {
-          const scheduled = Context.current().info.scheduledTimestampMs;
-          fixedAt ||= scheduled + BROKEN_DAYS * DAY;
-          if (scheduled < fixedAt) throw new Error('load balancer API unavailable');
-          const receipt = await real(step);
-          undone.push(step.key.split('/').pop()!);
-          return receipt;
-        },
+    const { result, runs, status, target } = await release(skipping, {
+      analysis: [healthy(), failing('error ratio 0.2 > max 0.01')],
+      undo: async (step, real) => {
+        const scheduled = Context.current().info.scheduledTimestampMs;
+        fixedAt ||= scheduled + BROKEN_DAYS * DAY;
+        if (scheduled < fixedAt) throw new Error('load balancer API unavailable');
+        const receipt = await real(step);
+        undone.push(step.key.split('/').pop()!);
+        return receipt;
       },
-      () => Promise.resolve(),
-    );
+    });
     expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary' });
     expect(undone).toEqual(['canary', 'staging']);
-    expect(harness.target.actions.map((a) => `${a.action} ${a.key.split('/').pop()}`)).toEqual([
+    expect(target.actions.map((a) => `${a.action} ${a.key.split('/').pop()}`)).toEqual([
       'apply staging',
       'apply canary',
       'undo canary',
@@ -201,17 +152,13 @@ describe('continue-as-new', () => {
   });
 
   it('a 30-day traffic cycle rolls over mid-bake and keeps its clock', async () => {
-    const { result, runs } = await release(
-      skipping,
-      {
-        policy: policy({
-          trafficCycle: { duration: '30d' },
-          production: { approval: false, waves: [{ percent: 100 }] },
-        }),
-        analysis: healthy(),
-      },
-      () => Promise.resolve(),
-    );
+    const { result, runs } = await release(skipping, {
+      policy: policy({
+        trafficCycle: { duration: '30d' },
+        production: { approval: false, waves: [{ percent: 100 }] },
+      }),
+      analysis: healthy(),
+    });
     expect(result.outcome).toBe('promoted');
     const bakedDays = (Date.parse(result.endedAt) - Date.parse(result.startedAt)) / DAY;
     // Carried across runs: neither restarted (60 days) nor cut short.

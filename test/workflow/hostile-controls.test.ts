@@ -4,7 +4,6 @@ import {
   WorkflowFailedError,
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import fc from 'fast-check';
 import {
   CONTROL_SCHEMAS,
@@ -20,12 +19,19 @@ import {
   type ControlName,
 } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflowId } from '../../src/domain/release';
-import type { ReleaseStatus } from '../../src/domain/status';
 import { releaseWorkflow } from '../../src/workflows';
+import { checkoutPolicy, errorsCheck, writePolicies } from '../helpers/policies';
 import { recordHostileRows, SEED, type HostileRow } from '../helpers/reliability-report';
-import { inconclusive, releaseHarness, until, writePolicies, type HarnessOptions } from '../helpers/release-harness';
-import { startTimeSkipping } from '../helpers/temporal';
+import {
+  canaryBaking,
+  startRelease,
+  tryStatus,
+  waitForStatus,
+  type Drive,
+  type ReleaseHandle,
+} from '../helpers/release-handle';
+import { inconclusive, releaseHarness, withRelease, type ReleaseOptions } from '../helpers/release-harness';
+import { timeSkippingForTests } from '../helpers/temporal';
 
 /**
  * What anyone who can reach the namespace may send (the Web UI's "Send signal" is enough), against a running
@@ -35,15 +41,12 @@ import { startTimeSkipping } from '../helpers/temporal';
 const FILE = 'test/workflow/hostile-controls.test.ts';
 const CONTROLS = Object.keys(SIGNALS) as ControlName[];
 
-const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
-const policy = (over: Partial<ServicePolicyInput> = {}): ServicePolicyInput => ({
-  service: 'checkout',
-  trafficCycle: { duration: '24h' },
-  canary: { analysis: { interval: '1m', checks: [errors] } },
-  production: { approval: true, waves: [{ percent: 100, bake: '1h' }] },
-  approvals: { fourEyes: true, approvers: ['bob', 'carol'] },
-  ...over,
-});
+const policy = (over: Partial<ServicePolicyInput> = {}): ServicePolicyInput =>
+  checkoutPolicy({
+    production: { approval: true, waves: [{ percent: 100, bake: '1h' }] },
+    approvals: { fourEyes: true, approvers: ['bob', 'carol'] },
+    ...over,
+  });
 
 /** Payloads no control accepts: what broke `String(payload.by)` and its neighbours, then generated ones. */
 const HANDPICKED: unknown[] = [
@@ -79,42 +82,17 @@ function hostilePayloads(name: ControlName, count: number): unknown[] {
 }
 
 describe('hostile controls against a running release (time-skipping)', () => {
-  let env: TestWorkflowEnvironment;
+  const server = timeSkippingForTests();
   const rows: HostileRow[] = [];
-  beforeAll(async () => {
-    env = await startTimeSkipping();
-  });
-  afterAll(async () => {
+  afterAll(() => {
     if (rows.length > 0) recordHostileRows('controls', rows);
-    await env?.teardown();
   });
 
-  async function withRelease<T>(
-    opts: Omit<HarnessOptions, 'policyDir'> & { policy?: ServicePolicyInput },
-    drive: (handle: Awaited<ReturnType<typeof env.client.workflow.start<typeof releaseWorkflow>>>) => Promise<T>,
-  ) {
-    const policyDir = writePolicies({ minimums: { productionApproval: false } }, [opts.policy ?? policy()]);
-    const harness = await releaseHarness(env, { ...opts, policyDir });
-    return harness.worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(releaseWorkflow, {
-        taskQueue: harness.taskQueue,
-        workflowId: releaseWorkflowId('checkout'),
-        args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice' }],
-      });
-      try {
-        return { value: await drive(handle), harness, handle };
-      } finally {
-        await handle.terminate('test over').catch(() => undefined);
-      }
-    });
-  }
+  const release = <T>(opts: ReleaseOptions, drive: Drive<T>) =>
+    withRelease(server.env, { policy: policy(), ...opts }, drive);
 
   /** Status within 10 s, or undefined: a release whose workflow tasks fail never answers. */
-  const statusWithin = (handle: { query: (q: typeof statusQuery) => Promise<ReleaseStatus> }) =>
-    Promise.race([
-      handle.query(statusQuery),
-      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000).unref()),
-    ]).catch(() => undefined);
+  const statusWithin = (handle: ReleaseHandle) => tryStatus(handle, 10_000);
 
   it('no signal or update payload jams a release: each is refused and audited, and abort still rolls back', async () => {
     const perControl = 12;
@@ -122,8 +100,8 @@ describe('hostile controls against a running release (time-skipping)', () => {
     let signals = 0;
     let cases = 0;
     let jams = 0;
-    const { value: result, harness } = await withRelease({}, async (handle) => {
-      await until(env, handle, (s) => s.stage === 'canary' && s.state === 'baking', '10m');
+    const { value: result, target } = await release({}, async (handle) => {
+      await waitForStatus(handle, canaryBaking, { env: server.env, step: '10m' });
       for (const name of CONTROLS) {
         for (const payload of hostilePayloads(name, perControl)) {
           await handle.signal(SIGNALS[name] as never, payload as never);
@@ -162,7 +140,7 @@ describe('hostile controls against a running release (time-skipping)', () => {
       return handle.result();
     });
     expect(result).toMatchObject({ outcome: 'aborted', reason: 'aborted by carol: hostile messages seen' });
-    expect(harness.target.actions.map((a) => `${a.action} ${a.key.split('/').pop()}`)).toEqual([
+    expect(target.actions.map((a) => `${a.action} ${a.key.split('/').pop()}`)).toEqual([
       'apply staging',
       'apply canary',
       'undo canary',
@@ -183,7 +161,7 @@ describe('hostile controls against a running release (time-skipping)', () => {
   it('an inconclusive-analysis gate is passed only by an approver’s approve, and never lifts a person’s pause', async () => {
     let verdicts = 0;
     let bypasses = 0;
-    const { value: status } = await withRelease(
+    const { value: status } = await release(
       {
         analysis: (input) =>
           verdicts++ === 0
@@ -202,7 +180,10 @@ describe('hostile controls against a running release (time-skipping)', () => {
               },
       },
       async (handle) => {
-        const gated = await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        const gated = await waitForStatus(handle, (s) => s.gate?.name === 'inconclusive', {
+          env: server.env,
+          step: '1m',
+        });
         expect(gated.state).toBe('awaiting-approval');
         expect(gated.pause).toBeUndefined();
         const refusals: [ControlName, Record<string, string>, RegExp][] = [
@@ -234,13 +215,13 @@ describe('hostile controls against a running release (time-skipping)', () => {
         const approved = await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
         expect(approved.gate).toBeUndefined();
         expect(approved).toMatchObject({ state: 'paused', pause: { by: 'carol', reason: 'INCIDENT-42' } });
-        await env.sleep('30h');
+        await server.env.sleep('30h');
         const paused = await handle.query(statusQuery);
         expect(paused.pause?.reason).toBe('INCIDENT-42');
         expect(paused.stage).toBe('canary');
         const resumed = await handle.executeUpdate(resumeUpdate, { args: [{ by: 'carol' }] });
         expect(resumed.state).toBe('baking');
-        const gate = await until(env, handle, (s) => s.gate?.name === 'production', '1h');
+        const gate = await waitForStatus(handle, (s) => s.gate?.name === 'production', { env: server.env, step: '1h' });
         expect(gate.stage).toBe('production');
         return gate;
       },
@@ -259,7 +240,7 @@ describe('hostile controls against a running release (time-skipping)', () => {
   });
 
   it('after an abort, status shows no gate, and only the steps that were deployed', async () => {
-    const { value: status } = await withRelease(
+    const { value: status } = await release(
       {
         // The canary deploy hangs until cancelled: the abort reaches it before it applied anything.
         deploy: async (step, real) => {
@@ -270,10 +251,13 @@ describe('hostile controls against a running release (time-skipping)', () => {
             await ctx.sleep(200);
           }
         },
-        policy: policy({ canary: { approval: false, analysis: { interval: '1m', checks: [errors] } } }),
+        policy: policy({ canary: { approval: false, analysis: { interval: '1m', checks: [errorsCheck] } } }),
       },
       async (handle) => {
-        await until(env, handle, (s) => s.stage === 'canary' && s.state === 'deploying', '1s');
+        await waitForStatus(handle, (s) => s.stage === 'canary' && s.state === 'deploying', {
+          env: server.env,
+          step: '1s',
+        });
         await handle.executeUpdate(abortUpdate, { args: [{ by: 'carol', reason: 'wrong build' }] });
         await handle.result();
         return handle.query(statusQuery);
@@ -285,10 +269,10 @@ describe('hostile controls against a running release (time-skipping)', () => {
   });
 
   it('after an abort at the production gate, nothing reads as awaiting approval', async () => {
-    const { value: status } = await withRelease(
+    const { value: status } = await release(
       { policy: policy({ trafficCycle: { duration: '1h' } }) },
       async (handle) => {
-        await until(env, handle, (s) => s.gate?.name === 'production', '10m');
+        await waitForStatus(handle, (s) => s.gate?.name === 'production', { env: server.env, step: '10m' });
         await handle.executeUpdate(abortUpdate, { args: [{ by: 'carol', reason: 'not today' }] });
         await handle.result();
         return handle.query(statusQuery);
@@ -300,12 +284,12 @@ describe('hostile controls against a running release (time-skipping)', () => {
   });
 
   it('one release per service: a second under the same ID is refused by Temporal, under another ID by the workflow', async () => {
-    const { value } = await withRelease({}, async (handle) => {
-      await until(env, handle, (s) => s.stage === 'canary', '10m');
-      const again = env.client.workflow.start(releaseWorkflow, {
-        taskQueue: 'unused',
-        workflowId: releaseWorkflowId('checkout'),
-        args: [{ service: 'checkout', version: '3.0.0', initiator: 'mallory' }],
+    const { value } = await release({}, async (handle) => {
+      await waitForStatus(handle, (s) => s.stage === 'canary', { env: server.env, step: '10m' });
+      const again = startRelease(server.env.client, 'unused', {
+        service: 'checkout',
+        version: '3.0.0',
+        initiator: 'mallory',
       });
       await expect(again).rejects.toThrow(WorkflowExecutionAlreadyStartedError);
       return (await handle.query(statusQuery)).version;
@@ -313,9 +297,9 @@ describe('hostile controls against a running release (time-skipping)', () => {
     expect(value).toBe('2.0.0');
     // The other-ID path is in refused-releases.test.ts; here it runs beside a release in flight.
     const policyDir = writePolicies({ minimums: { productionApproval: false } }, [policy()]);
-    const harness = await releaseHarness(env, { policyDir });
+    const harness = await releaseHarness(server.env, { policyDir });
     const failure = await harness.worker.runUntil(
-      env.client.workflow
+      server.env.client.workflow
         .execute(releaseWorkflow, {
           taskQueue: harness.taskQueue,
           workflowId: 'sneaky-checkout',

@@ -7,8 +7,11 @@ import { statusQuery } from '../../src/domain/messages';
 import type { PolicyOverrideInput, ServicePolicyInput } from '../../src/domain/policy';
 import { releaseWorkflowId } from '../../src/domain/release';
 import { releaseWorkflow } from '../../src/workflows';
-import { releaseHarness, until, writePolicies } from '../helpers/release-harness';
-import { randomWorkflowId, startTimeSkipping } from '../helpers/temporal';
+import { writePolicies } from '../helpers/policies';
+import { waitForStatus } from '../helpers/release-handle';
+import { releaseHarness } from '../helpers/release-harness';
+import { randomWorkflowId } from '../helpers/temporal';
+import { startTimeSkipping } from '../helpers/temporal-servers';
 
 /**
  * Malformed requests and refused policies, end to end through the shipped workflow bundle and the real policy
@@ -379,7 +382,7 @@ describe('refused releases (time-skipping): a clear error naming the field, and 
       ],
     });
     try {
-      const status = await until(env, handle, (s) => s.deployedSteps.length > 0, '1s');
+      const status = await waitForStatus(handle, (s) => s.deployedSteps.length > 0, { env, step: '1s' });
       expect(status.policy?.production.waves.map((w) => w.percent)).toEqual([10, 25, 100]);
       // The release goes on while the test looks, so only its first step is certain.
       expect(harness.target.actions[0]).toMatchObject({ action: 'apply', service: 'checkout', version: '2.0.0' });

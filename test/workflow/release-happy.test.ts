@@ -1,27 +1,22 @@
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { approveUpdate, statusQuery } from '../../src/domain/messages';
-import { releaseWorkflow } from '../../src/workflows';
-import { healthy, releaseHarness, until, writePolicies } from '../helpers/release-harness';
-import { startTimeSkipping } from '../helpers/temporal';
-import { releaseWorkflowId } from '../../src/domain/release';
+import { errorsCheck, writePolicies } from '../helpers/policies';
+import { startRelease, waitForStatus } from '../helpers/release-handle';
+import { healthy, releaseHarness } from '../helpers/release-harness';
+import { timeSkippingForTests } from '../helpers/temporal';
 
 const HOUR = 3_600_000;
 
 describe('release workflow: happy path', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startTimeSkipping();
-  });
-  afterAll(() => env?.teardown());
+  const server = timeSkippingForTests();
 
   it('bakes the canary for a 24-hour traffic cycle, then promotes through three waves in seconds', async () => {
     const policyDir = writePolicies({ minimums: { analysisChecks: 1 } }, [
       {
         service: 'checkout',
         trafficCycle: { duration: '24h' },
-        canary: { analysis: { interval: '1m', checks: [{ name: 'errors', template: 'error-ratio', max: 0.01 }] } },
+        canary: { analysis: { interval: '1m', checks: [errorsCheck] } },
         production: {
           waves: [
             { percent: 25, bake: '1h' },
@@ -31,18 +26,18 @@ describe('release workflow: happy path', () => {
         },
       },
     ]);
-    const { worker, taskQueue, target, analyzeCalls, notifications } = await releaseHarness(env, {
+    const { worker, taskQueue, target, analyzeCalls, notifications } = await releaseHarness(server.env, {
       policyDir,
       analysis: [healthy()],
     });
     const wallStart = Date.now();
     const history = await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(releaseWorkflow, {
-        taskQueue,
-        workflowId: releaseWorkflowId('checkout'),
-        args: [{ service: 'checkout', version: '1.1.0', initiator: 'alice' }],
+      const handle = await startRelease(server.env.client, taskQueue, {
+        service: 'checkout',
+        version: '1.1.0',
+        initiator: 'alice',
       });
-      const gate = await until(env, handle, (s) => s.state === 'awaiting-approval');
+      const gate = await waitForStatus(handle, (s) => s.state === 'awaiting-approval', { env: server.env, step: '1h' });
       expect(gate.stage).toBe('production');
       expect(gate.gate?.name).toBe('production');
       const approved = await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });

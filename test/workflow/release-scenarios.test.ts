@@ -1,4 +1,3 @@
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import {
   abortUpdate,
@@ -8,83 +7,24 @@ import {
   resumeUpdate,
   statusQuery,
 } from '../../src/domain/messages';
-import type { ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflow } from '../../src/workflows';
-import {
-  failing,
-  healthy,
-  inconclusive,
-  releaseHarness,
-  rounds,
-  type AnalysisStep,
-  until,
-  writePolicies,
-  type HarnessOptions,
-} from '../helpers/release-harness';
-import { startTimeSkipping } from '../helpers/temporal';
-import { releaseWorkflowId } from '../../src/domain/release';
+import { checkoutPolicy } from '../helpers/policies';
+import { canaryBaking, waitForStatus } from '../helpers/release-handle';
+import { failing, healthy, inconclusive, rounds, runRelease, type AnalysisStep } from '../helpers/release-harness';
+import { timeSkippingForTests } from '../helpers/temporal';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
 const hhmm = (hour: number) => `${String(hour % 24).padStart(2, '0')}:00`;
 const startOfUtcDay = (ms: number) => Math.floor(ms / DAY) * DAY;
-const errors = { name: 'errors', template: 'error-ratio', max: 0.01 } as const;
-
-function policy(overrides: Partial<ServicePolicyInput> = {}): ServicePolicyInput {
-  return {
-    service: 'checkout',
-    trafficCycle: { duration: '24h' },
-    canary: { analysis: { interval: '1m', checks: [errors] } },
-    production: {
-      approval: false,
-      waves: [
-        { percent: 50, bake: '1h' },
-        { percent: 100, bake: '1h' },
-      ],
-    },
-    ...overrides,
-  };
-}
 
 describe('release workflow scenarios (time-skipping)', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startTimeSkipping();
-  });
-  afterAll(() => env?.teardown());
-
-  async function run(
-    opts: Omit<HarnessOptions, 'policyDir'> & { policy?: ServicePolicyInput; org?: Record<string, unknown> },
-    drive: (
-      handle: Awaited<ReturnType<typeof env.client.workflow.start<typeof releaseWorkflow>>>,
-    ) => Promise<void> = () => Promise.resolve(),
-  ) {
-    const policyDir = writePolicies(opts.org ?? { minimums: { productionApproval: false } }, [opts.policy ?? policy()]);
-    const harness = await releaseHarness(env, { ...opts, policyDir });
-    return harness.worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(releaseWorkflow, {
-        taskQueue: harness.taskQueue,
-        workflowId: releaseWorkflowId('checkout'),
-        args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice' }],
-      });
-      try {
-        await drive(handle);
-        const result = await handle.result();
-        const status = await handle.query(statusQuery);
-        const history = await handle.fetchHistory();
-        return { result, status, history, ...harness };
-      } finally {
-        // A release left running without its worker would hold the shared server's clock for every later test.
-        await handle.terminate('test over').catch(() => undefined);
-      }
-    });
-  }
+  const server = timeSkippingForTests();
   const applied = (actions: { action: string; key: string }[]) =>
     actions.map((a) => `${a.action} ${a.key.split('/').pop()}`);
 
   it('rolls back on canary metric failures and completes with outcome rolled_back', async () => {
-    const { result, status, target, notifications } = await run({
+    const { result, status, target, notifications } = await runRelease(server.env, {
       analysis: [healthy(), failing('error ratio 0.2 > max 0.01')],
     });
     expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary', stableVersion: '1.0.0' });
@@ -101,7 +41,9 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it('rolls back at once on a critical (known) error', async () => {
-    const { result, analyzeCalls, status } = await run({ analysis: [failing('panic: nil pointer in 5xx logs', true)] });
+    const { result, analyzeCalls, status } = await runRelease(server.env, {
+      analysis: [failing('panic: nil pointer in 5xx logs', true)],
+    });
     expect(result.outcome).toBe('rolled_back');
     expect(result).toMatchObject({ stage: 'canary', reason: 'panic: nil pointer in 5xx logs' });
     expect(analyzeCalls).toHaveLength(1);
@@ -109,15 +51,19 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it('holds the bake for a human on inconclusive analysis and carries on when approved', async () => {
-    const { result, status } = await run(
+    const { result, status } = await runRelease(
+      server.env,
       { analysis: [inconclusive('no data: Prometheus unreachable')] },
       async (handle) => {
-        const held = await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+        const held = await waitForStatus(handle, (s) => s.gate?.name === 'inconclusive', {
+          env: server.env,
+          step: '1m',
+        });
         expect(held.state).toBe('awaiting-approval');
         expect(held.gate?.message).toContain('Prometheus unreachable');
         // A gate, not a pause: nobody paused the release, and resume is not the way past it.
         expect(held.pause).toBeUndefined();
-        await env.sleep('30h'); // held: the bake clock must not run
+        await server.env.sleep('30h'); // held: the bake clock must not run
         const still = await handle.query(statusQuery);
         expect(still.state).toBe('awaiting-approval');
         expect(still.bake!.elapsedMs).toBeLessThan(HOUR);
@@ -130,11 +76,12 @@ describe('release workflow scenarios (time-skipping)', () => {
 
   it('asks once while inconclusive analysis waits 48 h for an answer, with history bounded; approve carries on', async () => {
     let verdict: 'pass' | 'inconclusive' = 'inconclusive';
-    const { result, status, history, notifications } = await run(
+    const { result, status, history, notifications } = await runRelease(
+      server.env,
       { analysis: rounds(() => verdict) },
       async (handle) => {
-        await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
-        await env.sleep('48h');
+        await waitForStatus(handle, (s) => s.gate?.name === 'inconclusive', { env: server.env, step: '1m' });
+        await server.env.sleep('48h');
         const still = await handle.query(statusQuery);
         expect(still).toMatchObject({ state: 'awaiting-approval', gate: { name: 'inconclusive' } });
         verdict = 'pass';
@@ -150,15 +97,16 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it('asks once while analysis cannot run for 48 h, with history bounded; abort still rolls back', async () => {
-    const { result, status, history, notifications, target } = await run(
+    const { result, status, history, notifications, target } = await runRelease(
+      server.env,
       {
         analysis: () => {
           throw new Error('metrics provider misconfigured');
         },
       },
       async (handle) => {
-        await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
-        await env.sleep('48h');
+        await waitForStatus(handle, (s) => s.gate?.name === 'inconclusive', { env: server.env, step: '1m' });
+        await server.env.sleep('48h');
         const still = await handle.query(statusQuery);
         expect(still.gate?.message).toContain('analysis could not run: metrics provider misconfigured');
         await handle.executeUpdate(abortUpdate, { args: [{ by: 'bob', reason: 'cannot judge it' }] });
@@ -175,19 +123,23 @@ describe('release workflow scenarios (time-skipping)', () => {
 
   it('still rolls back on a critical failure while paused on inconclusive analysis', async () => {
     let verdict: 'fail' | 'inconclusive' = 'inconclusive';
-    const { result, target } = await run({ analysis: rounds(() => verdict, true) }, async (handle) => {
-      await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
-      await env.sleep('12h');
-      verdict = 'fail';
-    });
+    const { result, target } = await runRelease(
+      server.env,
+      { analysis: rounds(() => verdict, true) },
+      async (handle) => {
+        await waitForStatus(handle, (s) => s.gate?.name === 'inconclusive', { env: server.env, step: '1m' });
+        await server.env.sleep('12h');
+        verdict = 'fail';
+      },
+    );
     expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary' });
     expect(result.reason).toContain('critical check failed');
     expect(applied(target.actions)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
   });
 
   it('aborted while paused on inconclusive analysis, undoes everything', async () => {
-    const { result, target } = await run({ analysis: [inconclusive('no data')] }, async (handle) => {
-      await until(env, handle, (s) => s.gate?.name === 'inconclusive', '1m');
+    const { result, target } = await runRelease(server.env, { analysis: [inconclusive('no data')] }, async (handle) => {
+      await waitForStatus(handle, (s) => s.gate?.name === 'inconclusive', { env: server.env, step: '1m' });
       await handle.executeUpdate(abortUpdate, { args: [{ by: 'bob', reason: 'cannot judge it' }] });
     });
     expect(result).toMatchObject({ outcome: 'aborted', stage: 'canary' });
@@ -211,27 +163,31 @@ describe('release workflow scenarios (time-skipping)', () => {
       ['apply staging', 'apply canary', 'apply wave-1', 'undo wave-1', 'undo canary', 'undo staging'],
     ],
   ])('abort during %s undoes exactly what was deployed, in reverse', async (_stage, at, expected) => {
-    const { result, target } = await run({ policy: policy({ staging: { bake: '2h' } }) }, async (handle) => {
-      await until(env, handle, at, '20m');
-      const answer = await handle.executeUpdate(abortUpdate, { args: [{ by: 'carol', reason: 'customer reports' }] });
-      expect(answer.state).toBe('rolling-back');
-    });
+    const { result, target } = await runRelease(
+      server.env,
+      { policy: checkoutPolicy({ staging: { bake: '2h' } }) },
+      async (handle) => {
+        await waitForStatus(handle, at, { env: server.env, step: '20m' });
+        const answer = await handle.executeUpdate(abortUpdate, { args: [{ by: 'carol', reason: 'customer reports' }] });
+        expect(answer.state).toBe('rolling-back');
+      },
+    );
     expect(result.outcome).toBe('aborted');
     expect(result.reason).toBe('aborted by carol: customer reports');
     expect(applied(target.actions)).toEqual(expected);
   });
 
   it('pause freezes the bake clock, resume continues it, promote skips the rest', async () => {
-    const { result, status } = await run({}, async (handle) => {
-      await until(env, handle, (s) => s.stage === 'canary' && s.state === 'baking', '10m');
-      await env.sleep('2h');
+    const { result, status } = await runRelease(server.env, {}, async (handle) => {
+      await waitForStatus(handle, canaryBaking, { env: server.env, step: '10m' });
+      await server.env.sleep('2h');
       // Sent as typed in a terminal: what is recorded is what was validated, trimmed.
       const paused = await handle.executeUpdate(pauseUpdate, {
         args: [{ by: '  dave ', reason: ' incident elsewhere  ' }],
       });
       expect(paused.pause).toMatchObject({ by: 'dave', reason: 'incident elsewhere' });
       expect(paused.audit.at(-1)).toMatchObject({ actor: 'dave', action: 'pause', detail: 'incident elsewhere' });
-      await env.sleep('48h');
+      await server.env.sleep('48h');
       const frozen = await handle.query(statusQuery);
       expect(frozen.state).toBe('paused');
       expect(frozen.bake!.elapsedMs).toBeGreaterThanOrEqual(2 * HOUR);
@@ -240,7 +196,7 @@ describe('release workflow scenarios (time-skipping)', () => {
         WorkflowUpdateFailedError,
       );
       await handle.executeUpdate(resumeUpdate, { args: [{ by: 'dave' }] });
-      await env.sleep('3h');
+      await server.env.sleep('3h');
       const resumed = await handle.query(statusQuery);
       // Progress is recomputed whenever the workflow wakes (at least every 5% of the cycle): the clock runs again.
       expect(resumed.bake!.elapsedMs).toBeGreaterThan(frozen.bake!.elapsedMs);
@@ -255,7 +211,7 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it("queries the org's metric names: the policy's names reach every analysis stretch", async () => {
-    const { result, analyzeCalls } = await run({
+    const { result, analyzeCalls } = await runRelease(server.env, {
       org: { minimums: { productionApproval: false }, metrics: { requests: 'shop_requests_total' } },
     });
     expect(result.outcome).toBe('promoted');
@@ -271,8 +227,11 @@ describe('release workflow scenarios (time-skipping)', () => {
       reason: 'stretch cut short: worker shutting down',
       cutShort: true,
     });
-    const { result, analyzeCalls } = await run({
-      policy: policy({ trafficCycle: { duration: '1h' }, production: { approval: false, waves: [{ percent: 100 }] } }),
+    const { result, analyzeCalls } = await runRelease(server.env, {
+      policy: checkoutPolicy({
+        trafficCycle: { duration: '1h' },
+        production: { approval: false, waves: [{ percent: 100 }] },
+      }),
       analysis: [healthy(), cutShort, healthy()],
     });
     expect(result.outcome).toBe('promoted');
@@ -281,13 +240,17 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it('extends the bake until the canary has served the minimum requests', async () => {
-    const { result, history } = await run(
+    const { result, history } = await runRelease(
+      server.env,
       {
-        policy: policy({ trafficCycle: { duration: '1h', minCanaryRequests: 1000 } }),
+        policy: checkoutPolicy({ trafficCycle: { duration: '1h', minCanaryRequests: 1000 } }),
         analysis: [healthy(300), healthy(0), healthy(0), healthy(700)],
       },
       async (handle) => {
-        const waiting = await until(env, handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, '20m');
+        const waiting = await waitForStatus(handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, {
+          env: server.env,
+          step: '20m',
+        });
         expect(waiting.stage).toBe('canary');
         expect(waiting.bake?.waitingFor).toEqual(['300/1000 requests']);
       },
@@ -298,10 +261,11 @@ describe('release workflow scenarios (time-skipping)', () => {
 
   it('extends the bake until every peak window has been observed unpaused', async () => {
     // Lunch starts 2-3 hours after the server's clock: after the 1h cycle, always still ahead.
-    const lunchStart = new Date(await env.currentTimeMs()).getUTCHours() + 3;
-    const { result } = await run(
+    const lunchStart = new Date(await server.env.currentTimeMs()).getUTCHours() + 3;
+    const { result } = await runRelease(
+      server.env,
       {
-        policy: policy({
+        policy: checkoutPolicy({
           trafficCycle: {
             duration: '1h',
             peakWindows: [{ name: 'lunch', start: hhmm(lunchStart), end: hhmm(lunchStart + 2) }],
@@ -309,7 +273,10 @@ describe('release workflow scenarios (time-skipping)', () => {
         }),
       },
       async (handle) => {
-        const waiting = await until(env, handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, '20m');
+        const waiting = await waitForStatus(handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, {
+          env: server.env,
+          step: '20m',
+        });
         expect(waiting.bake?.waitingFor).toEqual(['peak lunch']);
         expect(waiting.bake?.peakWindows).toEqual([{ window: 'lunch', seen: false }]);
       },
@@ -321,12 +288,13 @@ describe('release workflow scenarios (time-skipping)', () => {
 
   it('waits days for a weekday-only peak window with history bounded, then promotes once it is seen', async () => {
     // The only peak is on the weekday three days after the server's clock; time and requests are met after 1h.
-    const peakStart = startOfUtcDay(await env.currentTimeMs()) + 3 * DAY + 10 * HOUR;
+    const peakStart = startOfUtcDay(await server.env.currentTimeMs()) + 3 * DAY + 10 * HOUR;
     const peakEnd = peakStart + 2 * HOUR;
     const day = DAY_NAMES[new Date(peakStart).getUTCDay()]!;
-    const { result, history } = await run(
+    const { result, history } = await runRelease(
+      server.env,
       {
-        policy: policy({
+        policy: checkoutPolicy({
           trafficCycle: {
             duration: '1h',
             minCanaryRequests: 1000,
@@ -337,7 +305,10 @@ describe('release workflow scenarios (time-skipping)', () => {
         analysis: [healthy(1000)],
       },
       async (handle) => {
-        const waiting = await until(env, handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, '20m');
+        const waiting = await waitForStatus(handle, (s) => (s.bake?.elapsedMs ?? 0) >= HOUR, {
+          env: server.env,
+          step: '20m',
+        });
         expect(waiting.bake?.waitingFor).toEqual(['peak weekly']);
       },
     );
@@ -353,12 +324,16 @@ describe('release workflow scenarios (time-skipping)', () => {
 
   it('waits for a deployment window before production changes', async () => {
     // The only window opens on the weekday three days after the server's clock; production is ready after ~24h.
-    const opens = startOfUtcDay(await env.currentTimeMs()) + 3 * DAY + 9 * HOUR;
+    const opens = startOfUtcDay(await server.env.currentTimeMs()) + 3 * DAY + 9 * HOUR;
     const day = DAY_NAMES[new Date(opens).getUTCDay()]!;
-    const { result } = await run(
-      { policy: policy({ windows: { allowed: [{ days: [day], start: '09:00', end: '11:00' }] } }) },
+    const { result } = await runRelease(
+      server.env,
+      { policy: checkoutPolicy({ windows: { allowed: [{ days: [day], start: '09:00', end: '11:00' }] } }) },
       async (handle) => {
-        const waiting = await until(env, handle, (s) => s.state === 'waiting-for-window', '2h');
+        const waiting = await waitForStatus(handle, (s) => s.state === 'waiting-for-window', {
+          env: server.env,
+          step: '2h',
+        });
         expect(waiting.waitingForWindowUntil).toBe(new Date(opens).toISOString());
         expect(waiting.waves.map((w) => w.state)).toEqual(['waiting-for-window', 'pending']);
         expect(waiting.deployedSteps.map((k) => k.split('/').pop())).toEqual(['staging', 'canary']);
@@ -371,10 +346,14 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it('cancelling the workflow during the canary bake rolls back in reverse, retrying a failed undo, and ends aborted', async () => {
-    const { result, status, target, undoAttempts } = await run({ undoFailures: 1 }, async (handle) => {
-      await until(env, handle, (s) => s.stage === 'canary' && s.state === 'baking', '10m');
-      await handle.cancel();
-    });
+    const { result, status, target, undoAttempts } = await runRelease(
+      server.env,
+      { undoFailures: 1 },
+      async (handle) => {
+        await waitForStatus(handle, canaryBaking, { env: server.env, step: '10m' });
+        await handle.cancel();
+      },
+    );
     expect(result).toMatchObject({
       outcome: 'aborted',
       stage: 'canary',
@@ -391,7 +370,7 @@ describe('release workflow scenarios (time-skipping)', () => {
   });
 
   it('retries an undo that fails twice, shows the retries in status, and completes the rollback', async () => {
-    const { result, status, undoAttempts } = await run({
+    const { result, status, undoAttempts } = await runRelease(server.env, {
       analysis: [failing('error ratio 0.3 > max 0.01')],
       undoFailures: 2,
     });
@@ -409,8 +388,8 @@ describe('release workflow scenarios (time-skipping)', () => {
     ['24-hour', '24h'],
     ['7-day', '7d'],
   ])('keeps a %s traffic cycle analysed every minute far below the history limits', async (label, duration) => {
-    const { result, history } = await run({
-      policy: policy({
+    const { result, history } = await runRelease(server.env, {
+      policy: checkoutPolicy({
         trafficCycle: { duration },
         production: { approval: false, waves: [{ percent: 100, bake: 0 }] },
       }),

@@ -1,5 +1,4 @@
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import fc from 'fast-check';
 import { rejectionFor } from '../../src/domain/controls';
 import { CONTROL_SCHEMAS, statusQuery, type ControlName } from '../../src/domain/messages';
@@ -7,9 +6,10 @@ import { releaseRequestSchema, releaseWorkflowId } from '../../src/domain/releas
 import { describeZodError } from '../../src/domain/zod-errors';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { ReleaseStatus } from '../../src/domain/status';
-import { releaseWorkflow } from '../../src/workflows';
-import { releaseHarness, until, writePolicies } from '../helpers/release-harness';
-import { startTimeSkipping } from '../helpers/temporal';
+import { errorsCheck, writePolicies } from '../helpers/policies';
+import { waitForStatus } from '../helpers/release-handle';
+import { releaseHarness, withRelease } from '../helpers/release-harness';
+import { timeSkippingForTests } from '../helpers/temporal';
 
 /**
  * The shipped bundle shares one zod, frozen by the SDK, across every cached workflow (src/workflows/preload.ts).
@@ -46,78 +46,59 @@ const malformedPayloads: unknown[] = [
 const asInPlainNode = (rejection: string | undefined) => rejection?.replaceAll('received Object', 'received object');
 
 describe('validation inside the shipped bundle (shared, frozen zod)', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startTimeSkipping();
-  });
-  afterAll(() => env?.teardown());
+  const server = timeSkippingForTests();
 
   it('refuses every malformed control message with the same words as plain Node', async () => {
-    const policyDir = writePolicies({ minimums: { productionApproval: false } }, [
-      {
-        service: 'checkout',
-        trafficCycle: { duration: '1h' },
-        canary: {
-          approval: true,
-          analysis: { interval: '1m', checks: [{ name: 'errors', template: 'error-ratio', max: 0.01 }] },
-        },
-      },
-    ]);
-    const harness = await releaseHarness(env, { policyDir });
-    await harness.worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(releaseWorkflow, {
-        taskQueue: harness.taskQueue,
-        workflowId: releaseWorkflowId('checkout'),
-        args: [{ service: 'checkout', version: '2.0.0', initiator: 'alice' }],
-      });
-      try {
-        const status = await until(env, handle, (s) => s.gate !== undefined, '1s');
-        expect(status.gate?.name).toBe('canary');
-        const view = {
-          state: status.state,
-          gate: status.gate?.name,
-          paused: false,
-          baking: false,
-          initiator: 'alice',
-          fourEyes: false,
-          approvers: undefined,
-        };
-        const mismatches: string[] = [];
-        for (const name of NAMES) {
-          const update = { name, type: 'update' } as UpdateDefinition<ReleaseStatus, [unknown]>;
-          for (const payload of malformedPayloads) {
-            // What the workflow receives is the payload after Temporal's JSON converter (undefined fields dropped).
-            const received: unknown = payload === undefined ? undefined : JSON.parse(JSON.stringify(payload));
-            const expected = asInPlainNode(rejectionFor(name, received, view));
-            if (expected === undefined) continue;
-            const answer = await handle.executeUpdate(update, { args: [payload] }).then(
-              () => 'accepted',
-              (err: unknown) =>
-                err instanceof WorkflowUpdateFailedError ? (err.cause?.message ?? '') : `threw ${String(err)}`,
-            );
-            if (answer !== expected)
-              mismatches.push(`${name} ${JSON.stringify(payload)?.slice(0, 80)}: ${answer} ≠ ${expected}`);
-          }
+    const policy = {
+      service: 'checkout',
+      trafficCycle: { duration: '1h' },
+      canary: { approval: true, analysis: { interval: '1m', checks: [errorsCheck] } },
+    };
+    await withRelease(server.env, { policy }, async (handle) => {
+      const status = await waitForStatus(handle, (s) => s.gate !== undefined, { env: server.env, step: '1s' });
+      expect(status.gate?.name).toBe('canary');
+      const view = {
+        state: status.state,
+        gate: status.gate?.name,
+        paused: false,
+        baking: false,
+        initiator: 'alice',
+        fourEyes: false,
+        approvers: undefined,
+      };
+      const mismatches: string[] = [];
+      for (const name of NAMES) {
+        const update = { name, type: 'update' } as UpdateDefinition<ReleaseStatus, [unknown]>;
+        for (const payload of malformedPayloads) {
+          // What the workflow receives is the payload after Temporal's JSON converter (undefined fields dropped).
+          const received: unknown = payload === undefined ? undefined : JSON.parse(JSON.stringify(payload));
+          const expected = asInPlainNode(rejectionFor(name, received, view));
+          if (expected === undefined) continue;
+          const answer = await handle.executeUpdate(update, { args: [payload] }).then(
+            () => 'accepted',
+            (err: unknown) =>
+              err instanceof WorkflowUpdateFailedError ? (err.cause?.message ?? '') : `threw ${String(err)}`,
+          );
+          if (answer !== expected)
+            mismatches.push(`${name} ${JSON.stringify(payload)?.slice(0, 80)}: ${answer} ≠ ${expected}`);
         }
-        expect(mismatches).toEqual([]);
-        // Nothing was deployed past staging, and the gate still waits: refused input changed nothing.
-        const after = await handle.query(statusQuery);
-        expect(after.gate?.name).toBe('canary');
-        expect(after.deployedSteps).toEqual(status.deployedSteps);
-      } finally {
-        await handle.terminate('test over').catch(() => undefined);
       }
+      expect(mismatches).toEqual([]);
+      // Nothing was deployed past staging, and the gate still waits: refused input changed nothing.
+      const after = await handle.query(statusQuery);
+      expect(after.gate?.name).toBe('canary');
+      expect(after.deployedSteps).toEqual(status.deployedSteps);
     });
   });
 
   it('fails a malformed release request with the field named, before anything is deployed', async () => {
     const policyDir = writePolicies({}, [{ service: 'checkout', trafficCycle: { duration: '1h' } }]);
-    const harness = await releaseHarness(env, { policyDir });
+    const harness = await releaseHarness(server.env, { policyDir });
     const request = { service: 'checkout', version: '2.0.0 beta', initiator: 'alice', policy: { canary: 7 } };
     const parsed = releaseRequestSchema.safeParse(request);
     expect(parsed.success).toBe(false);
     const failure = await harness.worker.runUntil(
-      env.client.workflow
+      server.env.client.workflow
         .execute('releaseWorkflow', {
           taskQueue: harness.taskQueue,
           workflowId: releaseWorkflowId('checkout'),
