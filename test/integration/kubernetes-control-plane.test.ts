@@ -5,8 +5,6 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
   type V1Deployment,
 } from '@kubernetes/client-node';
 import {
@@ -89,6 +87,13 @@ function deployment(name: string, image: string, replicas: number, progressDeadl
   };
 }
 
+/** Read, change, write back whole (with its resourceVersion): the only kind of write the target's Role allows. */
+async function update(apps: AppsV1Api, namespace: string, name: string, change: (d: V1Deployment) => unknown) {
+  const current = await apps.readNamespacedDeployment({ namespace, name });
+  change(current);
+  await apps.replaceNamespacedDeployment({ namespace, name, body: current });
+}
+
 /** The HTTP status a refused call failed with (ApiException), or 0 when it did not fail. */
 async function statusOf(call: () => Promise<unknown>): Promise<number> {
   try {
@@ -145,8 +150,9 @@ test(
     const elsewhere = deployment('intruder', 'checkout:1.0.0', 1);
     expect(await statusOf(() => apps.createNamespacedDeployment({ namespace: 'default', body: elsewhere }))).toBe(403);
     expect(await statusOf(() => core.deleteNamespacedPod({ namespace, name: 'any' }))).toBe(403);
-    // What the Role does grant, for contrast: the same client is not simply broken.
-    expect(await statusOf(() => apps.listNamespacedDeployment({ namespace }))).toBe(0);
+    // What the Role does grant, for contrast: the same client is not simply broken (a read of nothing: 404).
+    expect(await statusOf(() => apps.readNamespacedDeployment({ namespace, name: 'none' }))).toBe(404);
+    expect(await statusOf(() => apps.listNamespacedDeployment({ namespace }))).toBe(403);
   }),
   60_000,
 );
@@ -163,14 +169,7 @@ test(
     });
 
     const broken = `registry.example.com/checkout${NEVER_READY_IMAGE_MARKER}`;
-    await apps.patchNamespacedDeployment(
-      {
-        namespace,
-        name: 'checkout',
-        body: { spec: { template: { spec: { containers: [{ name: 'app', image: broken }] } } } },
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
-    );
+    await update(apps, namespace, 'checkout', (d) => (d.spec!.template.spec!.containers[0]!.image = broken));
 
     const waiting = await eventually('a new pod waiting in ImagePullBackOff', async () => {
       const pods = await core.listNamespacedPod({ namespace, labelSelector: 'app=checkout' });
@@ -219,10 +218,7 @@ test(
     const read = await apps.readNamespacedDeployment({ namespace, name: 'checkout' });
     expect(read.metadata?.uid).toBe(created.metadata?.uid);
     // A change after the restart still rolls out: the controller-manager reconnected its watches.
-    await apps.patchNamespacedDeployment(
-      { namespace, name: 'checkout', body: { spec: { replicas: 3 } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    await update(apps, namespace, 'checkout', (d) => (d.spec!.replicas = 3));
     await eventually(
       '3 available replicas after the restart',
       async () => {
@@ -236,7 +232,7 @@ test(
 );
 
 test(
-  'an HTTPRoute: the target ServiceAccount cannot create it, but patches its backendRef weights and reads them back',
+  'an HTTPRoute: the target ServiceAccount cannot create it, but sets its backendRef weights and reads them back',
   withLogs(async () => {
     const namespace = 'gateway';
     const { custom } = await asTarget(namespace);
@@ -262,10 +258,14 @@ test(
     expect(await statusOf(() => custom.createNamespacedCustomObject({ ...routeApi, body: route(100, 0) }))).toBe(403);
     await plane.kubectl(['apply', '-n', namespace, '-f', '-'], { input: JSON.stringify(route(100, 0)) });
 
-    await custom.patchNamespacedCustomObject(
-      { ...routeApi, name: 'checkout', body: { spec: route(90, 10).spec } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    const current = (await custom.getNamespacedCustomObject({ ...routeApi, name: 'checkout' })) as ReturnType<
+      typeof route
+    >;
+    await custom.replaceNamespacedCustomObject({
+      ...routeApi,
+      name: 'checkout',
+      body: { ...current, spec: route(90, 10).spec },
+    });
     const read = (await custom.getNamespacedCustomObject({ ...routeApi, name: 'checkout' })) as ReturnType<
       typeof route
     >;
