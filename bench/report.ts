@@ -76,15 +76,17 @@ function addedSinceBaseline(anatomy: Anatomy | undefined) {
   return { patches, activities, events };
 }
 
+const promoted = (runs: RunCost[]) => runs.filter((r) => r.outcome === 'promoted');
+
 /**
  * The naive design's cost of a whole release when it cannot finish one: its cost is linear in check rounds, so the
- * line through its measured 1-hour and 24-hour medians, taken out to the cycle's rounds.
+ * line through the medians of its finished 1-hour and 24-hour releases, taken out to the cycle's rounds.
  */
 function naiveLine(cycles: CycleResult[], pick: (r: RunCost) => number) {
   const a = cycles.find((c) => c.label === '1-hour');
   const b = cycles.find((c) => c.label === '24-hour');
-  if (!a?.naive.length || !b?.naive.length || !naiveFinished(a) || !naiveFinished(b)) return undefined;
-  const [ya, yb] = [stat(a.naive, pick).median, stat(b.naive, pick).median];
+  if (!a || !b || promoted(a.naive).length === 0 || promoted(b.naive).length === 0) return undefined;
+  const [ya, yb] = [stat(promoted(a.naive), pick).median, stat(promoted(b.naive), pick).median];
   const perRound = (yb - ya) / (ROUNDS(b) - ROUNDS(a));
   return { perRound, at: (c: CycleResult) => Math.round(ya + perRound * (ROUNDS(c) - ROUNDS(a))) };
 }
@@ -93,7 +95,7 @@ function projectNaive(cycles: CycleResult[], target: CycleResult, pick: (r: RunC
   return naiveLine(cycles, pick)?.at(target);
 }
 
-const naiveFinished = (c: CycleResult) => c.naive.length > 0 && c.naive.every((r) => r.outcome === 'promoted');
+const naiveFinished = (c: CycleResult) => c.naive.length > 0 && promoted(c.naive).length === c.naive.length;
 
 const NAIVE_NOT_RUN = 'not run (it cannot finish even 7 days)';
 
@@ -295,8 +297,8 @@ Traffic cycles analysed every minute (one check), staging → canary bake → on
 gates, dry-run target. Tollgate is \`releaseWorkflow\` with its real activities and an **instant** analysis double;
 the naive design is [\`bench/naive-workflow.ts\`](bench/naive-workflow.ts): \`for each minute: await sleep(1m); await
 analyzeOnce()\`, one timer and one activity per check round, no continue-as-new. Both run in this invocation on the
-time-skipping test server (${report.versions.testServer}) in two lanes of their own servers (the naive 7-day run in
-one, everything else in the other). Figures: median (min–max) over the releases; a release's events are summed
+time-skipping test server (${report.versions.testServer}) in two lanes of their own servers (the 30-day Tollgate
+releases, then the naive 7-day run in one, everything else in the other). Figures: median (min–max) over the releases; a release's events are summed
 over its continue-as-new chain, and "largest run" is the largest single run seen in any of them (its events, and
 their encoded size). "Before issue 12" is the release workflow before its modules and continue-as-new (8cca3c0:
 ${baselineText}).
