@@ -1,14 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { transform } from '@swc/core';
 import pino from 'pino';
+import { commandLineOf } from '../../src/providers/targets/fleet-process';
+import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
+import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
 
 const ROOT = resolve(__dirname, '..', '..');
 export const HAPROXY_BIN = '/usr/sbin/haproxy';
+/** The demo fleet the suites start from, as demo/versions.yaml knows it: four instances of 1.0.0, released to 1.1.0. */
+export const STABLE = '1.0.0';
+export const NEXT = '1.1.0';
+export const FLEET_SIZE = 4;
 export const CATALOGUE = join(ROOT, 'demo', 'versions.yaml');
 
 /**
@@ -81,9 +88,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A base for a block of instance ports, away from the kernel's ephemeral range (32768+) and from other runs. */
-export function randomBasePort(): number {
-  return 20_000 + Math.floor(Math.random() * 120) * 100;
+let portBlock = Math.floor(Math.random() * 60);
+
+/**
+ * A base for a block of 200 instance ports (the target's default range), away from the kernel's ephemeral range
+ * (32768+): distinct within this process, and a random start keeps two test files apart most of the time.
+ */
+export function nextBasePort(): number {
+  portBlock = (portBlock + 1) % 60;
+  return 20_000 + portBlock * 200;
 }
 
 export async function tempStateDir(name: string): Promise<string> {
@@ -97,6 +110,111 @@ export const removeDir = (dir: string) => rm(dir, { recursive: true, force: true
 
 export function quietLogger(): pino.Logger {
   return pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+}
+
+export interface DemoFleetOptions {
+  service: string;
+  /** STABLE by default. */
+  version?: string;
+  /** FLEET_SIZE by default. */
+  fleetSize?: number;
+  /** The compiled demo service (`compileDemo`). */
+  serviceJs: string;
+  /** Where the fleet lists its instances for Prometheus (file SD): a path, or `true` for a file in its state dir. */
+  fileSd?: string | true;
+  /** HAProxy's own retries (on by default, as in production). */
+  retries?: boolean;
+}
+
+export interface DemoFleet extends Fleet {
+  stateDir: string;
+  stagingPort: number;
+  fileSdPath: string | undefined;
+}
+
+/**
+ * An HAProxy fleet of demo-service instances, in a state dir of its own and on ports no other fleet of this process
+ * uses. `stop()` stops it and removes its state dir.
+ */
+export async function startDemoFleet(o: DemoFleetOptions): Promise<DemoFleet> {
+  const stateDir = await tempStateDir(o.service.slice(0, 12));
+  const fileSdPath = o.fileSd === true ? join(stateDir, 'file_sd.json') : o.fileSd;
+  const stagingPort = await freePort();
+  try {
+    const fleet = await startFleet({
+      service: o.service,
+      version: o.version ?? STABLE,
+      fleetSize: o.fleetSize ?? FLEET_SIZE,
+      frontendPort: await freePort(),
+      basePort: nextBasePort(),
+      stagingPort,
+      command: serviceCommand(o.serviceJs),
+      stateDir,
+      ...(fileSdPath !== undefined && { fileSdPath }),
+      ...(o.retries !== undefined && { retries: o.retries }),
+      logger: quietLogger(),
+    });
+    return {
+      ...fleet,
+      stateDir,
+      stagingPort,
+      fileSdPath,
+      stop: async () => {
+        try {
+          await fleet.stop();
+        } finally {
+          await removeDir(stateDir);
+        }
+      },
+    };
+  } catch (err) {
+    await removeDir(stateDir);
+    throw err;
+  }
+}
+
+/** Live processes of `service`'s instances (by their `--instance <service>-N` argument) that `known` lacks. */
+export function strayInstances(service: string, known: Set<string>): string[] {
+  const strays: string[] = [];
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    const argv = commandLineOf(Number(entry)) ?? [];
+    const id = argv[argv.indexOf('--instance') + 1];
+    if (argv.includes('--instance') && id?.startsWith(`${service}-`) && !known.has(id))
+      strays.push(`${id} (pid ${entry})`);
+  }
+  return strays;
+}
+
+/**
+ * Problems with a fleet's end state: FLEET_SIZE members, every one on `version`, labelled stable, serving and UP in
+ * HAProxy, and no instance process running that the fleet's state does not know (one a crash left behind).
+ */
+export async function fleetProblems(fleet: Fleet, version: string): Promise<string[]> {
+  const problems: string[] = [];
+  const state = await fleet.target.readState();
+  const known = new Set(state.instances.map((i) => i.id));
+  for (const stray of strayInstances(state.service, known)) problems.push(`stray instance ${stray}`);
+  const members = state.instances.filter((i) => i.slot !== null);
+  const wrong = members.filter((i) => `${i.version} ${i.track} ${i.status}` !== `${version} stable serving`);
+  if (members.length !== FLEET_SIZE) problems.push(`${members.length} members, expected ${FLEET_SIZE}`);
+  for (const i of wrong) problems.push(`${i.id}: ${i.version} ${i.track} ${i.status}`);
+  if (state.stableVersion !== version) problems.push(`stable version ${state.stableVersion}, expected ${version}`);
+  const up = (await serversUp(fleet)).join();
+  const expected = members
+    .map((i) => `127.0.0.1:${i.port}`)
+    .sort()
+    .join();
+  if (up !== expected) problems.push(`HAProxy UP [${up}], expected [${expected}]`);
+  return problems;
+}
+
+/** HAProxy's view through its admin socket: the addresses of the servers it sends traffic to, sorted. */
+export async function serversUp(fleet: Fleet): Promise<string[]> {
+  const stats = await new HaproxyRuntime(fleet.socketPath).serverStats(fleet.backend);
+  return stats
+    .filter((s) => s.status.startsWith('UP'))
+    .map((s) => s.addr)
+    .sort();
 }
 
 /** Sends `count` requests over `concurrency` keep-alive connections; counts answers by version ("500:1.2.0" for errors). */

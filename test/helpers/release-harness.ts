@@ -210,5 +210,3 @@ export const rounds =
     }
     return { counters, checks, decision: 'healthy', reason: 'healthy' };
   };
-// Until the integration and reliability stacks import it from where it now lives.
-export { writePolicies } from './policies';

@@ -1,6 +1,6 @@
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { WorkflowHandle } from '@temporalio/client';
+import type { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { runLoad, type LoadReport } from '../../demo/load';
@@ -8,16 +8,16 @@ import { createActivities } from '../../src/activities';
 import { PolicyStore } from '../../src/config/policies';
 import { statusQuery } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflowId } from '../../src/domain/release';
+import type { ReleaseResult } from '../../src/domain/release';
 import type { ReleaseStatus } from '../../src/domain/status';
 import { PrometheusProvider } from '../../src/providers/metrics/prometheus';
-import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
-import type { releaseWorkflow } from '../../src/workflows';
 import { workflowBundle } from './bundles';
-import { compileDemo, freePort, quietLogger, randomBasePort, removeDir, serviceCommand, tempStateDir } from './fleet';
+import { compileDemo, quietLogger, removeDir, startDemoFleet, tempStateDir, type DemoFleet } from './fleet';
+import { writePolicies } from './policies';
 import { startPrometheus, type RunningPrometheus } from './prometheus';
-import { writePolicies } from './release-harness';
-import { startDevServer, taskQueueForTest } from './temporal';
+import { startRelease, type Drive } from './release-handle';
+import { taskQueueForTest } from './temporal';
+import { startDevServer } from './temporal-servers';
 
 /**
  * Everything a real release runs on, for integration tests: the Temporal dev server and one Prometheus shared by
@@ -27,7 +27,6 @@ import { startDevServer, taskQueueForTest } from './temporal';
  */
 
 export const SCRAPE_SECONDS = 1;
-export type ReleaseHandle = WorkflowHandle<typeof releaseWorkflow>;
 
 export interface SharedInfra {
   env: TestWorkflowEnvironment;
@@ -90,18 +89,25 @@ export interface StackOptions {
   service: string;
   org: Record<string, unknown>;
   policy: ServicePolicyInput;
-  stableVersion: string;
-  fleetSize: number;
   load: { baseRps: number; peakRps: number; cycleMs: number; maxDurationMs: number };
 }
 
+export interface RolledOut<T> {
+  value: T;
+  result: ReleaseResult;
+  status: ReleaseStatus;
+  history: temporal.api.history.v1.IHistory;
+  rolloutMs: number;
+}
+
 export interface ReleaseStack {
-  fleet: Fleet;
+  fleet: DemoFleet;
   taskQueue: string;
-  /** Starts the release workflow for `version` (the worker must be running: see `run`). */
-  start(version: string): Promise<ReleaseHandle>;
-  /** Runs the worker while `fn` runs. */
-  run<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Releases `version` with the worker running: `drive` acts on the release while it runs; then its result, its
+   * status and its history, and how long the whole rollout took.
+   */
+  release<T = void>(version: string, drive?: Drive<T>): Promise<RolledOut<T>>;
   /** Stops the load generator and returns what it saw (idempotent). */
   stopLoad(): Promise<LoadReport>;
   /** The HAProxy admin socket disappears (renamed away) until `restoreSocket`; HAProxy keeps serving traffic. */
@@ -122,21 +128,12 @@ export async function startStack(infra: SharedInfra, o: StackOptions): Promise<R
     const prometheus = await infra.ensurePrometheus();
     const policyDir = writePolicies(o.org, [o.policy]);
     cleanups.push(() => removeDir(policyDir));
-    const stateDir = await tempStateDir('rel');
-    cleanups.push(() => removeDir(stateDir));
-    const fleet = await startFleet({
+    const fleet = await startDemoFleet({
       service: o.service,
-      version: o.stableVersion,
-      fleetSize: o.fleetSize,
-      frontendPort: await freePort(),
-      basePort: randomBasePort(),
-      stagingPort: await freePort(),
-      command: serviceCommand(infra.serviceJs),
-      stateDir,
-      fileSdPath: infra.fileSdPath,
+      serviceJs: infra.serviceJs,
+      fileSd: infra.fileSdPath,
       // Without HAProxy's retries, zero failed requests proves the drains, not HAProxy's second chances.
       retries: false,
-      logger,
     });
     cleanups.push(() => fleet.stop());
 
@@ -186,13 +183,21 @@ export async function startStack(infra: SharedInfra, o: StackOptions): Promise<R
     return {
       fleet,
       taskQueue,
-      start: (version) =>
-        infra.env.client.workflow.start<typeof releaseWorkflow>('releaseWorkflow', {
-          workflowId: releaseWorkflowId(o.service),
-          taskQueue,
-          args: [{ service: o.service, version, initiator: 'alice', reason: 'integration test' }],
-        }),
-      run: (fn) => worker.runUntil(fn),
+      release: async <T>(version: string, drive: Drive<T> = () => Promise.resolve(undefined as T)) => {
+        const started = Date.now();
+        const rolledOut = await worker.runUntil(async () => {
+          const handle = await startRelease(infra.env.client, taskQueue, {
+            service: o.service,
+            version,
+            initiator: 'alice',
+            reason: 'integration test',
+          });
+          const value = await drive(handle);
+          const result = await handle.result();
+          return { value, result, status: await handle.query(statusQuery), history: await handle.fetchHistory() };
+        });
+        return { ...rolledOut, rolloutMs: Date.now() - started };
+      },
       stopLoad,
       hideSocket: async () => {
         await rename(fleet.socketPath, hiddenPath);
@@ -205,23 +210,4 @@ export async function startStack(infra: SharedInfra, o: StackOptions): Promise<R
     await teardown().catch(() => undefined);
     throw err;
   }
-}
-
-/** Polls the release's status until `ok` holds; bounded by `timeoutMs`. */
-export async function waitForStatus(
-  handle: ReleaseHandle,
-  ok: (s: ReleaseStatus) => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<ReleaseStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: ReleaseStatus | undefined;
-  for (let i = 0; i < Math.ceil(timeoutMs / 200) + 1; i++) {
-    last = await handle.query(statusQuery);
-    if (ok(last)) return last;
-    if (Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  const brief = last && { ...last, policy: undefined, audit: last.audit.slice(-5) };
-  throw new Error(`release never reached "${what}" within ${timeoutMs} ms; last status: ${JSON.stringify(brief)}`);
 }

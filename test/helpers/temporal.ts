@@ -58,5 +58,3 @@ export async function runHistories(
   }
   return runs;
 }
-// Until the integration stack imports it from where it now lives.
-export { startDevServer } from './temporal-servers';

@@ -1,21 +1,22 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { commandLineOf, isAlive } from '../../src/providers/targets/fleet-process';
-import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
+import { isAlive } from '../../src/providers/targets/fleet-process';
 import { HaproxyFleetTarget } from '../../src/providers/targets/haproxy-fleet';
-import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
 import type { DeployStep } from '../../src/providers/targets/types';
 import {
+  FLEET_SIZE,
+  NEXT,
+  STABLE,
   compileDemo,
   freePort,
   quietLogger,
-  randomBasePort,
   removeDir,
-  serviceCommand,
-  tempStateDir,
+  serversUp,
+  startDemoFleet,
+  strayInstances,
   versionsServing,
+  type DemoFleet,
 } from '../helpers/fleet';
 
 /**
@@ -27,9 +28,6 @@ import {
 jest.setTimeout(60_000);
 
 const SERVICE = 'crashfleet';
-const STABLE = '1.0.0';
-const NEXT = '1.1.0';
-const FLEET_SIZE = 4;
 const step = (release: string, name: string, extra: Partial<DeployStep>): DeployStep => ({
   key: `${release}/${name}`,
   releaseId: release,
@@ -40,8 +38,7 @@ const step = (release: string, name: string, extra: Partial<DeployStep>): Deploy
   ...extra,
 });
 
-let fleet: Fleet;
-let stateDir: string | undefined;
+let fleet: DemoFleet;
 let buildDir: string | undefined;
 let childJs: string;
 let serviceJs: string;
@@ -60,26 +57,11 @@ afterAll(async () => {
 
 // A fleet of its own for each test: what one crash leaves behind must not decide what the next test sees.
 beforeEach(async () => {
-  stateDir = await tempStateDir('crashfleet');
-  fleet = await startFleet({
-    service: SERVICE,
-    version: STABLE,
-    fleetSize: FLEET_SIZE,
-    frontendPort: await freePort(),
-    basePort: randomBasePort(),
-    stagingPort: await freePort(),
-    command: serviceCommand(serviceJs),
-    stateDir,
-    logger,
-  });
+  fleet = await startDemoFleet({ service: SERVICE, serviceJs });
 });
 
 afterEach(async () => {
-  try {
-    await fleet?.stop();
-  } finally {
-    if (stateDir) await removeDir(stateDir);
-  }
+  await fleet?.stop();
 });
 
 /** Runs `op(step)` in a worker process that SIGKILLs itself once an instance it started is a serving member. */
@@ -102,14 +84,8 @@ async function fleetView() {
     .filter((i) => i.slot !== null)
     .map((i) => `${i.version} ${i.track} ${i.status}`)
     .sort();
-  const stats = await new HaproxyRuntime(fleet.socketPath).serverStats(fleet.backend);
-  const up = stats.filter((s) => s.status.startsWith('UP')).length;
-  const known = new Set(state.instances.map((i) => i.id));
-  const strays = readdirSync('/proc')
-    .filter((e) => /^\d+$/.test(e))
-    .map((pid) => commandLineOf(Number(pid)) ?? [])
-    .map((argv) => (argv.includes('--instance') ? argv[argv.indexOf('--instance') + 1] : undefined))
-    .filter((id): id is string => id?.startsWith(`${SERVICE}-`) === true && !known.has(id));
+  const up = (await serversUp(fleet)).length;
+  const strays = strayInstances(SERVICE, new Set(state.instances.map((i) => i.id)));
   return { members, up, strays };
 }
 

@@ -11,23 +11,25 @@ import type { FileSdTarget } from '../../src/providers/targets/haproxy-fleet-sta
 import { HaproxySocketError } from '../../src/providers/targets/haproxy-runtime';
 import type { DeployStep } from '../../src/providers/targets/types';
 import {
+  NEXT,
+  STABLE,
   compileDemo,
   freePort,
+  nextBasePort,
   quietLogger,
-  randomBasePort,
   removeDir,
   serviceCommand,
   share,
+  startDemoFleet,
   tempStateDir,
   versionsServing,
+  type DemoFleet,
 } from '../helpers/fleet';
 
 // Real HAProxy 2.6 (Debian package) and real demo-service processes, compiled once with swc.
 jest.setTimeout(30_000);
 
 const SERVICE = 'web';
-const STABLE = '1.0.0';
-const NEXT = '1.1.0';
 const step = (name: string, extra: Partial<DeployStep>): DeployStep => ({
   key: `r1/${name}`,
   releaseId: 'r1',
@@ -42,9 +44,7 @@ const canary = step('canary', { track: 'canary', canaryInstances: 1 });
 const wave50 = step('production-50', { percent: 50 });
 const wave100 = step('production-100', { percent: 100 });
 
-let fleet: Fleet;
-let stateDir: string;
-let stagingPort: number;
+let fleet: DemoFleet;
 let serviceJs: string;
 let buildDir: string | undefined;
 const logger = quietLogger();
@@ -53,21 +53,12 @@ beforeAll(async () => {
   const { js, dir } = await compileDemo(['demo/service.ts']);
   buildDir = dir;
   serviceJs = js('demo/service.ts');
-  stateDir = await tempStateDir('fleet');
-  stagingPort = await freePort();
-  fleet = await startFleet({
+  // No HAProxy retries: a request cut by a replacement must show up as failed, not be retried away.
+  fleet = await startDemoFleet({
     service: SERVICE,
-    version: STABLE,
-    fleetSize: 4,
-    frontendPort: await freePort(),
-    basePort: randomBasePort(),
-    stagingPort,
-    command: serviceCommand(serviceJs),
-    stateDir,
-    fileSdPath: join(stateDir, 'file_sd', `${SERVICE}.json`),
-    // No HAProxy retries: a request cut by a replacement must show up as failed, not be retried away.
+    serviceJs,
+    fileSd: true,
     retries: false,
-    logger,
   });
 });
 
@@ -75,13 +66,11 @@ afterAll(async () => {
   try {
     await fleet?.stop();
   } finally {
-    if (stateDir) await removeDir(stateDir);
     if (buildDir) await removeDir(buildDir);
   }
 });
 
-const fileSd = async () =>
-  JSON.parse(await readFile(join(stateDir, 'file_sd', `${SERVICE}.json`), 'utf8')) as FileSdTarget[];
+const fileSd = async () => JSON.parse(await readFile(fleet.fileSdPath!, 'utf8')) as FileSdTarget[];
 const actionsFor = async (key: string) =>
   (await fleet.target.readActions()).filter((a) => a.key === key).map((a) => `${a.action} ${a.instance ?? ''}`);
 
@@ -119,7 +108,7 @@ describe('under steady load', () => {
   test('staging runs the new version on its own port, outside the production frontend', async () => {
     const receipt = await fleet.target.apply(staging);
     expect(receipt.applied).toBe(true);
-    expect(await versionsServing(`http://127.0.0.1:${stagingPort}/`, 5, 1)).toEqual({ [NEXT]: 5 });
+    expect(await versionsServing(`http://127.0.0.1:${fleet.stagingPort}/`, 5, 1)).toEqual({ [NEXT]: 5 });
     expect(await versionsServing(fleet.frontendUrl, 40)).toEqual({ [STABLE]: 40 });
     expect((await fileSd()).filter((t) => t.labels.track === 'staging').map((t) => t.labels.version)).toEqual([NEXT]);
   });
@@ -159,7 +148,7 @@ describe('under steady load', () => {
     for (const s of [wave100, canary])
       expect(await fleet.target.undo(s)).toMatchObject({ applied: false, changes: [] });
     expect(await versionsServing(fleet.frontendUrl, 80)).toEqual({ [STABLE]: 80 });
-    expect(await versionsServing(`http://127.0.0.1:${stagingPort}/`, 3, 1)).toEqual({ [STABLE]: 3 });
+    expect(await versionsServing(`http://127.0.0.1:${fleet.stagingPort}/`, 3, 1)).toEqual({ [STABLE]: 3 });
     expect(
       (await fileSd()).filter((t) => t.labels.track !== 'staging').map((t) => `${t.labels.version} ${t.labels.track}`),
     ).toEqual(Array(4).fill(`${STABLE} stable`));
@@ -298,8 +287,8 @@ test('an instance that cannot start fails the step with its log, and the fleet k
 test('a missing HAProxy admin socket is a clear, typed error', async () => {
   const target = new HaproxyFleetTarget({
     ...fleet.target.options,
-    haproxySocket: join(stateDir, 'missing', 'admin.sock'),
-    stateDir: join(stateDir, 'other'),
+    haproxySocket: join(fleet.stateDir, 'missing', 'admin.sock'),
+    stateDir: join(fleet.stateDir, 'other'),
     logger,
   });
   const attempt = target.apply(canary);
@@ -313,7 +302,7 @@ test('a fleet stopped and started again on its state comes back as it was, canar
     service: SERVICE,
     version: STABLE,
     fleetSize: 2,
-    basePort: randomBasePort(),
+    basePort: nextBasePort(),
     stagingPort: await freePort(),
     command: serviceCommand(serviceJs),
     stateDir: dir,

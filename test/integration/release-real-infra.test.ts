@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { LoadReport } from '../../demo/load';
-import { abortUpdate, approveUpdate, statusQuery } from '../../src/domain/messages';
-import type { ServicePolicyInput } from '../../src/domain/policy';
-import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
-import { versionsServing } from '../helpers/fleet';
+import { abortUpdate, approveUpdate } from '../../src/domain/messages';
+import { STABLE, fleetProblems, versionsServing } from '../helpers/fleet';
+import { FLEET_ORG, fleetPolicy } from '../helpers/policies';
+import { canaryBaking, waitForStatus } from '../helpers/release-handle';
 import {
   SCRAPE_SECONDS,
   startSharedInfra,
   startStack,
-  waitForStatus,
   type ReleaseStack,
   type SharedInfra,
 } from '../helpers/release-stack';
@@ -20,8 +19,6 @@ import {
  * fleet, load and worker.
  */
 
-const STABLE = '1.0.0';
-const FLEET_SIZE = 4;
 const CYCLE_MS = 20_000;
 const INTERVAL_MS = 4_000;
 const FAILURE_LIMIT = 3;
@@ -30,14 +27,7 @@ const WAVE_INTERVAL_MS = 3_000;
 
 const ORG = {
   trafficCycle: { minDuration: '10s', minCanaryRequests: 100 },
-  minimums: {
-    analysisChecks: 2,
-    maxAnalysisInterval: '10s',
-    maxFailureLimit: 5,
-    maxInconclusiveLimit: 10,
-    productionApproval: false,
-    fourEyes: false,
-  },
+  minimums: { ...FLEET_ORG.minimums, analysisChecks: 2, maxInconclusiveLimit: 10 },
 };
 
 const errorRatio = { name: 'error-ratio', template: 'error-ratio', max: 0.05 } as const;
@@ -55,30 +45,20 @@ const waveAnalysis = {
   inconclusiveLimit: 3,
 };
 
-function policy(service: string, canaryApproval = false): ServicePolicyInput {
-  return {
-    service,
-    trafficCycle: { duration: `${CYCLE_MS}ms`, minCanaryRequests: 150 },
-    staging: { bake: '0s' },
-    canary: {
-      poolSize: 1,
-      approval: canaryApproval,
-      analysis: {
-        interval: `${INTERVAL_MS}ms`,
-        failureLimit: FAILURE_LIMIT,
-        inconclusiveLimit: INCONCLUSIVE_LIMIT,
-        checks: CANARY_CHECKS.map((c) => ({ ...c })),
-      },
+const policy = (service: string, canaryApproval = false) =>
+  fleetPolicy(service, {
+    cycleMs: CYCLE_MS,
+    minCanaryRequests: 150,
+    canaryApproval,
+    analysis: {
+      interval: `${INTERVAL_MS}ms`,
+      failureLimit: FAILURE_LIMIT,
+      inconclusiveLimit: INCONCLUSIVE_LIMIT,
+      checks: CANARY_CHECKS.map((c) => ({ ...c })),
     },
-    production: {
-      approval: false,
-      waves: [
-        { percent: 50, bake: '6s', analysis: waveAnalysis },
-        { percent: 100, bake: '6s', analysis: waveAnalysis },
-      ],
-    },
-  };
-}
+    waveBakeMs: 6_000,
+    waveAnalysis,
+  });
 
 let infra: SharedInfra;
 let stack: ReleaseStack | undefined;
@@ -102,8 +82,6 @@ async function newStack(name: string, canaryApproval = false): Promise<{ stack: 
     service,
     org: ORG,
     policy: policy(service, canaryApproval),
-    stableVersion: STABLE,
-    fleetSize: FLEET_SIZE,
     load: { baseRps: 40, peakRps: 60, cycleMs: CYCLE_MS, maxDurationMs: 180_000 },
   });
   return { stack, service };
@@ -112,23 +90,9 @@ async function newStack(name: string, canaryApproval = false): Promise<{ stack: 
 /** What serves behind the frontend right now, by the x-version header of real answers (errors as "500:<version>"). */
 const sample = (s: ReleaseStack, n = 100) => versionsServing(s.fleet.frontendUrl, n, 4);
 
-/** HAProxy's view through its admin socket: the addresses of the servers it sends traffic to. */
-async function serversUp(s: ReleaseStack): Promise<string[]> {
-  const stats = await new HaproxyRuntime(s.fleet.socketPath).serverStats(s.fleet.backend);
-  return stats
-    .filter((st) => st.status.startsWith('UP'))
-    .map((st) => st.addr)
-    .sort();
-}
-
-/** The fleet's own record, checked against HAProxy: every member on `version`, labelled stable, and UP. */
+/** The fleet's own record, checked against HAProxy (every member on `version`, labelled stable, and UP), and users. */
 async function expectFleetOn(s: ReleaseStack, version: string): Promise<void> {
-  const state = await s.fleet.target.readState();
-  const members = state.instances.filter((i) => i.slot !== null);
-  expect(members.map((i) => `${i.version} ${i.track} ${i.status}`)).toEqual(
-    Array(FLEET_SIZE).fill(`${version} stable serving`),
-  );
-  expect(await serversUp(s)).toEqual(members.map((i) => `127.0.0.1:${i.port}`).sort());
+  expect(await fleetProblems(s.fleet, version)).toEqual([]);
   expect(await sample(s)).toEqual({ [version]: 100 });
 }
 
@@ -169,11 +133,14 @@ function expectRolloutServedAll(what: string, report: LoadReport, rolloutMs: num
 
 test('a good version (1.1.0) is promoted through canary and both waves, without one failed request', async () => {
   const { stack: s, service } = await newStack('good');
-  const started = Date.now();
-  const { result, status, labels } = await s.run(async () => {
-    const handle = await s.start('1.1.0');
+  const {
+    value: labels,
+    result,
+    status,
+    rolloutMs,
+  } = await s.release('1.1.0', async (handle) => {
     // Mid-bake, what Prometheus holds for the fleet: the labels the instances report themselves (honor_labels).
-    await waitForStatus(handle, (st) => st.state === 'baking' && st.stage === 'canary', 30_000, 'canary bake');
+    await waitForStatus(handle, canaryBaking, { timeoutMs: 30_000 }, 'canary bake');
     // Bounded: until Prometheus has scraped both populations. It applies discovery changes on a 5 s tick, so a fleet
     // bootstrapped and canaried within one tick is discovered at once, and either may be scraped first.
     let labels = await seriesLabels(service);
@@ -182,9 +149,8 @@ test('a good version (1.1.0) is promoted through canary and both waves, without 
       await new Promise((r) => setTimeout(r, (SCRAPE_SECONDS * 1000) / 2));
       labels = await seriesLabels(service);
     }
-    return { result: await handle.result(), status: await handle.query(statusQuery), labels };
+    return labels;
   });
-  const rolloutMs = Date.now() - started;
 
   expect(result).toMatchObject({ outcome: 'promoted', stableVersion: '1.1.0', stage: 'done' });
   expect(status.waves.map((w) => `${w.percent}% ${w.state}`)).toEqual(['50% done', '100% done']);
@@ -207,12 +173,7 @@ test('a good version (1.1.0) is promoted through canary and both waves, without 
 
 test('a bad version (1.2.0-bad, 20% errors) is rolled back by the canary analysis within failureLimit rounds', async () => {
   const { stack: s } = await newStack('bad');
-  const started = Date.now();
-  const { result, status } = await s.run(async () => {
-    const handle = await s.start('1.2.0-bad');
-    return { result: await handle.result(), status: await handle.query(statusQuery) };
-  });
-  const rolloutMs = Date.now() - started;
+  const { result, status, rolloutMs } = await s.release('1.2.0-bad');
 
   expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary', stableVersion: STABLE });
   expect(result.reason).toMatch(/failed analysis rounds \(limit 3\) — error-ratio: mean 0\.\d+ > max 0\.05/);
@@ -250,12 +211,7 @@ test('a bad version (1.2.0-bad, 20% errors) is rolled back by the canary analysi
 
 test('a slow version (1.3.0-slow) under the absolute SLO is rolled back by the baseline comparison', async () => {
   const { stack: s } = await newStack('slow');
-  const started = Date.now();
-  const { result, status } = await s.run(async () => {
-    const handle = await s.start('1.3.0-slow');
-    return { result: await handle.result(), status: await handle.query(statusQuery) };
-  });
-  const rolloutMs = Date.now() - started;
+  const { result, status, rolloutMs } = await s.release('1.3.0-slow');
 
   expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary' });
   expect(result.reason).toMatch(/latency-p99: canary higher than baseline/);
@@ -281,24 +237,22 @@ test('a slow version (1.3.0-slow) under the absolute SLO is rolled back by the b
 
 test('with Prometheus gone mid-bake the release pauses for a human, and an abort rolls it back', async () => {
   const { stack: s } = await newStack('blind');
-  const started = Date.now();
-  const { result, paused, aborted } = await s.run(async () => {
-    const handle = await s.start('1.1.0');
-    await waitForStatus(handle, (st) => st.state === 'baking' && st.stage === 'canary', 30_000, 'canary bake');
+  const { value, result, rolloutMs } = await s.release('1.1.0', async (handle) => {
+    await waitForStatus(handle, canaryBaking, { timeoutMs: 30_000 }, 'canary bake');
     await new Promise((r) => setTimeout(r, INTERVAL_MS / 2));
     await infra.stopPrometheus();
     const paused = await waitForStatus(
       handle,
       (st) => st.state === 'awaiting-approval' && st.gate?.name === 'inconclusive',
-      (INCONCLUSIVE_LIMIT + 3) * INTERVAL_MS,
+      { timeoutMs: (INCONCLUSIVE_LIMIT + 3) * INTERVAL_MS },
       'held at the inconclusive-analysis gate',
     );
     const aborted = await handle.executeUpdate(abortUpdate, {
       args: [{ by: 'bob', reason: 'metrics are down; not releasing blind' }],
     });
-    return { result: await handle.result(), paused, aborted };
+    return { paused, aborted };
   });
-  const rolloutMs = Date.now() - started;
+  const { paused, aborted } = value;
 
   expect(paused.stage).toBe('canary');
   // A gate, not a pause: only an approve passes it, and no person's pause is involved.
@@ -319,17 +273,12 @@ test('with Prometheus gone mid-bake the release pauses for a human, and an abort
 
 test('an HAProxy admin socket gone during the canary deploy fails the deploy after its retries, and rolls back clean', async () => {
   const { stack: s } = await newStack('nosock', true);
-  const started = Date.now();
-  const { result, status, history } = await s.run(async () => {
-    const handle = await s.start('1.1.0');
+  const { result, status, history, rolloutMs } = await s.release('1.1.0', async (handle) => {
     // The canary gate holds the release right before the canary deploy.
-    await waitForStatus(handle, (st) => st.gate?.name === 'canary', 30_000, 'canary gate');
+    await waitForStatus(handle, (st) => st.gate?.name === 'canary', { timeoutMs: 30_000 }, 'canary gate');
     await s.hideSocket();
     await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
-    const result = await handle.result();
-    return { result, status: await handle.query(statusQuery), history: await handle.fetchHistory() };
   });
-  const rolloutMs = Date.now() - started;
 
   expect(result).toMatchObject({ outcome: 'rolled_back', stage: 'canary', stableVersion: STABLE });
   expect(result.reason).toMatch(/HAProxy admin socket \S+haproxy\.sock does not exist/);

@@ -1,23 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { abortUpdate } from '../../src/domain/messages';
 import type { ReleaseStatus } from '../../src/domain/status';
+import { canaryBaking, tryStatus, type ReleaseHandle } from '../helpers/release-handle';
 import {
   FULL,
   SEED,
   prng,
   progress,
+  releaseNext,
   sleep,
   spawnWorker,
-  startRelease,
   startServices,
   stopServices,
-  tryStatus,
   workerFiles,
   type Proc,
-  type ReleaseHandle,
   reliabilityStack,
 } from './support';
-import { survived, verifyRelease, type Verdict } from './verify';
+import { survived, tally, verifyRelease, type Verdict } from './verify';
 
 /**
  * The real worker (a `node` child process) is SIGKILLed at seeded points — during a deploy, during the canary bake,
@@ -37,7 +36,7 @@ type Phase = (typeof PHASES)[number];
 
 const inPhase: Record<Phase, (s: ReleaseStatus) => boolean> = {
   deploy: (s) => (s.stage === 'staging' || s.stage === 'canary') && s.state === 'deploying',
-  bake: (s) => s.stage === 'canary' && s.state === 'baking',
+  bake: canaryBaking,
   wave: (s) => s.stage === 'production' && (s.state === 'deploying' || s.state === 'baking'),
   rollback: (s) => s.state === 'rolling-back',
 };
@@ -61,19 +60,13 @@ test(
         let worker: Proc | undefined;
         try {
           const hold = services[2]!.name;
-          const { targetsFile, policyDir } = workerFiles(stack.dir, services, CYCLE_MS, (name) =>
-            name === hold ? HOLD_MS : 2_000,
+          const env = stack.workerEnv(
+            `reliability-crash-${id}`,
+            workerFiles(stack.dir, services, CYCLE_MS, (name) => (name === hold ? HOLD_MS : 2_000)),
           );
-          const env = {
-            address: stack.server.address,
-            taskQueue: `reliability-crash-${id}`,
-            targetsFile,
-            policyDir,
-            logDir: stack.dir,
-          };
           worker = await spawnWorker(env);
           const handles: ReleaseHandle[] = [];
-          for (const s of services) handles.push(await startRelease(client, env.taskQueue, s.name));
+          for (const s of services) handles.push(await releaseNext(client, env.taskQueue, s.name));
           const finished = handles.map(() => false);
           const results = handles.map((h, i) => h.result().finally(() => (finished[i] = true)));
           for (const r of results) void r.catch(() => undefined);
@@ -147,12 +140,8 @@ test(
       const seconds = Math.round((Date.now() - started) / 1000);
       stack.rows.push({
         scenario: 'worker SIGKILL (deploy, bake, wave, rollback)',
-        runs: verdicts.length,
+        ...tally(verdicts),
         faults: kills,
-        survived: verdicts.length - bad.length,
-        wrongOutcomes: verdicts.filter((v) => v.wrongOutcome).length,
-        appliedTwice: verdicts.reduce((n, v) => n + v.appliedTwice.length, 0),
-        dataLost: verdicts.filter((v) => v.dataLost.length > 0).length,
         seconds,
         notes: `kills by phase: ${PHASES.map((p) => `${p} ${killLog.filter((l) => l.startsWith(`${p}:`)).length}`).join(', ')}; outside their phase: ${killLog.filter((l) => / not seen| over before/.test(l)).length}`,
         file: 'crash.test.ts',

@@ -5,36 +5,30 @@ import { join } from 'node:path';
 import { abortUpdate } from '../../src/domain/messages';
 import type { ReleaseResult } from '../../src/domain/release';
 import type { ReleaseStatus } from '../../src/domain/status';
-import { writePolicies } from '../helpers/release-harness';
+import { STABLE } from '../helpers/fleet';
+import { FLEET_ORG, fleetPolicy, writePolicies } from '../helpers/policies';
 import { startPrometheus } from '../helpers/prometheus';
+import { brief, canaryBaking, resultWithin, waitForStatus, type ReleaseHandle } from '../helpers/release-handle';
 import {
-  ORG,
-  STABLE,
-  policy,
   progress,
+  releaseNext,
   reliabilityStack,
-  resultWithin,
   sleep,
   spawnWorker,
   startServices,
   stopServices,
   type Proc,
-  type ReleaseHandle,
   type Service,
 } from './support';
 import {
   ORG_WITH_CHECKS,
-  brief,
   fakePrometheus,
   fleetVerdict,
   noSeries,
-  policyWithChecks,
-  startProviderRelease,
   stepsApplied,
   closeFakePrometheuses,
   targetsFile,
   waitForLog,
-  waitForStatus,
   type Answer,
   type CheckInput,
   type FakePrometheus,
@@ -108,6 +102,14 @@ const probe = (name: string, kind: string): CheckInput => ({
   max: 1,
 });
 
+/** A release judged by `checks` every INTERVAL_MS (failure limit 2), with 1-second production waves. */
+const judgedBy = (service: string, checks: CheckInput[], inconclusiveLimit = INCONCLUSIVE_LIMIT) =>
+  fleetPolicy(service, {
+    cycleMs: 30_000,
+    analysis: { interval: `${INTERVAL_MS}ms`, failureLimit: 2, inconclusiveLimit, checks },
+    waveBakeMs: 1_000,
+  });
+
 /** Notes go into RELIABILITY.md (reasons in backticks): ports, paths and generated names would change it every run. */
 const scrub = (text: string) =>
   text
@@ -121,7 +123,7 @@ const reasonsNote = (st: ReleaseStatus) =>
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** The paused-on-inconclusive status every bad-metrics scenario must reach, judged; returns the pause status. */
+/** The paused-on-inconclusive status every bad-metrics scenario must reach, judged and noted; returns it. */
 async function expectInconclusivePause(
   ctx: Ctx,
   handle: ReleaseHandle,
@@ -130,7 +132,7 @@ async function expectInconclusivePause(
   const paused = await waitForStatus(
     handle,
     (st) => st.state === 'awaiting-approval' && st.gate?.name === 'inconclusive',
-    30_000,
+    { timeoutMs: 30_000 },
     'held at the inconclusive-analysis gate',
   );
   progress(`paused: ${brief(paused)}`);
@@ -150,6 +152,7 @@ async function expectInconclusivePause(
     check(pattern.test(result?.reason ?? ''), ctx, `${name}: reason "${result?.reason}" does not match ${pattern}`);
     check((paused.gate?.message ?? '').includes(result?.reason ?? '\0'), ctx, `gate message lacks ${name}'s reason`);
   }
+  ctx.notes.push(`paused on inconclusive analysis; ${reasonsNote(paused)}`);
   return paused;
 }
 
@@ -169,7 +172,7 @@ async function judgeEnd(ctx: Ctx, handle: ReleaseHandle, service: Service, undon
     `outcome ${ctx.result?.outcome ?? 'none'}, expected ${ctx.expected}`,
   );
   check(ctx.result?.stableVersion === STABLE, ctx, `stable version ${ctx.result?.stableVersion}`);
-  const final = await waitForStatus(handle, (st) => st.state === 'done', 5_000, 'done');
+  const final = await waitForStatus(handle, (st) => st.state === 'done', { timeoutMs: 5_000 }, 'done');
   const undoneSteps = final.rollback?.undone.map((k) => k.split('/').pop()) ?? [];
   check(undoneSteps.join() === undone.join(), ctx, `undone ${undoneSteps.join()}, expected ${undone.join()}`);
   check(final.rollback?.finishedAt !== undefined, ctx, 'rollback not finished');
@@ -182,49 +185,44 @@ async function judgeEnd(ctx: Ctx, handle: ReleaseHandle, service: Service, undon
   return final;
 }
 
-/** A fleet, a worker on Prometheus at `metricsUrl`, and a release started on it; torn down by the returned stop(). */
+/**
+ * A fleet, a stand-in Prometheus answering with `answer`, a worker querying it with `timeoutMs`, and a release
+ * started on them; all torn down by the returned stop().
+ */
 async function misbehavingMetricsRun(
   id: string,
-  prometheus: FakePrometheus,
+  answer: (query: string) => Answer,
   checks: CheckInput[],
   timeoutMs: number,
-): Promise<{ service: Service; handle: ReleaseHandle; stop(): Promise<void> }> {
+): Promise<{ service: Service; handle: ReleaseHandle; prometheus: FakePrometheus; stop(): Promise<void> }> {
+  const prometheus = await fakePrometheus(answer);
   const [service] = await startServices([`${id}-${randomUUID().slice(0, 5)}`]);
   let worker: Proc | undefined;
   try {
-    const policyDir = writePolicies(ORG_WITH_CHECKS, [
-      policyWithChecks(service!.name, {
-        cycleMs: 30_000,
-        intervalMs: INTERVAL_MS,
-        failureLimit: 2,
-        inconclusiveLimit: INCONCLUSIVE_LIMIT,
-        checks,
-      }),
-    ]);
-    const env = {
-      address: stack.server.address,
-      taskQueue: `reliability-${service!.name}`,
+    const env = stack.workerEnv(`reliability-${service!.name}`, {
       targetsFile: targetsFile(stack.dir, service!),
-      policyDir,
-      logDir: stack.dir,
-    };
+      policyDir: writePolicies(ORG_WITH_CHECKS, [judgedBy(service!.name, checks)]),
+    });
     worker = await spawnWorker(env, `worker-${id}`, {
       TOLLGATE_METRICS: 'prometheus',
       TOLLGATE_PROMETHEUS_URL: prometheus.url,
       TOLLGATE_METRICS_TIMEOUT: `${timeoutMs}ms`,
     });
-    const handle = await startProviderRelease(await stack.server.client(), env.taskQueue, service!.name);
+    const handle = await releaseNext(await stack.server.client(), env.taskQueue, service!.name, 'provider faults');
     return {
       service: service!,
       handle,
+      prometheus,
       stop: async () => {
         await worker?.stop('SIGTERM');
         await stopServices([service!]);
+        await prometheus.close();
       },
     };
   } catch (err) {
     await worker?.stop('SIGKILL');
     await stopServices([service!]);
+    await prometheus.close();
     throw err;
   }
 }
@@ -238,31 +236,29 @@ test('Prometheus answering after the query timeout: paused on inconclusive analy
         query.includes('probe_slow_body')
           ? { ...noSeries(), stallBodyMs: SLOW_MS }
           : { ...noSeries(), delayMs: SLOW_MS };
-      const prometheus = await fakePrometheus(late);
       const run = await misbehavingMetricsRun(
         'prom-slow',
-        prometheus,
+        late,
         [probe('late-headers', 'slow_headers'), probe('stalled-body', 'slow_body')],
         METRICS_TIMEOUT_MS,
       );
+      const { prometheus } = run;
       try {
         ctx.faults = 1;
         const timedOut = (kind: string) =>
           new RegExp(
             `^query failed: timed out after ${METRICS_TIMEOUT_MS} ms at ${escape(prometheus.url)}/: sum\\(probe_${kind}\\{`,
           );
-        const paused = await expectInconclusivePause(ctx, run.handle, {
+        await expectInconclusivePause(ctx, run.handle, {
           'late-headers': timedOut('slow_headers'),
           'stalled-body': timedOut('slow_body'),
         });
         const lateAnswers =
           (prometheus.seen.get('probe_slow_headers') ?? 0) + (prometheus.seen.get('probe_slow_body') ?? 0);
         check(lateAnswers >= 2 * INCONCLUSIVE_LIMIT, ctx, `only ${lateAnswers} slow queries reached the stand-in`);
-        ctx.notes.push(`paused on inconclusive analysis; ${reasonsNote(paused)}`);
         await abortAndJudge(ctx, run.handle, run.service);
       } finally {
         await run.stop();
-        await prometheus.close();
       }
     },
   );
@@ -283,18 +279,17 @@ test('Prometheus answering garbage (not JSON, wrong shape, NaN): paused on incon
       }
       return noSeries();
     };
-    const prometheus = await fakePrometheus(garbage);
     // The default timeout: garbage answers come at once, and must read as garbage, never as a timeout.
     const run = await misbehavingMetricsRun(
       'prom-garbage',
-      prometheus,
+      garbage,
       [probe('html', 'html'), probe('shape', 'shape'), probe('nan', 'nan')],
       5_000,
     );
     try {
       ctx.faults = 3;
-      const origin = escape(prometheus.url);
-      const paused = await expectInconclusivePause(ctx, run.handle, {
+      const origin = escape(run.prometheus.url);
+      await expectInconclusivePause(ctx, run.handle, {
         html: new RegExp(
           `^query failed: malformed response from ${origin} \\(not JSON\\): <html>.*: sum\\(probe_html\\{`,
         ),
@@ -303,11 +298,9 @@ test('Prometheus answering garbage (not JSON, wrong shape, NaN): paused on incon
         ),
         nan: /^no data$/,
       });
-      ctx.notes.push(`paused on inconclusive analysis; ${reasonsNote(paused)}`);
       await abortAndJudge(ctx, run.handle, run.service);
     } finally {
       await run.stop();
-      await prometheus.close();
     }
   });
 }, 80_000);
@@ -322,19 +315,15 @@ test('HAProxy admin socket hanging (SIGSTOP): the deploy times out naming socket
       let frozen = false;
       let worker: Proc | undefined;
       try {
-        const policyDir = writePolicies(ORG, [policy(service!.name, 3_000)]);
-        const env = {
-          address: stack.server.address,
-          taskQueue: `reliability-${service!.name}`,
+        const env = stack.workerEnv(`reliability-${service!.name}`, {
           targetsFile: targetsFile(stack.dir, service!, {
             timeouts: { ...service!.fleet.target.options.timeouts, commandMs: COMMAND_MS },
           }),
-          policyDir,
-          logDir: stack.dir,
-        };
+          policyDir: writePolicies(FLEET_ORG, [fleetPolicy(service!.name, { cycleMs: 3_000 })]),
+        });
         worker = await spawnWorker(env, 'worker-hang');
-        const handle = await startProviderRelease(await stack.server.client(), env.taskQueue, service!.name);
-        await waitForStatus(handle, (st) => st.stage === 'canary' && st.state === 'baking', 30_000, 'canary bake');
+        const handle = await releaseNext(await stack.server.client(), env.taskQueue, service!.name, 'provider faults');
+        await waitForStatus(handle, canaryBaking, { timeoutMs: 30_000 }, 'canary bake');
 
         process.kill(haproxy, 'SIGSTOP');
         frozen = true;
@@ -360,7 +349,7 @@ test('HAProxy admin socket hanging (SIGSTOP): the deploy times out naming socket
           ctx,
           `deploy error: ${deployError ?? 'none within 20 s'}`,
         );
-        const deploying = await waitForStatus(handle, () => true, 5_000, 'any');
+        const deploying = await waitForStatus(handle, () => true, { timeoutMs: 5_000 }, 'any');
         check(
           deploying.stage === 'production' && deploying.state === 'deploying',
           ctx,
@@ -373,7 +362,7 @@ test('HAProxy admin socket hanging (SIGSTOP): the deploy times out naming socket
         const failing = await waitForStatus(
           handle,
           (st) => (st.rollback?.failedAttempts ?? 0) >= 2,
-          40_000,
+          { timeoutMs: 40_000 },
           '2 failed undo attempts',
         );
         progress(`rollback failing: ${brief(failing)}`);
@@ -428,27 +417,15 @@ test('a canary instance SIGKILLed mid-bake: the up check on a real Prometheus fa
           min: 1,
           critical: true,
         };
-        const policyDir = writePolicies(ORG_WITH_CHECKS, [
-          policyWithChecks(service.name, {
-            cycleMs: 30_000,
-            intervalMs: INTERVAL_MS,
-            failureLimit: 2,
-            inconclusiveLimit: 5,
-            checks: [canaryUp],
-          }),
-        ]);
-        const env = {
-          address: stack.server.address,
-          taskQueue: `reliability-${service.name}`,
+        const env = stack.workerEnv(`reliability-${service.name}`, {
           targetsFile: targetsFile(stack.dir, service, { fileSdPath }),
-          policyDir,
-          logDir: stack.dir,
-        };
+          policyDir: writePolicies(ORG_WITH_CHECKS, [judgedBy(service.name, [canaryUp], 5)]),
+        });
         worker = await spawnWorker(env, 'worker-crash', {
           TOLLGATE_METRICS: 'prometheus',
           TOLLGATE_PROMETHEUS_URL: prometheus.url,
         });
-        const handle = await startProviderRelease(await stack.server.client(), env.taskQueue, service.name);
+        const handle = await releaseNext(await stack.server.client(), env.taskQueue, service.name, 'provider faults');
         // The check must first see the canary up: it judges the real instance, not the absence of data. Healthy rounds
         // reach `status` only when their stretch ends, so they are read from the worker's log as they happen.
         const passed = await waitForLog(

@@ -3,28 +3,16 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Client } from '@temporalio/client';
 import { stringify } from 'yaml';
-import type { Check, ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflowId } from '../../src/domain/release';
-import type { ReleaseStatus } from '../../src/domain/status';
-import type { releaseWorkflow } from '../../src/workflows';
-import {
-  NEXT,
-  ORG,
-  STABLE,
-  doubleApplications,
-  fleetProblems,
-  sleep,
-  tryStatus,
-  type ReleaseHandle,
-  type Service,
-} from './support';
+import type { Check } from '../../src/domain/policy';
+import { STABLE, fleetProblems } from '../helpers/fleet';
+import { FLEET_ORG } from '../helpers/policies';
+import { doubleApplications, sleep, type Service } from './support';
 
 /**
  * What the provider-fault scenarios need beyond support.ts: a loopback stand-in for Prometheus' HTTP API that
- * misbehaves on purpose (closed by `closeFakePrometheuses()`), policies with analysis checks, and targets files with
- * per-fleet extras.
+ * misbehaves on purpose (closed by `closeFakePrometheuses()`), an org that requires analysis checks, and targets
+ * files with per-fleet extras.
  */
 
 // ---- a Prometheus that misbehaves ----
@@ -119,37 +107,9 @@ export function closeFakePrometheuses(): void {
 // ---- policies and targets ----
 
 /** The org file for releases judged by analysis: at least one check, limits small enough for seconds-long runs. */
-export const ORG_WITH_CHECKS = { ...ORG, minimums: { ...ORG.minimums, analysisChecks: 1 } };
+export const ORG_WITH_CHECKS = { ...FLEET_ORG, minimums: { ...FLEET_ORG.minimums, analysisChecks: 1 } };
 
 export type CheckInput = Pick<Check, 'name'> & Partial<Omit<Check, 'name'>>;
-
-export function policyWithChecks(
-  service: string,
-  o: { cycleMs: number; intervalMs: number; failureLimit: number; inconclusiveLimit: number; checks: CheckInput[] },
-): ServicePolicyInput {
-  return {
-    service,
-    trafficCycle: { duration: `${o.cycleMs}ms`, minCanaryRequests: 0 },
-    staging: { bake: '0s' },
-    canary: {
-      poolSize: 1,
-      approval: false,
-      analysis: {
-        interval: `${o.intervalMs}ms`,
-        failureLimit: o.failureLimit,
-        inconclusiveLimit: o.inconclusiveLimit,
-        checks: o.checks,
-      },
-    },
-    production: {
-      approval: false,
-      waves: [
-        { percent: 50, bake: '1s' },
-        { percent: 100, bake: '1s' },
-      ],
-    },
-  };
-}
 
 /** The worker's targets file for one fleet, with `extra` merged into its haproxy-fleet options. */
 export function targetsFile(dir: string, service: Service, extra: Record<string, unknown> = {}): string {
@@ -159,45 +119,7 @@ export function targetsFile(dir: string, service: Service, extra: Record<string,
   return path;
 }
 
-// ---- releases ----
-
-export function startProviderRelease(client: Client, taskQueue: string, service: string): Promise<ReleaseHandle> {
-  return client.workflow.start<typeof releaseWorkflow>('releaseWorkflow', {
-    workflowId: releaseWorkflowId(service),
-    taskQueue,
-    args: [{ service, version: NEXT, initiator: 'reliability', reason: 'provider faults' }],
-  });
-}
-
-/** Polls `status` (bounded) until `ok`; throws with the last status seen, so a failure says where it stood. */
-export async function waitForStatus(
-  handle: ReleaseHandle,
-  ok: (st: ReleaseStatus) => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<ReleaseStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: ReleaseStatus | undefined;
-  while (Date.now() < deadline) {
-    last = (await tryStatus(handle, 2_000)) ?? last;
-    if (last && ok(last)) return last;
-    await sleep(150);
-  }
-  throw new Error(`release never reached "${what}" within ${timeoutMs} ms; last status: ${brief(last)}`);
-}
-
-export function brief(st: ReleaseStatus | undefined): string {
-  if (!st) return 'none';
-  return JSON.stringify({
-    stage: st.stage,
-    state: st.state,
-    outcome: st.outcome,
-    gate: st.gate,
-    analysis: { ...st.analysis, checks: st.analysis.checks.map((c) => `${c.check} ${c.verdict}: ${c.reason}`) },
-    rollback: st.rollback,
-    deployedSteps: st.deployedSteps.map((k) => k.split('/').pop()),
-  });
-}
+// ---- what a release left behind ----
 
 /** Waits (bounded) until a line of the log file at `path` satisfies `ok`. */
 export async function waitForLog(path: string, ok: (line: string) => boolean, timeoutMs: number): Promise<boolean> {
@@ -213,7 +135,7 @@ export async function waitForLog(path: string, ok: (line: string) => boolean, ti
 /** What the fleet came to: problems with its end state on `version`, and step keys applied (or undone) twice. */
 export async function fleetVerdict(service: Service, version = STABLE): Promise<{ fleet: string[]; twice: string[] }> {
   return {
-    fleet: await fleetProblems(service, version).catch((err: unknown) => [`fleet: ${(err as Error).message}`]),
+    fleet: await fleetProblems(service.fleet, version).catch((err: unknown) => [`fleet: ${(err as Error).message}`]),
     twice: await doubleApplications(service),
   };
 }

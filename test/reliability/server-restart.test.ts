@@ -1,18 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import {
   progress,
+  releaseInCanaryBake,
   sleep,
-  spawnWorker,
-  startRelease,
-  startServices,
   stopServices,
-  tryStatus,
-  workerFiles,
-  type Proc,
+  type BakingRelease,
   type Service,
   reliabilityStack,
 } from './support';
-import { survived, verifyRelease, type Verdict } from './verify';
+import { survived, tally, verifyRelease, type Verdict } from './verify';
 
 /**
  * The dev server is stopped in the middle of the canary bake (SIGTERM, then SIGKILL in a second release), stays
@@ -41,32 +37,15 @@ async function canaryBakeMs(service: Service): Promise<number | undefined> {
 
 async function serverStoppedInBake(signal: NodeJS.Signals): Promise<void> {
   const started = Date.now();
-  const id = randomUUID().slice(0, 5);
-  const [service] = await startServices([`restart-${signal.toLowerCase()}-${id}`]);
-  let worker: Proc | undefined;
+  const name = `restart-${signal.toLowerCase()}-${randomUUID().slice(0, 5)}`;
+  let run: BakingRelease | undefined;
   let verdict: Verdict | undefined;
   let bakeMs: number | undefined;
   let faults = 0;
   const problems: string[] = [];
   try {
-    const { targetsFile, policyDir } = workerFiles(stack.dir, [service!], CYCLE_MS);
-    const env = {
-      address: stack.server.address,
-      taskQueue: `reliability-restart-${id}`,
-      targetsFile,
-      policyDir,
-      logDir: stack.dir,
-    };
-    worker = await spawnWorker(env, `worker-${signal.toLowerCase()}`);
-    const handle = await startRelease(await stack.server.client(), env.taskQueue, service!.name);
-
-    let baking = false;
-    for (let i = 0; i < 300 && !baking; i++) {
-      const st = await tryStatus(handle, 1_000);
-      baking = st?.stage === 'canary' && st.state === 'baking';
-      if (!baking) await sleep(100);
-    }
-    if (!baking) throw new Error('release never reached the canary bake');
+    run = await releaseInCanaryBake(stack, name, CYCLE_MS, [`worker-${signal.toLowerCase()}`]);
+    const { service, handle, workers } = run;
 
     // Middle of the bake: the server goes away with the bake timer pending, and comes back on the same file.
     await sleep(CYCLE_MS / 2 - DOWN_MS / 2);
@@ -78,32 +57,27 @@ async function serverStoppedInBake(signal: NodeJS.Signals): Promise<void> {
     await stack.server.client(); // answers once the namespace is served again
     progress(`${signal}: dev server back`);
 
-    verdict = await verifyRelease(handle, service!, 'promoted', 60_000);
-    bakeMs = await canaryBakeMs(service!);
+    verdict = await verifyRelease(handle, service, 'promoted', 60_000);
+    bakeMs = await canaryBakeMs(service);
     progress(`${signal}: canary bake ${bakeMs} ms; verdict ${JSON.stringify(verdict)}`);
     if (bakeMs === undefined) problems.push('no canary bake in the action log');
     else if (bakeMs < CYCLE_MS || bakeMs >= 2 * CYCLE_MS + SLACK_MS) {
       problems.push(`canary bake ${bakeMs} ms, expected [${CYCLE_MS}, ${2 * CYCLE_MS + SLACK_MS})`);
     }
-    if (worker.exited()) problems.push('worker exited while the server was down');
+    if (workers[0]!.exited()) problems.push('worker exited while the server was down');
   } finally {
-    const ok = verdict !== undefined && survived(verdict) && problems.length === 0;
     stack.rows.push({
       scenario: `dev server ${signal} in the canary bake, restarted on the same SQLite file`,
-      runs: 1,
+      ...tally([verdict], problems),
       faults,
-      survived: ok ? 1 : 0,
-      wrongOutcomes: verdict?.wrongOutcome ? 1 : 0,
-      appliedTwice: verdict?.appliedTwice.length ?? 0,
-      dataLost: verdict && verdict.dataLost.length > 0 ? 1 : 0,
       seconds: Math.round((Date.now() - started) / 1000),
       notes:
         `down ${DOWN_MS / 1000} s; canary bake ${bakeMs === undefined ? '?' : (bakeMs / 1000).toFixed(1)} s ` +
         `for a ${CYCLE_MS / 1000} s cycle (action log)${problems.length ? ` — problems: ${problems.join('; ')}` : ''}`,
       file: 'server-restart.test.ts',
     });
-    await worker?.stop('SIGTERM');
-    await stopServices([service!]);
+    await run?.workers[0]!.stop('SIGTERM');
+    if (run) await stopServices([run.service]);
   }
   expect(verdict && survived(verdict) ? [] : verdict).toEqual([]);
   expect(problems).toEqual([]);

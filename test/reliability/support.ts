@@ -1,21 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Client, Connection, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { stringify } from 'yaml';
 import { devServerArgs, waitForPort } from '../../scripts/dev-server';
 import { requireBinary, TEMPORAL_CLI } from '../../scripts/temporal-binaries';
-import { abortSignal, statusQuery } from '../../src/domain/messages';
-import type { ServicePolicyInput } from '../../src/domain/policy';
-import { releaseWorkflowId, type ReleaseResult } from '../../src/domain/release';
-import type { ReleaseStatus } from '../../src/domain/status';
-import { commandLineOf } from '../../src/providers/targets/fleet-process';
-import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
-import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
-import type { releaseWorkflow } from '../../src/workflows';
+import { abortSignal } from '../../src/domain/messages';
 import { workflowBundle } from '../helpers/bundles';
-import { compileDemo, freePort, quietLogger, removeDir, serviceCommand, tempStateDir } from '../helpers/fleet';
-import { writePolicies } from '../helpers/release-harness';
+import { NEXT, compileDemo, freePort, removeDir, startDemoFleet, tempStateDir, type DemoFleet } from '../helpers/fleet';
+import { FLEET_ORG, fleetPolicy, writePolicies } from '../helpers/policies';
+import { canaryBaking, startRelease, waitForStatus, type ReleaseHandle } from '../helpers/release-handle';
 
 /**
  * Shared machinery of the reliability suite: a dev server on SQLite that a test can kill and start again, the real
@@ -26,9 +20,6 @@ import { writePolicies } from '../helpers/release-harness';
 export const ROOT = resolve(__dirname, '..', '..');
 export { FULL, SEED, recordRows, type Row } from '../helpers/reliability-report';
 import { recordRows, type Row } from '../helpers/reliability-report';
-export const STABLE = '1.0.0';
-export const NEXT = '1.1.0';
-export const FLEET_SIZE = 4;
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const T0 = Date.now();
 /** Progress on stderr as it happens (jest holds console output until a test ends). */
@@ -207,68 +198,22 @@ export async function spawnWorker(e: WorkerEnv, name = 'worker', extraEnv: NodeJ
 
 // ---- fleets and policies ----
 
-/**
- * Fast, deterministic releases: no analysis checks (the org minimum is 0 and the worker runs TOLLGATE_METRICS=none),
- * so every bake is pure timer time — what this suite measures is crash recovery, not the judge.
- */
-export const ORG = {
-  trafficCycle: { minDuration: '1s', minCanaryRequests: 0 },
-  minimums: {
-    analysisChecks: 0,
-    maxAnalysisInterval: '10s',
-    maxFailureLimit: 5,
-    maxInconclusiveLimit: 5,
-    productionApproval: false,
-    fourEyes: false,
-  },
-};
-
-export function policy(service: string, cycleMs: number, waveBakeMs = 2_000): ServicePolicyInput {
-  return {
-    service,
-    trafficCycle: { duration: `${cycleMs}ms`, minCanaryRequests: 0 },
-    staging: { bake: '0s' },
-    canary: { poolSize: 1, approval: false, analysis: { interval: '5s', checks: [] } },
-    production: {
-      approval: false,
-      waves: [
-        { percent: 50, bake: `${waveBakeMs}ms` },
-        { percent: 100, bake: `${waveBakeMs}ms` },
-      ],
-    },
-  };
-}
-
 export interface Service {
   name: string;
-  fleet: Fleet;
-  stateDir: string;
+  fleet: DemoFleet;
 }
 
 let serviceJs: Promise<string> | undefined;
-let nextBlock = Math.floor(Math.random() * 50);
 
+/** A demo fleet per name, registered for `stopAll()`. */
 export async function startServices(names: string[]): Promise<Service[]> {
   serviceJs ??= compileDemo(['demo/service.ts']).then((d) => d.js('demo/service.ts'));
   const js = await serviceJs;
   const out: Service[] = [];
   try {
     for (const name of names) {
-      const stateDir = await tempStateDir('rl');
-      // Blocks of 200 ports (the target's default range), distinct within this process.
-      nextBlock = (nextBlock + 1) % 55;
-      const fleet = await startFleet({
-        service: name,
-        version: STABLE,
-        fleetSize: FLEET_SIZE,
-        frontendPort: await freePort(),
-        basePort: 20_000 + nextBlock * 200,
-        stagingPort: await freePort(),
-        command: serviceCommand(js),
-        stateDir,
-        logger: quietLogger(),
-      });
-      out.push({ name, fleet, stateDir });
+      const fleet = await startDemoFleet({ service: name, serviceJs: js });
+      out.push({ name, fleet });
       fleets.add(out.at(-1)!);
     }
   } catch (err) {
@@ -282,11 +227,14 @@ export async function stopServices(services: Service[]): Promise<void> {
   for (const s of services) {
     fleets.delete(s);
     await s.fleet.stop().catch(() => undefined);
-    await removeDir(s.stateDir);
   }
 }
 
-/** The worker's view of the same fleets: the targets file and the policy directory. */
+/**
+ * The worker's view of the same fleets: the targets file, and a policy directory of fast, deterministic releases:
+ * no analysis checks (the worker runs TOLLGATE_METRICS=none), so every bake is pure timer time — what this suite
+ * measures is crash recovery, not the judge.
+ */
 export function workerFiles(
   dir: string,
   services: Service[],
@@ -294,8 +242,8 @@ export function workerFiles(
   waveBakeMs: (service: string) => number = () => 2_000,
 ): { targetsFile: string; policyDir: string } {
   const policyDir = writePolicies(
-    ORG,
-    services.map((s) => policy(s.name, cycleMs, waveBakeMs(s.name))),
+    FLEET_ORG,
+    services.map((s) => fleetPolicy(s.name, { cycleMs, waveBakeMs: waveBakeMs(s.name) })),
   );
   const targetsFile = join(dir, `targets-${services[0]?.name ?? 'none'}.yaml`);
   const entries = services.map((s) => [s.name, { kind: 'haproxy-fleet', ...s.fleet.target.options }] as const);
@@ -305,49 +253,37 @@ export function workerFiles(
 
 // ---- releases ----
 
-export type ReleaseHandle = WorkflowHandleWithFirstExecutionRunId<typeof releaseWorkflow>;
-
-export function startRelease(client: Client, taskQueue: string, service: string): Promise<ReleaseHandle> {
-  return client.workflow.start<typeof releaseWorkflow>('releaseWorkflow', {
-    workflowId: releaseWorkflowId(service),
-    taskQueue,
-    args: [{ service, version: NEXT, initiator: 'reliability', reason: 'crash suite' }],
-  });
-}
-
-/**
- * Waits for the result (bounded); `undefined` when there is none in time. The timer is cleared either way: one left
- * running kept jest alive for minutes after the crash suite.
- */
-export async function resultWithin(handle: ReleaseHandle, timeoutMs: number): Promise<ReleaseResult | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      handle.result(),
-      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Status, or undefined when no worker answers within `ms` (a query needs a live worker). */
-export async function tryStatus(handle: ReleaseHandle, ms = 3_000): Promise<ReleaseStatus | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      handle.query(statusQuery),
-      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms))),
-    ]);
-  } catch {
-    return undefined;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** A release of NEXT, started by the suite. */
+export const releaseNext = (client: Client, taskQueue: string, service: string, reason = 'crash suite') =>
+  startRelease(client, taskQueue, { service, version: NEXT, initiator: 'reliability', reason });
 
 export const abort = (handle: ReleaseHandle) =>
   handle.signal(abortSignal, { by: 'reliability', reason: 'abort to exercise the rollback' });
+
+export interface BakingRelease {
+  service: Service;
+  workers: Proc[];
+  handle: ReleaseHandle;
+}
+
+/**
+ * A demo fleet for `service`, a worker process per name in `workers` on a task queue of the fleet's own, and a
+ * release of NEXT on them, once it is in the canary bake (bounded: 30 s). If it fails half-way, `stopAll()` stops
+ * what it had started.
+ */
+export async function releaseInCanaryBake(
+  stack: ReliabilityStack,
+  service: string,
+  cycleMs: number,
+  workers: string[],
+): Promise<BakingRelease> {
+  const [fleet] = await startServices([service]);
+  const env = stack.workerEnv(`reliability-${service}`, workerFiles(stack.dir, [fleet!], cycleMs));
+  const procs = await Promise.all(workers.map((name) => spawnWorker(env, name)));
+  const handle = await releaseNext(await stack.server.client(), env.taskQueue, service);
+  await waitForStatus(handle, canaryBaking, { timeoutMs: 30_000, everyMs: 100 }, 'the canary bake');
+  return { service: fleet!, workers: procs, handle };
+}
 
 /** Step keys (and mark-stable) the action log shows applied, or undone, more than once. */
 export async function doubleApplications(service: Service): Promise<string[]> {
@@ -360,48 +296,12 @@ export async function doubleApplications(service: Service): Promise<string[]> {
   return [...counts].filter(([, n]) => n > 1).map(([k, n]) => `${k} ×${n}`);
 }
 
-/** Live processes of `service`'s instances (by their `--instance <service>-N` argument) that the state does not know. */
-function strayInstances(service: string, known: Set<string>): string[] {
-  const strays: string[] = [];
-  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-    const argv = commandLineOf(Number(entry)) ?? [];
-    const id = argv[argv.indexOf('--instance') + 1];
-    if (argv.includes('--instance') && id?.startsWith(`${service}-`) && !known.has(id))
-      strays.push(`${id} (pid ${entry})`);
-  }
-  return strays;
-}
-
-/**
- * Problems with the fleet's end state: every member on `version`, labelled stable, serving, and UP in HAProxy, and
- * no instance process running that the fleet's state does not know (one a crash left behind).
- */
-export async function fleetProblems(service: Service, version: string): Promise<string[]> {
-  const problems: string[] = [];
-  const state = await service.fleet.target.readState();
-  const known = new Set(state.instances.map((i) => i.id));
-  for (const stray of strayInstances(service.name, known)) problems.push(`stray instance ${stray}`);
-  const members = state.instances.filter((i) => i.slot !== null);
-  const wrong = members.filter((i) => `${i.version} ${i.track} ${i.status}` !== `${version} stable serving`);
-  if (members.length !== FLEET_SIZE) problems.push(`${members.length} members, expected ${FLEET_SIZE}`);
-  for (const i of wrong) problems.push(`${i.id}: ${i.version} ${i.track} ${i.status}`);
-  if (state.stableVersion !== version) problems.push(`stable version ${state.stableVersion}, expected ${version}`);
-  const stats = await new HaproxyRuntime(service.fleet.socketPath).serverStats(service.fleet.backend);
-  const up = stats
-    .filter((s) => s.status.startsWith('UP'))
-    .map((s) => s.addr)
-    .sort();
-  const expected = members.map((i) => `127.0.0.1:${i.port}`).sort();
-  if (JSON.stringify(up) !== JSON.stringify(expected)) {
-    problems.push(`HAProxy UP ${JSON.stringify(up)}, expected ${JSON.stringify(expected)}`);
-  }
-  return problems;
-}
-
 export interface ReliabilityStack {
   readonly dir: string;
   readonly server: DevServer;
   readonly rows: Row[];
+  /** A worker's settings on this stack's server, logging into its dir. */
+  workerEnv(taskQueue: string, files: { targetsFile: string; policyDir: string }): WorkerEnv;
 }
 
 /**
@@ -431,5 +331,8 @@ export function reliabilityStack(name: string): ReliabilityStack {
       return server;
     },
     rows,
+    workerEnv(taskQueue, files) {
+      return { address: this.server.address, taskQueue, ...files, logDir: dir };
+    },
   };
 }

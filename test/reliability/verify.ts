@@ -1,14 +1,7 @@
 import type { ReleaseResult } from '../../src/domain/release';
-import {
-  FLEET_SIZE,
-  NEXT,
-  STABLE,
-  doubleApplications,
-  fleetProblems,
-  resultWithin,
-  type ReleaseHandle,
-  type Service,
-} from './support';
+import { FLEET_SIZE, NEXT, STABLE, fleetProblems } from '../helpers/fleet';
+import { resultWithin, type ReleaseHandle } from '../helpers/release-handle';
+import { doubleApplications, type Service } from './support';
 
 /** What one release came to, judged against what it should have come to without any fault. */
 export interface Verdict {
@@ -23,6 +16,21 @@ export interface Verdict {
 
 export const survived = (v: Verdict) =>
   !v.wrongOutcome && v.appliedTwice.length === 0 && v.fleet.length === 0 && v.dataLost.length === 0;
+
+/**
+ * What a RELIABILITY.md row counts of its releases: one per verdict (undefined when the test failed before one),
+ * none surviving a scenario that found `problems` of its own.
+ */
+export function tally(verdicts: (Verdict | undefined)[], problems: string[] = []) {
+  const judged = verdicts.filter((v) => v !== undefined);
+  return {
+    runs: verdicts.length,
+    survived: problems.length > 0 ? 0 : judged.filter(survived).length,
+    wrongOutcomes: judged.filter((v) => v.wrongOutcome).length,
+    appliedTwice: judged.reduce((n, v) => n + v.appliedTwice.length, 0),
+    dataLost: judged.filter((v) => v.dataLost.length > 0).length,
+  };
+}
 
 /** Waits for the result (bounded), then checks outcome, fleet, action log and that the run is the one we started. */
 export async function verifyRelease(
@@ -52,7 +60,7 @@ export async function verifyRelease(
     outcome: result?.outcome ?? 'none',
     wrongOutcome: result?.outcome !== expected || (expected === 'promoted' && result.stableVersion !== NEXT),
     appliedTwice: await doubleApplications(service),
-    fleet: await fleetProblems(service, version).catch((err: unknown) => [`fleet: ${(err as Error).message}`]),
+    fleet: await fleetProblems(service.fleet, version).catch((err: unknown) => [`fleet: ${(err as Error).message}`]),
     dataLost,
   };
   if (expected === 'promoted' && result) {
