@@ -1,5 +1,5 @@
 import type { ConcurrencyResult, HistogramSummary } from './concurrency';
-import { RUN_MAX_BYTES, RUN_MAX_EVENTS } from '../src/workflows/rollover';
+import { EVENTS_HEADROOM, RUN_MAX_BYTES, RUN_MAX_EVENTS } from '../src/workflows/rollover';
 import {
   ANALYSIS_HEARTBEAT_TIMEOUT_MS,
   HEARTBEAT_SPACING_MS,
@@ -233,10 +233,10 @@ function rolloverGoal(h: HistoryResult, goals: Goal[], findings: string[]): void
   findings.push(
     `- **A 30-day release (${num(ROUNDS(c))} one-minute rounds) takes ${num(f.runs.median)} runs of continue-as-new**: ` +
       `${num(f.events.median)} events in all (${chain}), ${num(f.actions.median)} actions in history ` +
-      `(+ ≈ ${num(c.heartbeatsEstimate)} heartbeats), ${outcomes}. A run rolls over once it has ${num(RUN_MAX_EVENTS)} events ` +
-      `(or ${BOUND_MIB}, or when Temporal suggests it); it checks when a workflow task starts, so the task ` +
-      `that finds it full adds its own completion and the continue-as-new event, and the wake before it may have ` +
-      `crossed the line: the largest run ends ${over > 0 ? `${num(over)} events past ${num(RUN_MAX_EVENTS)} (${num(f.largest.max)})` : `at ${num(f.largest.max)}, within it`}, ` +
+      `(+ ≈ ${num(c.heartbeatsEstimate)} heartbeats), ${outcomes}. A run rolls over once it has ${num(RUN_MAX_EVENTS - EVENTS_HEADROOM)} events ` +
+      `(or ${BOUND_MIB}, or when Temporal suggests it): it checks when a workflow task starts, so the wake before ` +
+      `that task and the rollover's own events come on top, and ${num(EVENTS_HEADROOM)} events of headroom keep the run ` +
+      `under ${num(RUN_MAX_EVENTS)}: the largest run ends ${over > 0 ? `${num(over)} events past ${num(RUN_MAX_EVENTS)} (${num(f.largest.max)})` : `at ${num(f.largest.max)}, within it`}, ` +
       `${num(HISTORY_EVENT_LIMIT / f.largest.max, 0)}× under the ${num(HISTORY_EVENT_LIMIT)} events at which Temporal terminates a run. ` +
       `The naive design is not run for 30 days: it would need ≈ ${num(f.projectedEvents ?? NaN)} events in one run (projected).`,
   );
@@ -316,8 +316,8 @@ ${actionRows.join('\n')}
 How these are counted:
 
 - **Events**: \`history.events.length\` of each run (\`handle.fetchHistory()\`), summed over the release's runs.
-- **Continue-as-new**: a Tollgate run rolls over into a new one once it has ${num(RUN_MAX_EVENTS)} events or
-  ${BOUND_MIB} of history, or when Temporal suggests it (\`RUN_MAX_EVENTS\`, \`RUN_MAX_BYTES\` in
+- **Continue-as-new**: a Tollgate run rolls over into a new one once it has ${num(RUN_MAX_EVENTS - EVENTS_HEADROOM)} events (so that
+  none passes ${num(RUN_MAX_EVENTS)}) or ${BOUND_MIB} of history, or when Temporal suggests it (\`RUN_MAX_EVENTS\`, \`RUN_MAX_BYTES\` in
   [\`src/workflows/rollover.ts\`](src/workflows/rollover.ts)); the bench follows the chain from the first run (at most
   100 runs). Every run's start is an action.
 - **Actions** (rule from docs.temporal.io/cloud/actions, counted from the history, [\`bench/actions.ts\`](bench/actions.ts)):

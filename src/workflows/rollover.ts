@@ -9,6 +9,11 @@ const CONTINUE_AS_NEW = 'continue-as-new';
 /** A 7-day release fits in one run (≈1,230 events): only what floods a release, or outlives a week, rolls over. */
 export const RUN_MAX_EVENTS = 2_000;
 export const RUN_MAX_BYTES = 2 * 1024 * 1024;
+/**
+ * The event count is read when a workflow task starts, after the wake that filled the run (≈ 13 events for an
+ * analysis report) and before the rollover's own: rolling over this far below the bound keeps every run under it.
+ */
+export const EVENTS_HEADROOM = 100;
 
 /** Thrown from a wait when the run is full: unwinds to the pipeline, which continues as new from its record. */
 export class RollOver extends Error {
@@ -23,7 +28,11 @@ export class RunBound {
   full(): boolean {
     if (!this.enabled) return false;
     const info = workflowInfo();
-    return info.continueAsNewSuggested || info.historyLength >= RUN_MAX_EVENTS || info.historySize >= RUN_MAX_BYTES;
+    return (
+      info.continueAsNewSuggested ||
+      info.historyLength >= RUN_MAX_EVENTS - EVENTS_HEADROOM ||
+      info.historySize >= RUN_MAX_BYTES
+    );
   }
 
   /** Throws RollOver when the run is full. */
