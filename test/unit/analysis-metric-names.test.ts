@@ -1,17 +1,8 @@
 import { analysisRound } from '../../src/activities/analysis';
 import { metricNamesSchema } from '../../src/domain/metric-names';
-import type { Check } from '../../src/domain/policy';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
-
-const errors: Check = { name: 'errors', template: 'error-ratio', max: 0.01, critical: false };
-const context = {
-  releaseId: 'r',
-  service: 'checkout',
-  version: '2.0.0',
-  stableVersion: '1.0.0',
-  stage: 'canary' as const,
-  track: 'canary' as const,
-};
+import { canaryContext } from '../helpers/analysis';
+import { errorsCheck } from '../helpers/policies';
 
 /** Answers every query with one sample and remembers what was asked. */
 function recordingMetrics(): MetricsProvider & { asked: string[] } {
@@ -31,7 +22,7 @@ function recordingMetrics(): MetricsProvider & { asked: string[] } {
 describe('an analysis round and the org’s metric names', () => {
   it('queries the demo’s names when given none', async () => {
     const metrics = recordingMetrics();
-    await analysisRound(metrics, context, [errors], 60_000, new Date(), 3);
+    await analysisRound(metrics, canaryContext, [errorsCheck], 60_000, new Date(), 3);
     expect(metrics.asked).toHaveLength(2);
     for (const query of metrics.asked) expect(query).toContain('tollgate_demo_http_requests_total{service="checkout"');
   });
@@ -39,7 +30,7 @@ describe('an analysis round and the org’s metric names', () => {
   it('queries the names it is given, the request count included', async () => {
     const metrics = recordingMetrics();
     const names = metricNamesSchema.parse({ requests: 'http_requests_total', labels: { service: 'app' } });
-    await analysisRound(metrics, context, [errors], 60_000, new Date(), 3, names);
+    await analysisRound(metrics, canaryContext, [errorsCheck], 60_000, new Date(), 3, names);
     expect(metrics.asked).toHaveLength(2);
     for (const query of metrics.asked) {
       expect(query).toContain('http_requests_total{app="checkout"');

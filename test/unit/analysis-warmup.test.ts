@@ -2,6 +2,8 @@ import { analysisRound } from '../../src/activities/analysis';
 import { checksAt, decide, type CheckResult } from '../../src/domain/analysis';
 import type { Check } from '../../src/domain/policy';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
+import { canaryContext } from '../helpers/analysis';
+import { errorsCheck } from '../helpers/policies';
 
 const latency: Check = {
   name: 'latency',
@@ -16,20 +18,11 @@ const compareOnly: Check = {
   baseline: { direction: 'increase', tolerance: 0.2, minSamples: 4 },
   critical: false,
 };
-const errors: Check = { name: 'errors', template: 'error-ratio', max: 0.01, critical: false };
-const context = {
-  releaseId: 'r',
-  service: 'checkout',
-  version: '2.0.0',
-  stableVersion: '1.0.0',
-  stage: 'canary' as const,
-  track: 'canary' as const,
-};
 
 describe('checksAt', () => {
   it('keeps baseline comparisons while a stable population is left, and drops them at 100%', () => {
-    expect(checksAt([latency, compareOnly, errors], 50)).toEqual([latency, compareOnly, errors]);
-    const at100 = checksAt([latency, compareOnly, errors], 100);
+    expect(checksAt([latency, compareOnly, errorsCheck], 50)).toEqual([latency, compareOnly, errorsCheck]);
+    const at100 = checksAt([latency, compareOnly, errorsCheck], 100);
     expect(at100.map((c) => c.name)).toEqual(['latency', 'errors']);
     expect(at100[0]).not.toHaveProperty('baseline');
     expect(at100[0]?.max).toBe(0.3);
@@ -51,7 +44,7 @@ describe('analysis warm-up', () => {
   };
 
   it('does not query or count a comparison until the canary is old enough for its samples', async () => {
-    const early = await analysisRound(metrics, context, [latency, errors], 10_000, new Date(), 1);
+    const early = await analysisRound(metrics, canaryContext, [latency, errorsCheck], 10_000, new Date(), 1);
     const warm = early.results.find((r) => r.check === 'latency')!;
     expect(warm).toMatchObject({
       verdict: 'inconclusive',
@@ -64,7 +57,7 @@ describe('analysis warm-up', () => {
     });
     expect(decision).toBe('healthy');
     expect(counters.inconclusive).toBe(1); // neither counted nor reset
-    const later = await analysisRound(metrics, context, [latency], 10_000, new Date(), 3);
+    const later = await analysisRound(metrics, canaryContext, [latency], 10_000, new Date(), 3);
     expect(later.results[0]?.warmingUp).toBeUndefined();
   });
 
@@ -101,7 +94,7 @@ describe('the first round and a canary the metrics system has not scraped yet', 
   it('is judged once the canary has data, not spent as inconclusive', async () => {
     const { metrics, countQueries } = lateMetrics(2);
     const started = Date.now();
-    const round = await analysisRound(metrics, context, [errors], 4_000, new Date(), 0);
+    const round = await analysisRound(metrics, canaryContext, [errorsCheck], 4_000, new Date(), 0);
     expect(round.results[0]).toMatchObject({ check: 'errors', verdict: 'fail' });
     expect(round.requests).toBe(40);
     expect(countQueries()).toBe(4); // two empty polls, the one with data, the round's own count
@@ -111,7 +104,7 @@ describe('the first round and a canary the metrics system has not scraped yet', 
   it('waits at most one interval, then reports the missing data', async () => {
     const { metrics } = lateMetrics(Number.POSITIVE_INFINITY);
     const started = Date.now();
-    const round = await analysisRound(metrics, context, [errors], 1_000, new Date(), 0);
+    const round = await analysisRound(metrics, canaryContext, [errorsCheck], 1_000, new Date(), 0);
     expect(round.results[0]).toMatchObject({ verdict: 'fail' }); // the check's own query still answers
     expect(round.requests).toBe(0);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
@@ -121,7 +114,7 @@ describe('the first round and a canary the metrics system has not scraped yet', 
   it('is not held up on later rounds', async () => {
     const { metrics, countQueries } = lateMetrics(Number.POSITIVE_INFINITY);
     const started = Date.now();
-    await analysisRound(metrics, context, [errors], 4_000, new Date(), 1);
+    await analysisRound(metrics, canaryContext, [errorsCheck], 4_000, new Date(), 1);
     expect(countQueries()).toBe(1);
     expect(Date.now() - started).toBeLessThan(500);
   });
