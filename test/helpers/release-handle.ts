@@ -71,12 +71,15 @@ export async function waitForStatus(
 ): Promise<ReleaseStatus> {
   let last: ReleaseStatus | undefined;
   let lastError: string | undefined;
-  // A late answer on the time-skipping server is waited for: taken as no answer, server time would move on past it.
-  const queryMs = 'env' in pace ? 30_000 : 3_000;
+  // A query is not given up on for the next while the wait lasts: abandoned ones pile up on a busy worker, and on
+  // the time-skipping server a late answer taken as none would let server time move on past what was awaited.
+  const started = Date.now();
+  const queryMs = () => ('env' in pace ? 30_000 : Math.max(1, pace.timeoutMs - (Date.now() - started)));
   const poll = async () => {
-    const status = await within(handle.query(statusQuery), queryMs).catch(
-      (err: Error) => void (lastError = err.message),
-    );
+    const status = await within(handle.query(statusQuery), queryMs()).catch((err: Error) => {
+      lastError = err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message;
+      return undefined;
+    });
     return (last = status ?? last);
   };
   const show = () => `${brief(last)}${lastError === undefined ? '' : `; last query error: ${lastError}`}`;
