@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PolicyFileError, PolicyStore } from '../../src/config/policies';
-import { DEFAULT_METRIC_NAMES } from '../../src/domain/metric-names';
+import { orgPolicySchema } from '../../src/domain/policy';
 
 let dir: string;
 let store: PolicyStore;
@@ -80,18 +80,8 @@ describe('PolicyStore.org', () => {
 
   it('takes an empty file as all defaults', async () => {
     await writeOrg('');
-    expect(await store.org()).toEqual({
-      trafficCycle: { minDuration: 0, minCanaryRequests: 0, requirePeakWindow: false },
-      minimums: {
-        analysisChecks: 1,
-        maxAnalysisInterval: 900_000,
-        maxFailureLimit: 10,
-        maxInconclusiveLimit: 10,
-        productionApproval: true,
-        fourEyes: false,
-      },
-      metrics: DEFAULT_METRIC_NAMES,
-    });
+    // What the defaults are is pinned in malformed-input.test.ts ("an empty org policy").
+    expect(await store.org()).toEqual(orgPolicySchema.parse({}));
   });
 
   it('names the missing file', async () => {
