@@ -11,7 +11,7 @@ import type { Logger } from '../../src/logger';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
 import type { Notifier, ReleaseNotification } from '../../src/providers/notify/types';
 import { DryRunTarget } from '../../src/providers/targets/dry-run';
-import type { DeployReceipt, DeployStep } from '../../src/providers/targets/types';
+import type { DeployReceipt, DeploymentTarget, DeployStep } from '../../src/providers/targets/types';
 import { workflowBundle } from './bundles';
 import { checkoutPolicy, writePolicies } from './policies';
 import { startRelease, type Drive } from './release-handle';
@@ -57,8 +57,10 @@ function scriptedAnalysis(script: AnalysisScript, calls: AnalyzeInput[]) {
   };
 }
 
-export interface HarnessOptions {
+export interface HarnessOptions<Target extends DeploymentTarget = DryRunTarget> {
   policyDir: string;
+  /** Where the real activities deploy; by default a dry-run target whose stable versions are `stable`. */
+  target?: Target;
   analysis?: AnalysisScript;
   stable?: Record<string, string>;
   undoFailures?: number;
@@ -67,7 +69,7 @@ export interface HarnessOptions {
   notifier?: Notifier;
   /** The activities' logger; silent when left out. */
   logger?: Logger;
-  /** Stands in for the deploy activity (`real` deploys to the dry-run target). */
+  /** Stands in for the deploy activity (`real` deploys to the target). */
   deploy?: (step: DeployStep, real: (step: DeployStep) => Promise<DeployReceipt>) => Promise<DeployReceipt>;
   /** Stands in for the undo activity, as `deploy` does (`undoFailures` is the simple case). */
   undo?: (step: DeployStep, real: (step: DeployStep) => Promise<DeployReceipt>) => Promise<DeployReceipt>;
@@ -81,9 +83,13 @@ const noMetrics: MetricsProvider = {
 };
 
 /** A worker on the test's own task queue, with the real activities over a dry-run target and scripted analysis. */
-export async function releaseHarness(env: TestWorkflowEnvironment, opts: HarnessOptions) {
+export async function releaseHarness<Target extends DeploymentTarget = DryRunTarget>(
+  env: TestWorkflowEnvironment,
+  opts: HarnessOptions<Target>,
+) {
   const taskQueue = taskQueueForTest();
-  const target = new DryRunTarget(opts.stable ?? { checkout: '1.0.0' });
+  // Without a target of the caller's, Target is its default, DryRunTarget.
+  const target = opts.target ?? (new DryRunTarget(opts.stable ?? { checkout: '1.0.0' }) as DeploymentTarget as Target);
   const analyzeCalls: AnalyzeInput[] = [];
   const notifications: ReleaseNotification[] = [];
   const real = createActivities({
@@ -123,7 +129,12 @@ export async function releaseHarness(env: TestWorkflowEnvironment, opts: Harness
   return { worker, taskQueue, target, analyzeCalls, undoAttempts, notifications };
 }
 
-export interface ReleaseOptions extends Omit<HarnessOptions, 'policyDir'> {
+export interface ReleaseOptions<Target extends DeploymentTarget = DryRunTarget> extends Omit<
+  HarnessOptions<Target>,
+  'policyDir'
+> {
+  /** The version released; 2.0.0 by default. */
+  version?: string;
   /** The service's policy; `checkoutPolicy()` by default. */
   policy?: ServicePolicyInput;
   /** The org's policy; by default it lets the service's policy decide on production approval. */
@@ -132,18 +143,22 @@ export interface ReleaseOptions extends Omit<HarnessOptions, 'policyDir'> {
 }
 
 /**
- * Releases 2.0.0 of the policy's service, started by alice, on a harness worker: `drive` acts on the release while
+ * Releases `version` (2.0.0) of the policy's service, started by alice, on a harness worker: `drive` acts on the release while
  * it runs. Whatever it leaves running is terminated at the end: a release left running without its worker would hold
  * a time-skipping server's clock for every later test.
  */
-export async function withRelease<T>(env: TestWorkflowEnvironment, opts: ReleaseOptions, drive: Drive<T>) {
+export async function withRelease<T, Target extends DeploymentTarget = DryRunTarget>(
+  env: TestWorkflowEnvironment,
+  opts: ReleaseOptions<Target>,
+  drive: Drive<T>,
+) {
   const policy = opts.policy ?? checkoutPolicy();
   const policyDir = writePolicies(opts.org ?? { minimums: { productionApproval: false } }, [policy]);
   const harness = await releaseHarness(env, { ...opts, policyDir });
   return harness.worker.runUntil(async () => {
     const handle = await startRelease(env.client, harness.taskQueue, {
       service: policy.service,
-      version: '2.0.0',
+      version: opts.version ?? '2.0.0',
       initiator: 'alice',
       ...(opts.reason !== undefined && { reason: opts.reason }),
     });
@@ -159,9 +174,9 @@ export async function withRelease<T>(env: TestWorkflowEnvironment, opts: Release
  * `withRelease`, through to the release's end: its result, its status then, and the history of every run it took
  * (`history` is the last run's).
  */
-export async function runRelease<T = void>(
+export async function runRelease<T = void, Target extends DeploymentTarget = DryRunTarget>(
   env: TestWorkflowEnvironment,
-  opts: ReleaseOptions = {},
+  opts: ReleaseOptions<Target> = {},
   drive: Drive<T> = () => Promise.resolve(undefined as T),
 ) {
   const { value, ...rest } = await withRelease(env, opts, async (handle) => {

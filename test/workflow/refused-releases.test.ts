@@ -10,6 +10,7 @@ import { releaseWorkflow } from '../../src/workflows';
 import { writePolicies } from '../helpers/policies';
 import { waitForStatus } from '../helpers/release-handle';
 import { releaseHarness } from '../helpers/release-harness';
+import type { DryRunTarget } from '../../src/providers/targets/dry-run';
 import { randomWorkflowId } from '../helpers/temporal';
 import { startTimeSkipping } from '../helpers/temporal-servers';
 
@@ -289,7 +290,7 @@ const CASES: [string, unknown, 'InvalidRequest' | 'InvalidPolicy', string, strin
 
 describe('refused releases (time-skipping): a clear error naming the field, and nothing deployed', () => {
   let env: TestWorkflowEnvironment;
-  let harness: Awaited<ReturnType<typeof releaseHarness>>;
+  let harness: Awaited<ReturnType<typeof releaseHarness<DryRunTarget>>>;
   let running: Promise<void>;
 
   beforeAll(async () => {
