@@ -14,6 +14,7 @@ import type { BenchReport, SectionOutcome } from './run';
 import type { AbortResult, ApproveResult } from './reaction';
 import type { BreachResult, BreachTrial } from './breach';
 import { heartbeatSection } from './report-heartbeats';
+import { kubernetesSection } from './kubernetes';
 import { medianRange, num, summarize, type Summary } from './stats';
 
 const GOAL_MAX_EVENTS = 4_096;
@@ -21,7 +22,7 @@ const GOAL_EVENT_RATIO = 50;
 const GOAL_ABORT_P99_MS = 250;
 const GOAL_STARTUP_RATIO = 2;
 
-interface Goal {
+export interface Goal {
   goal: string;
   measured: string;
   met: boolean | undefined;
@@ -681,7 +682,7 @@ ${done.map(({ result: c }) => `Section wall time (${num(c.releases)}): ${seconds
 }
 
 /** BENCHMARKS.md's sections in order (§1 …), by their BENCH_SECTIONS names. */
-export const SECTION_KEYS = ['history', 'startup', 'reaction', 'concurrency', 'heartbeats'] as const;
+export const SECTION_KEYS = ['history', 'startup', 'reaction', 'concurrency', 'heartbeats', 'kubernetes'] as const;
 export type SectionKey = (typeof SECTION_KEYS)[number];
 
 interface Rendered {
@@ -702,6 +703,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
     reaction: () => reactionSection(report, goals, findings),
     concurrency: () => concurrencySection(report, goals, findings),
     heartbeats: () => heartbeatSection(report.heartbeats, report, goals, findings),
+    kubernetes: () => kubernetesSection(report.kubernetes, goals, findings),
   }[key];
   const text = render();
   const n = SECTION_KEYS.indexOf(key) + 1;
@@ -713,7 +715,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
   };
 }
 
-const GOALS_HEADING = '## Goals (issues 7 and 12)';
+const GOALS_HEADING = '## Goals (issues 7, 12 and 13)';
 const FINDINGS_HEADING = '## Findings';
 const RERUN_PREFIX = 'Re-run alone since, each stamped under its heading: ';
 const goalsBlock = (rows: string[]) =>

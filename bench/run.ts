@@ -7,6 +7,7 @@ import { PROJECT_ROOT } from '../scripts/temporal-binaries';
 import { workflowBundlerOptions } from '../src/worker';
 import { runConcurrencyBench, type ConcurrencyResult } from './concurrency';
 import { runHeartbeatBench, type HeartbeatResult } from './heartbeats';
+import { runKubernetesBench, type KubernetesResult } from './kubernetes';
 import { runHistoryBench, type HistoryResult } from './history';
 import { machine, versions } from './machine';
 import { runReactionBench, type ReactionResult } from './reaction';
@@ -18,7 +19,7 @@ import { runStartupBench, type StartupResult } from './startup';
  * `npm run bench`: every figure in one invocation, each section bounded in wall time, written to BENCHMARKS.md.
  * Knobs (environment): BENCH_QUICK=1 runs a few repetitions of everything (a smoke test of the bench, figures not
  * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_SECTIONS
- * (history,startup,reaction,concurrency,heartbeats), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
+ * (history,startup,reaction,concurrency,heartbeats,kubernetes), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
  * file) for a partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency
  * worker's workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS naming only some
  * sections (e.g. history, or heartbeats) rewrites only theirs in BENCHMARKS.md — their text, goals and findings — and
@@ -58,6 +59,7 @@ export interface BenchReport {
   reaction: SectionOutcome<ReactionResult>;
   concurrency: SectionOutcome<ConcurrencyResult>[];
   heartbeats: SectionOutcome<HeartbeatResult>;
+  kubernetes: SectionOutcome<KubernetesResult>;
   totalMs: number;
 }
 
@@ -144,6 +146,8 @@ async function main(): Promise<void> {
   report.heartbeats = await section('heartbeats', () =>
     runHeartbeatBench({ code: benchCode, stretchesPerOption: HEARTBEAT_STRETCHES, scale: 60, log }),
   );
+
+  report.kubernetes = await section('kubernetes', () => runKubernetesBench(quick ? 1 : 5, until(600_000)));
 
   const skipped = { error: 'skipped (BENCH_SECTIONS)' };
   report.startup = report.reaction = skipped;
