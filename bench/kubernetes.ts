@@ -1,11 +1,9 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pino from 'pino';
-import { stringify } from 'yaml';
-import { kubernetesBinDir, startControlPlane, type ControlPlane } from '../scripts/kubernetes-control-plane';
-import { KubernetesTarget } from '../src/providers/targets/kubernetes';
+import { kubernetesBinDir, startControlPlane } from '../scripts/kubernetes-control-plane';
 import type { DeployStep } from '../src/providers/targets/types';
+import { createStable, kubernetesTarget, openShop } from '../test/helpers/kubernetes';
 import type { Goal } from './report';
 import type { SectionOutcome } from './run';
 import { summarize, type Summary } from './stats';
@@ -37,7 +35,7 @@ export async function runKubernetesBench(repetitions: number, deadline: number):
   const plane = await startControlPlane();
   const controlPlaneStartMs = Date.now() - t0;
   try {
-    const kubeconfig = await plane.setUpTargetNamespace('shop');
+    const { kubeconfig } = await openShop(plane);
     const kubectl = join(kubernetesBinDir(), 'kubectl');
     const byHand = (args: string[]) =>
       promisify(execFile)(kubectl, ['--kubeconfig', plane.adminKubeconfig, '-n', 'shop', ...args], {
@@ -53,7 +51,7 @@ export async function runKubernetesBench(repetitions: number, deadline: number):
       const order = i % 2 === 0 ? (['tollgate', 'kubectl'] as const) : (['kubectl', 'tollgate'] as const);
       for (const who of order) {
         const name = `${who === 'tollgate' ? 'tg' : 'kc'}-${i}`;
-        await createStable(plane, name);
+        await createStable(plane, name, { replicas: FLEET });
         if (who === 'tollgate') {
           const r = await throughTollgate(name, kubeconfig);
           times.tollgate.canary.push(r.canaryMs);
@@ -86,40 +84,8 @@ export async function runKubernetesBench(repetitions: number, deadline: number):
   }
 }
 
-async function createStable(plane: ControlPlane, name: string): Promise<void> {
-  const labels = { app: name, track: 'stable' };
-  await plane.kubectl(['apply', '-n', 'shop', '-f', '-'], {
-    input: stringify({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name },
-      spec: {
-        replicas: FLEET,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: { containers: [{ name: 'app', image: `registry.example.com/${name}:1.0.0` }] },
-        },
-      },
-    }),
-  });
-  await plane.kubectl(['rollout', 'status', '-n', 'shop', `deployment/${name}`, '--timeout=120s']);
-}
-
 async function throughTollgate(name: string, kubeconfig: string) {
-  const target = new KubernetesTarget(
-    {
-      service: name,
-      namespace: 'shop',
-      deployment: name,
-      container: 'app',
-      image: `registry.example.com/${name}:{version}`,
-      fleetSize: FLEET,
-      staging: { namespace: 'shop-staging' },
-      kubeconfig,
-    },
-    { logger: pino({ level: 'error' }) },
-  );
+  const target = kubernetesTarget(kubeconfig, name, FLEET);
   const releaseId = `release-${name}/run-1`;
   const step = (key: string, over: Partial<DeployStep>): DeployStep => ({
     key: `${releaseId}/${key}`,

@@ -1,12 +1,11 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { AppsV1Api, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
-import { stringify } from 'yaml';
-import { startControlPlane, type ControlPlane } from '../../scripts/kubernetes-control-plane';
 import { readLedger } from '../../src/providers/targets/kubernetes-objects';
 import { KubernetesTarget, kubernetesOptionsSchema } from '../../src/providers/targets/kubernetes';
 import type { DeployStep } from '../../src/providers/targets/types';
 import { compileDemo, quietLogger, removeDir } from '../helpers/fleet';
+import { createStable, readDeployment, targetOptions } from '../helpers/kubernetes';
+import { shopForTests } from '../helpers/kubernetes-suite';
 
 /**
  * A worker SIGKILLed in the middle of a Kubernetes step (kubernetes-crash-child.ts, a process of its own), and the
@@ -16,65 +15,25 @@ import { compileDemo, quietLogger, removeDir } from '../helpers/fleet';
 jest.setTimeout(180_000);
 
 const FLEET = 6;
-let plane: ControlPlane;
-let kubeconfig: string;
-let apps: AppsV1Api;
+const cluster = shopForTests();
 let childJs: string;
 let buildDir: string;
 
 beforeAll(async () => {
-  const [started, build] = await Promise.all([
-    startControlPlane(),
-    compileDemo(['test/integration/kubernetes-crash-child.ts']),
-  ]);
-  plane = started;
+  const build = await compileDemo(['test/integration/kubernetes-crash-child.ts']);
   buildDir = build.dir;
   childJs = build.js('test/integration/kubernetes-crash-child.ts');
-  kubeconfig = await plane.setUpTargetNamespace('shop');
-  const admin = new KubeConfig();
-  admin.loadFromFile(plane.adminKubeconfig);
-  apps = admin.makeApiClient(AppsV1Api);
-}, 180_000);
+});
 
 afterAll(async () => {
-  await plane?.stop();
   if (buildDir) await removeDir(buildDir);
 });
 
-const read = async (name: string): Promise<V1Deployment | undefined> =>
-  apps.readNamespacedDeployment({ name, namespace: 'shop' }).catch(() => undefined);
-
-async function createStable(name: string): Promise<void> {
-  const labels = { app: name, track: 'stable' };
-  await plane.kubectl(['apply', '-n', 'shop', '-f', '-'], {
-    input: stringify({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name },
-      spec: {
-        replicas: FLEET,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: { containers: [{ name: 'app', image: `registry.example.com/${name}:1.0.0` }] },
-        },
-      },
-    }),
-  });
-}
-
+const read = (name: string) => readDeployment(cluster.shop, name);
 const options = (name: string) =>
-  kubernetesOptionsSchema.parse({
-    service: name,
-    namespace: 'shop',
-    deployment: name,
-    container: 'app',
-    image: `registry.example.com/${name}:{version}`,
-    fleetSize: FLEET,
-    staging: { namespace: 'shop-staging' },
-    kubeconfig,
-    timeouts: { readyMs: 60_000, pollMs: 100 },
-  });
+  kubernetesOptionsSchema.parse(
+    targetOptions(cluster.shop.kubeconfig, name, FLEET, { timeouts: { readyMs: 60_000, pollMs: 100 } }),
+  );
 
 const canaryStep = (name: string): DeployStep => ({
   key: `release-${name}/run-1/canary`,
@@ -103,7 +62,7 @@ describe.each([
 ])('a worker SIGKILLed %s', (_when, killAfterWrites, appliedByRetry) => {
   it('is finished by the retry, applied exactly once', async () => {
     const name = `crash-${killAfterWrites}`;
-    await createStable(name);
+    await createStable(cluster.shop.plane, name, { replicas: FLEET });
     expect(await dieAfterWrites(name, killAfterWrites)).toBe('SIGKILL');
 
     const retry = await new KubernetesTarget(options(name), { logger: quietLogger() }).apply(canaryStep(name));

@@ -1,10 +1,17 @@
-import { AppsV1Api, CustomObjectsApi, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
-import { stringify } from 'yaml';
-import { startControlPlane, type ControlPlane } from '../../scripts/kubernetes-control-plane';
+import type { V1Deployment } from '@kubernetes/client-node';
 import { ANNOTATION, readLedger } from '../../src/providers/targets/kubernetes-objects';
-import { KubernetesTarget, type KubernetesOptions } from '../../src/providers/targets/kubernetes';
+import type { KubernetesOptionsInput } from '../../src/providers/targets/kubernetes';
 import type { DeployStep } from '../../src/providers/targets/types';
-import { quietLogger } from '../helpers/fleet';
+import {
+  createRoute,
+  createStable,
+  kubernetesTarget,
+  readDeployment,
+  routeWeights,
+  STAGING_NAMESPACE,
+} from '../helpers/kubernetes';
+import { shopForTests } from '../helpers/kubernetes-suite';
+import { eventually } from '../helpers/until';
 
 /**
  * The Kubernetes target against a real API server, controller-manager, scheduler and kwok (pods turn Ready, no
@@ -13,77 +20,19 @@ import { quietLogger } from '../helpers/fleet';
 
 jest.setTimeout(180_000);
 
-let plane: ControlPlane;
-let kubeconfig: string;
-let apps: AppsV1Api;
-let routes: CustomObjectsApi;
-
-const IMAGE = 'registry.example.com/checkout:{version}';
 const FLEET = 10;
+const cluster = shopForTests({ gatewayApi: true });
 
-beforeAll(async () => {
-  plane = await startControlPlane({ gatewayApi: true });
-  kubeconfig = await plane.setUpTargetNamespace('shop');
-  await plane.setUpTargetNamespace('shop-staging');
-  // Staging has its own namespace: the production namespace's ServiceAccount gets the same Role there.
-  await plane.kubectl([
-    ...['create', 'rolebinding', 'tollgate-target-from-shop', '-n', 'shop-staging'],
-    ...['--role=tollgate-target', '--serviceaccount=shop:tollgate'],
-  ]);
-  const admin = new KubeConfig();
-  admin.loadFromFile(plane.adminKubeconfig);
-  apps = admin.makeApiClient(AppsV1Api);
-  routes = admin.makeApiClient(CustomObjectsApi);
-}, 180_000);
-
-afterAll(async () => {
-  await plane?.stop();
-});
-
-afterEach(async () => {
-  // Only on failure would this be read; cheap enough to keep for every test.
-  if (expect.getState().assertionCalls === 0) process.stderr.write(await plane.logTail(20));
-});
-
-/** A team's stable Deployment, as it would `kubectl apply` it: N pods of `version`. */
-async function createStable(name: string, version: string, progressDeadlineSeconds = 600): Promise<void> {
-  const labels = { app: name, track: 'stable' };
-  await plane.kubectl(['apply', '-n', 'shop', '-f', '-'], {
-    input: stringify({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name },
-      spec: {
-        replicas: FLEET,
-        progressDeadlineSeconds,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels: { ...labels, version } },
-          spec: { containers: [{ name: 'app', image: IMAGE.replace('{version}', version) }] },
-        },
-      },
-    }),
+const applyStable = (name: string, progressDeadlineSeconds?: number) =>
+  createStable(cluster.shop.plane, name, {
+    replicas: FLEET,
+    ...(progressDeadlineSeconds !== undefined && { progressDeadlineSeconds }),
   });
-  await until(async () => (await read(name))?.status?.availableReplicas === FLEET, `${name} available`);
-}
-
-function target(name: string, extra: Partial<KubernetesOptions> = {}): KubernetesTarget {
-  return new KubernetesTarget(
-    {
-      service: name,
-      namespace: 'shop',
-      deployment: name,
-      container: 'app',
-      image: IMAGE,
-      fleetSize: FLEET,
-      staging: { namespace: 'shop-staging' },
-      kubeconfig,
-      timeouts: { readyMs: 60_000, pollMs: 100, podFailureMs: 3_000 },
-      ...extra,
-    },
-    { logger: quietLogger() },
-  );
-}
+const target = (name: string, extra: Partial<KubernetesOptionsInput> = {}) =>
+  kubernetesTarget(cluster.shop.kubeconfig, name, FLEET, {
+    timeouts: { readyMs: 60_000, pollMs: 100, podFailureMs: 3_000 },
+    ...extra,
+  });
 
 const step = (
   service: string,
@@ -98,16 +47,7 @@ const step = (
   ...over,
 });
 
-const read = async (name: string, namespace = 'shop'): Promise<V1Deployment | undefined> =>
-  apps.readNamespacedDeployment({ name, namespace }).catch(() => undefined);
-
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${await plane.logTail(30)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const read = (name: string, namespace?: string) => readDeployment(cluster.shop, name, namespace);
 
 /** The type and message of the KubernetesStepError `attempt` fails with. */
 async function failure(attempt: Promise<unknown>): Promise<{ type: string | undefined; message: string }> {
@@ -123,7 +63,7 @@ const imageOf = (d: V1Deployment | undefined) => d?.spec?.template.spec?.contain
 
 describe('traffic: replicas', () => {
   it('releases staging → canary → waves → stable with every pod labelled, then undoes a release exactly', async () => {
-    await createStable('checkout', '1.0.0');
+    await applyStable('checkout');
     const t = target('checkout');
     expect(await t.stableVersion('checkout')).toBe('1.0.0');
     const r = 'release-checkout/run-1';
@@ -132,7 +72,7 @@ describe('traffic: replicas', () => {
 
     const staged = await t.apply(at('staging', { track: 'staging' }));
     expect(staged.applied).toBe(true);
-    const staging = await read('checkout', 'shop-staging');
+    const staging = await read('checkout', STAGING_NAMESPACE);
     expect(staging?.status?.availableReplicas).toBe(1);
     expect(staging?.spec?.template.metadata?.labels).toMatchObject({ track: 'staging', version: '1.1.0' });
 
@@ -196,13 +136,13 @@ describe('traffic: replicas', () => {
   });
 
   it('names a Deployment someone else changed mid-release and leaves it as they left it', async () => {
-    await createStable('payments', '1.0.0');
+    await applyStable('payments');
     const t = target('payments');
     const r = 'release-payments/run-1';
     const at = (name: string, over: Partial<DeployStep>) =>
       step('payments', r, name, { track: 'production', version: '1.1.0', ...over });
     await t.apply(at('canary', { track: 'canary', canaryInstances: 2 }));
-    await plane.kubectl(['scale', '-n', 'shop', 'deployment/payments', '--replicas=6']);
+    await cluster.shop.plane.kubectl(['scale', '-n', 'shop', 'deployment/payments', '--replicas=6']);
 
     const drift = await failure(t.apply(at('wave-1', { percent: 50 })));
     expect(drift.type).toBe('KubernetesDrift');
@@ -216,7 +156,7 @@ describe('traffic: replicas', () => {
   });
 
   it('fails a canary whose pods never turn Ready with Kubernetes’ own reason, and undo takes it out', async () => {
-    await createStable('search', '1.0.0', 8);
+    await applyStable('search', 8);
     const r = 'release-search/run-1';
     const canaryStep = step('search', r, 'canary', { track: 'canary', version: 'never-ready-2', canaryInstances: 1 });
 
@@ -234,13 +174,18 @@ describe('traffic: replicas', () => {
   });
 
   it('rides out an API server restart in the middle of a step', async () => {
-    await createStable('cart', '1.0.0');
+    await applyStable('cart');
     const t = target('cart');
     const applying = t.apply(
       step('cart', 'release-cart/run-1', 'canary', { track: 'canary', version: '1.1.0', canaryInstances: 3 }),
     );
-    await until(async () => (await read('cart-canary')) !== undefined, 'cart-canary created', 30_000);
-    await plane.restartApiServer({ downMs: 1_000 });
+    await eventually(
+      () => read('cart-canary'),
+      (d) => d !== undefined,
+      'cart-canary created',
+      { timeoutMs: 30_000 },
+    );
+    await cluster.shop.plane.restartApiServer({ downMs: 1_000 });
     expect((await applying).applied).toBe(true);
     expect((await read('cart-canary'))?.status?.availableReplicas).toBe(3);
     expect(await replicas('cart')).toBe(7);
@@ -249,35 +194,9 @@ describe('traffic: replicas', () => {
 
 describe('traffic: gatewayAPI', () => {
   it('moves HTTPRoute weights exactly at each step, and puts them back on undo', async () => {
-    await createStable('ledger', '1.0.0');
-    await plane.kubectl(['apply', '-n', 'shop', '-f', '-'], {
-      input: stringify({
-        apiVersion: 'gateway.networking.k8s.io/v1',
-        kind: 'HTTPRoute',
-        metadata: { name: 'ledger' },
-        spec: {
-          parentRefs: [{ name: 'edge' }],
-          rules: [
-            {
-              backendRefs: [
-                { name: 'ledger-stable', port: 80, weight: 100 },
-                { name: 'ledger-canary', port: 80, weight: 0 },
-              ],
-            },
-          ],
-        },
-      }),
-    });
-    const weights = async () => {
-      const route = (await routes.getNamespacedCustomObject({
-        group: 'gateway.networking.k8s.io',
-        version: 'v1',
-        namespace: 'shop',
-        plural: 'httproutes',
-        name: 'ledger',
-      })) as { spec: { rules: Array<{ backendRefs: Array<{ weight: number }> }> } };
-      return route.spec.rules[0]!.backendRefs.map((b) => b.weight);
-    };
+    await applyStable('ledger');
+    await createRoute(cluster.shop.plane, 'ledger');
+    const weights = () => routeWeights(cluster.shop, 'ledger');
     const t = target('ledger', {
       traffic: 'gatewayAPI',
       httpRoute: { name: 'ledger', stableBackend: 'ledger-stable', canaryBackend: 'ledger-canary' },

@@ -1,11 +1,17 @@
-import { AppsV1Api, CustomObjectsApi, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
-import { stringify } from 'yaml';
-import { startControlPlane, type ControlPlane } from '../../scripts/kubernetes-control-plane';
-import { KubernetesTarget, type KubernetesOptions } from '../../src/providers/targets/kubernetes';
 import { checkoutPolicy, errorsCheck } from '../helpers/policies';
+import {
+  createRoute,
+  createStable,
+  kubernetesTarget,
+  readDeployment,
+  routeWeights,
+  STAGING_NAMESPACE,
+} from '../helpers/kubernetes';
+import { shopForTests } from '../helpers/kubernetes-suite';
 import { waitForStatus } from '../helpers/release-handle';
-import { runRelease, silentLogger } from '../helpers/release-harness';
+import { runRelease } from '../helpers/release-harness';
 import { timeSkippingForTests } from '../helpers/temporal';
+import type { KubernetesOptionsInput } from '../../src/providers/targets/kubernetes';
 
 /**
  * The whole release on the time-skipping server with the real Kubernetes target against a real API server: the
@@ -14,72 +20,17 @@ import { timeSkippingForTests } from '../helpers/temporal';
 jest.setTimeout(240_000);
 
 const FLEET = 4;
-let plane: ControlPlane;
-let kubeconfig: string;
-let apps: AppsV1Api;
-let custom: CustomObjectsApi;
-
-beforeAll(async () => {
-  plane = await startControlPlane({ gatewayApi: true });
-  kubeconfig = await plane.setUpTargetNamespace('shop');
-  await plane.setUpTargetNamespace('shop-staging');
-  await plane.kubectl([
-    ...['create', 'rolebinding', 'tollgate-target-from-shop', '-n', 'shop-staging'],
-    ...['--role=tollgate-target', '--serviceaccount=shop:tollgate'],
-  ]);
-  const admin = new KubeConfig();
-  admin.loadFromFile(plane.adminKubeconfig);
-  apps = admin.makeApiClient(AppsV1Api);
-  custom = admin.makeApiClient(CustomObjectsApi);
-}, 240_000);
-
-afterAll(async () => {
-  await plane?.stop();
-});
-
+const cluster = shopForTests({ gatewayApi: true });
 const server = timeSkippingForTests();
 
-const read = (name: string, namespace = 'shop'): Promise<V1Deployment | undefined> =>
-  apps.readNamespacedDeployment({ name, namespace }).catch(() => undefined);
-
-async function createStable(service: string): Promise<void> {
-  const labels = { app: service, track: 'stable' };
-  await plane.kubectl(['apply', '-n', 'shop', '-f', '-'], {
-    input: stringify({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: service },
-      spec: {
-        replicas: FLEET,
-        progressDeadlineSeconds: 8,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels: { ...labels, version: '1.0.0' } },
-          spec: { containers: [{ name: 'app', image: `registry.example.com/${service}:1.0.0` }] },
-        },
-      },
-    }),
+const read = (name: string, namespace?: string) => readDeployment(cluster.shop, name, namespace);
+const applyStable = (service: string) =>
+  createStable(cluster.shop.plane, service, { replicas: FLEET, progressDeadlineSeconds: 8 });
+const target = (service: string, extra: Partial<KubernetesOptionsInput> = {}) =>
+  kubernetesTarget(cluster.shop.kubeconfig, service, FLEET, {
+    timeouts: { readyMs: 60_000, pollMs: 200, podFailureMs: 3_000 },
+    ...extra,
   });
-  await plane.kubectl(['rollout', 'status', '-n', 'shop', `deployment/${service}`, '--timeout=60s']);
-}
-
-function target(service: string, extra: Partial<KubernetesOptions> = {}): KubernetesTarget {
-  return new KubernetesTarget(
-    {
-      service,
-      namespace: 'shop',
-      deployment: service,
-      container: 'app',
-      image: `registry.example.com/${service}:{version}`,
-      fleetSize: FLEET,
-      staging: { namespace: 'shop-staging' },
-      kubeconfig,
-      timeouts: { readyMs: 60_000, pollMs: 200, podFailureMs: 3_000 },
-      ...extra,
-    },
-    { logger: silentLogger },
-  );
-}
 
 const policy = (service: string, waves: number[]) =>
   checkoutPolicy({
@@ -89,7 +40,7 @@ const policy = (service: string, waves: number[]) =>
   });
 
 it('releases a Deployment staging → canary → waves → stable, every pod labelled by track and version', async () => {
-  await createStable('checkout');
+  await applyStable('checkout');
   const k8s = target('checkout');
   const seen: number[][] = [];
   const { result } = await runRelease(
@@ -115,7 +66,7 @@ it('releases a Deployment staging → canary → waves → stable, every pod lab
   expect(stable?.spec?.template.metadata?.labels).toMatchObject({ track: 'stable', version: '2.0.0' });
   expect(stable?.status?.availableReplicas).toBe(FLEET);
   expect(await read('checkout-canary')).toBeUndefined();
-  expect((await read('checkout', 'shop-staging'))?.spec?.template.metadata?.labels).toMatchObject({
+  expect((await read('checkout', STAGING_NAMESPACE))?.spec?.template.metadata?.labels).toMatchObject({
     track: 'staging',
     version: '2.0.0',
   });
@@ -123,7 +74,7 @@ it('releases a Deployment staging → canary → waves → stable, every pod lab
 });
 
 it("rolls back a canary whose pods never turn Ready, with Kubernetes' reason in status", async () => {
-  await createStable('search');
+  await applyStable('search');
   const specBefore = (await read('search'))?.spec;
   const { result, status } = await runRelease(server.env, {
     target: target('search'),
@@ -137,35 +88,9 @@ it("rolls back a canary whose pods never turn Ready, with Kubernetes' reason in 
 });
 
 it('moves the HTTPRoute weights at each wave (gatewayAPI) and sends everything to the new stable at the end', async () => {
-  await createStable('ledger');
-  await plane.kubectl(['apply', '-n', 'shop', '-f', '-'], {
-    input: stringify({
-      apiVersion: 'gateway.networking.k8s.io/v1',
-      kind: 'HTTPRoute',
-      metadata: { name: 'ledger' },
-      spec: {
-        parentRefs: [{ name: 'edge' }],
-        rules: [
-          {
-            backendRefs: [
-              { name: 'ledger-stable', port: 80, weight: 100 },
-              { name: 'ledger-canary', port: 80, weight: 0 },
-            ],
-          },
-        ],
-      },
-    }),
-  });
-  const weights = async () => {
-    const route = (await custom.getNamespacedCustomObject({
-      group: 'gateway.networking.k8s.io',
-      version: 'v1',
-      namespace: 'shop',
-      plural: 'httproutes',
-      name: 'ledger',
-    })) as { spec: { rules: Array<{ backendRefs: Array<{ weight: number }> }> } };
-    return route.spec.rules[0]!.backendRefs.map((b) => b.weight);
-  };
+  await applyStable('ledger');
+  await createRoute(cluster.shop.plane, 'ledger');
+  const weights = () => routeWeights(cluster.shop, 'ledger');
   const seen: number[][] = [];
   const gateway = target('ledger', {
     traffic: 'gatewayAPI',

@@ -89,6 +89,8 @@ export const kubernetesOptionsSchema = z
       });
   });
 export type KubernetesOptions = z.output<typeof kubernetesOptionsSchema>;
+/** What a targets file entry (or a caller) gives: defaults left out. */
+export type KubernetesOptionsInput = z.input<typeof kubernetesOptionsSchema>;
 
 /** A step that cannot succeed as the cluster stands: retrying cannot help, so Temporal does not; the release rolls back. */
 export class KubernetesStepError extends ApplicationFailure {
@@ -105,7 +107,7 @@ export class KubernetesTarget implements DeploymentTarget {
   private readonly log: Logger;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(input: z.input<typeof kubernetesOptionsSchema>, deps: { logger: Logger; api?: KubernetesApi }) {
+  constructor(input: KubernetesOptionsInput, deps: { logger: Logger; api?: KubernetesApi }) {
     this.options = kubernetesOptionsSchema.parse(input);
     this.api = deps.api ?? kubernetesApi(this.options);
     this.log = deps.logger.child({ target: this.kind, service: this.options.service });
