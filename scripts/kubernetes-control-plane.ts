@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
@@ -8,7 +8,8 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { MissingBinaryError, PROJECT_ROOT } from './temporal-binaries';
+import { isExecutable, MissingBinaryError, PROJECT_ROOT } from './temporal-binaries';
+import { markOwner, sweepOrphans } from './orphan-dirs';
 
 /**
  * A real Kubernetes control plane for tests, the bench and the demo: etcd, kube-apiserver (RBAC enforced),
@@ -105,20 +106,11 @@ function buildScriptBinDir(env: NodeJS.ProcessEnv): string {
   return join(cache, key, 'bin');
 }
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const bin = kubernetesBinDir();
-  await sweepOrphans();
+  await sweepOrphans(DIR_PREFIX);
   const ownsDir = options.dir === undefined;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), DIR_PREFIX)));
   const cluster = new Cluster(bin, dir, ownsDir, log);
@@ -135,29 +127,6 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 }
 
 const DIR_PREFIX = 'tollgate-kubernetes-';
-const OWNER_FILE = 'owner.pid';
-
-/**
- * Temp dirs of test processes that died without stop(): their components died with them (`SETPRIV`), but etcd's data
- * and the logs would pile up in /tmp.
- */
-async function sweepOrphans(): Promise<void> {
-  for (const name of await readdir(tmpdir())) {
-    if (!name.startsWith(DIR_PREFIX)) continue;
-    const dir = join(tmpdir(), name);
-    const owner = Number(await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => ''));
-    if (owner > 0 && !alive(owner)) await rm(dir, { recursive: true, force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Components run under `setpriv --pdeathsig KILL` (util-linux) so the kernel kills them when the test process dies,
@@ -199,7 +168,7 @@ class Cluster {
     await mkdir(this.pki, { recursive: true });
     await mkdir(this.logs, { recursive: true });
     await mkdir(join(this.dir, 'kubeconfigs'), { recursive: true });
-    if (this.ownsDir) await writeFile(join(this.dir, OWNER_FILE), String(process.pid));
+    if (this.ownsDir) await markOwner(this.dir);
     // Started first: `go mod download` takes a second even from the module cache.
     const gatewayCrds = options.gatewayApi ? gatewayApiCrdDir(this.dir) : undefined;
     // Unhandled until awaited below; a rejection must not crash the process before then.

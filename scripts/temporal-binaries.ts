@@ -16,7 +16,7 @@ export const TEMPORAL_TEST_SERVER: BinarySpec = { name: 'temporal-test-server', 
 
 export class MissingBinaryError extends Error {}
 
-function isExecutable(path: string): boolean {
+export function isExecutable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return true;

@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { markOwner, sweepOrphans } from '../../scripts/orphan-dirs';
 
 /** Debian's package (`scripts/provision.sh` installs it). */
 export const PROMETHEUS_BINARY = process.env.TOLLGATE_PROMETHEUS_BIN ?? '/usr/bin/prometheus';
@@ -42,10 +43,10 @@ const guard = existsSync(SETPRIV);
 
 /** A Prometheus on a free 127.0.0.1 port with its own config and TSDB in a temp dir; `stop()` removes both. */
 export async function startPrometheus(options: PrometheusOptions): Promise<RunningPrometheus> {
-  await sweepOrphans();
+  await sweepOrphans(DIR_PREFIX);
   const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
   try {
-    await writeFile(join(dir, OWNER_FILE), String(process.pid));
+    await markOwner(dir);
     const configFile = join(dir, 'prometheus.yml');
     await writeFile(configFile, stringify(config(options)));
     // Another process can take the port between our probe and Prometheus' bind; a fresh port fixes that.
@@ -65,26 +66,6 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
 }
 
 const DIR_PREFIX = 'tollgate-prometheus-';
-const OWNER_FILE = 'owner.pid';
-
-/** Temp dirs of test processes that died without stop() (their Prometheus died with them, see `guard`). */
-async function sweepOrphans(): Promise<void> {
-  for (const name of await readdir(tmpdir())) {
-    if (!name.startsWith(DIR_PREFIX)) continue;
-    const dir = join(tmpdir(), name);
-    const owner = Number(await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => ''));
-    if (owner > 0 && !alive(owner)) await rm(dir, { recursive: true, force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function config({ scrapeIntervalSeconds, fileSdPath, staticTargets, honorLabels }: PrometheusOptions): unknown {
   const interval = `${scrapeIntervalSeconds}s`;
