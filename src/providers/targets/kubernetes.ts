@@ -113,6 +113,10 @@ export class KubernetesTarget implements DeploymentTarget {
     this.log = deps.logger.child({ target: this.kind, service: this.options.service });
   }
 
+  private readCanary(): Promise<V1Deployment | undefined> {
+    return this.api.getDeployment(this.options.namespace, this.canaryName);
+  }
+
   private get canaryName() {
     return `${this.options.deployment}-canary`;
   }
@@ -156,7 +160,7 @@ export class KubernetesTarget implements DeploymentTarget {
         next.metadata!.annotations = { ...next.metadata!.annotations, [ANNOTATION.stableVersion]: version };
         await this.write(stable, next, `mark-stable:${version}`, null);
         if (this.options.httpRoute) await this.setWeights(percentWeights(0));
-        await this.removeCanary();
+        await this.removeCanary(await this.readCanary());
       }),
     );
   }
@@ -189,7 +193,7 @@ export class KubernetesTarget implements DeploymentTarget {
   private async undoExposure(step: DeployStep): Promise<DeployReceipt> {
     const stable = await this.api.getDeployment(this.options.namespace, this.options.deployment);
     if (!stable) {
-      await this.removeCanary();
+      await this.removeCanary(await this.readCanary());
       return { key: step.key, applied: false, changes: [`${this.stableLabel()} is gone; removed the canary`] };
     }
     const ledger = await this.ledgerFor(stable, step.releaseId);
@@ -212,9 +216,8 @@ export class KubernetesTarget implements DeploymentTarget {
     step: DeployStep,
     { strict }: { strict: boolean },
   ): Promise<string[]> {
-    const { namespace } = this.options;
     const changes: string[] = [];
-    const canary = await this.api.getDeployment(namespace, this.canaryName);
+    const canary = await this.readCanary();
     // A canary left by an earlier release that never finished is Tollgate's to replace, not someone else's change.
     const canaryDrift = canary?.metadata?.annotations?.[ANNOTATION.step]?.startsWith(`${step.releaseId}/`)
       ? driftOf(canary, this.options.container)
@@ -229,7 +232,7 @@ export class KubernetesTarget implements DeploymentTarget {
     const writeStable = async () => {
       if (stableDrift) {
         changes.push(`${stableDrift}: left as it is`);
-        await this.write(stable, structuredClone(stable), step.key, ledger, { ledgerOnly: true });
+        await this.writeLedger(stable, ledger);
       } else if (await this.write(stable, nextStable, step.key, ledger)) {
         changes.push(`${this.stableLabel()}: ${nextStable.spec!.replicas ?? 1} pod(s)`);
       }
@@ -251,7 +254,7 @@ export class KubernetesTarget implements DeploymentTarget {
     if (exposure && !canaryDrift)
       changes.push(...(await this.writeCanary(canary, before, exposure.canaryReplicas, step)));
     else if (canary) {
-      await this.removeCanary();
+      await this.removeCanary(canary);
       changes.push(`${nameOf(canary)} removed`);
     }
     return changes;
@@ -328,7 +331,7 @@ export class KubernetesTarget implements DeploymentTarget {
     ledger.steps[step.key]!.status = 'undone';
     const drift = this.driftIn(current, step.releaseId);
     if (drift) {
-      await this.write(current, structuredClone(current), step.key, ledger, { ledgerOnly: true });
+      await this.writeLedger(current, ledger);
       return { key: step.key, applied: true, changes: [`${drift}: left as it is`] };
     }
     const next = structuredClone(current);
@@ -347,21 +350,14 @@ export class KubernetesTarget implements DeploymentTarget {
     next: V1Deployment,
     step: string,
     ledger?: Ledger | null,
-    { ledgerOnly = false } = {},
   ): Promise<boolean> {
     const namespace = next.metadata!.namespace ?? this.options.namespace;
     const name = next.metadata!.name!;
-    let body = stamped(next, current, {
+    const body = stamped(next, current, {
       container: this.options.container,
       step,
       ...(ledger !== undefined && { ledger }),
     });
-    if (ledgerOnly && current) {
-      // Someone else's change stays untouched and still counts as theirs: only the ledger moves.
-      body = structuredClone(current);
-      body.metadata!.annotations = { ...current.metadata?.annotations };
-      if (ledger) body.metadata!.annotations[ANNOTATION.release] = JSON.stringify(ledger);
-    }
     const wrote = !current || JSON.stringify(body) !== JSON.stringify(current);
     if (wrote) {
       const written = current ? await this.replace(namespace, body) : await this.api.createDeployment(namespace, body);
@@ -370,8 +366,15 @@ export class KubernetesTarget implements DeploymentTarget {
         'wrote Deployment',
       );
     }
-    if (!ledgerOnly) await this.waitReady(namespace, name, next.spec!);
-    return wrote && !ledgerOnly;
+    await this.waitReady(namespace, name, next.spec!);
+    return wrote;
+  }
+
+  /** Someone else's change stays untouched and still counts as theirs (no new stamp): only the ledger moves. */
+  private async writeLedger(current: V1Deployment, ledger: Ledger): Promise<void> {
+    const body = structuredClone(current);
+    body.metadata!.annotations = { ...current.metadata?.annotations, [ANNOTATION.release]: JSON.stringify(ledger) };
+    await this.replace(body.metadata!.namespace ?? this.options.namespace, body);
   }
 
   /**
@@ -395,10 +398,7 @@ export class KubernetesTarget implements DeploymentTarget {
   }
 
   private waitReady(namespace: string, name: string, spec: V1DeploymentSpec): Promise<void> {
-    const labels = spec.selector.matchLabels ?? {};
-    const podSelector = Object.entries(labels)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(',');
+    const podSelector = labelSelector(spec.selector.matchLabels ?? {});
     return waitForRollout(namespace, name, { api: this.api, ...this.options.timeouts, podSelector });
   }
 
@@ -430,14 +430,11 @@ export class KubernetesTarget implements DeploymentTarget {
   }
 
   /** Deletes the canary Deployment and waits until none of its pods serves. */
-  private async removeCanary(): Promise<void> {
+  private async removeCanary(canary: V1Deployment | undefined): Promise<void> {
     const { namespace } = this.options;
-    const canary = await this.api.getDeployment(namespace, this.canaryName);
     if (!canary) return;
     await this.api.deleteDeployment(namespace, this.canaryName);
-    const selector = Object.entries(canary.spec?.selector.matchLabels ?? { [LABEL.track]: 'canary' })
-      .map(([k, v]) => `${k}=${v}`)
-      .join(',');
+    const selector = labelSelector(canary.spec?.selector.matchLabels ?? { [LABEL.track]: 'canary' });
     const deadline = Date.now() + this.options.timeouts.readyMs;
     while ((await this.api.listPods(namespace, selector)).length > 0) {
       if (Date.now() > deadline)
@@ -555,6 +552,11 @@ function backendPairs(
   }
   return pairs;
 }
+
+const labelSelector = (labels: Record<string, string>) =>
+  Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
 
 const pick = (step: DeployStep) => ({
   ...(step.canaryInstances !== undefined && { canaryInstances: step.canaryInstances }),
