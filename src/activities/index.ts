@@ -6,6 +6,9 @@ import { ConfigError } from '../config/env';
 import { PolicyFileError, type PolicyStore } from '../config/policies';
 import type { Logger } from '../logger';
 import type { MetricsProvider } from '../providers/metrics/types';
+import { ProcessRunner } from '../providers/external/command-runner';
+import { SignedHttpCaller } from '../providers/external/http-caller';
+import type { ExternalRunners } from '../providers/external/types';
 import type { Notifier, ReleaseNotification } from '../providers/notify/types';
 import { DRY_RUN_KIND } from '../providers/targets/dry-run';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
@@ -27,6 +30,8 @@ export interface ActivityDeps {
   logger: Logger;
   /** Where release events go (webhooks); none configured means none sent. */
   notifier?: Notifier;
+  /** Runs users' commands and calls their endpoints: hooks and job checks. */
+  external?: ExternalRunners;
   /** How often deploys and undos heartbeat while the target works (tests shorten it). */
   heartbeatEveryMs?: number;
   /**
@@ -111,6 +116,7 @@ export function createActivities({
   policies,
   logger,
   notifier,
+  external = { commands: new ProcessRunner(), http: new SignedHttpCaller() },
   heartbeatEveryMs = 5_000,
   analysisHeartbeatMs = 0,
 }: ActivityDeps) {
@@ -152,13 +158,15 @@ export function createActivities({
     },
 
     async deploy(step: DeployStep): Promise<DeployReceipt> {
-      const receipt = await heartbeatingWhile(target.apply(step), heartbeatEveryMs);
+      const signal = Context.current().cancellationSignal;
+      const receipt = await heartbeatingWhile(target.apply(step, { signal }), heartbeatEveryMs);
       stepLog(step).info({ key: step.key, applied: receipt.applied, changes: receipt.changes }, 'deploy step');
       return receipt;
     },
 
     async undo(step: DeployStep): Promise<DeployReceipt> {
-      const receipt = await heartbeatingWhile(target.undo(step), heartbeatEveryMs);
+      const signal = Context.current().cancellationSignal;
+      const receipt = await heartbeatingWhile(target.undo(step, { signal }), heartbeatEveryMs);
       stepLog(step).warn({ key: step.key, applied: receipt.applied, changes: receipt.changes }, 'undo step');
       return receipt;
     },

@@ -1,5 +1,14 @@
 import { z } from 'zod';
 import { durationSchema } from './duration';
+import {
+  commandCallSchema,
+  headerNameSchema,
+  headerValueSchema,
+  httpCallSchema,
+  placeholdersIn,
+  timeoutSchema,
+  WEB_PLACEHOLDERS,
+} from './external';
 import { metricNamesSchema, type MetricNames } from './metric-names';
 import { freeText, lowerCaseName, personName } from './text';
 
@@ -33,13 +42,63 @@ export const freezeSchema = z
   })
   .refine((f) => Date.parse(f.to) > Date.parse(f.from), { message: 'must be after "from"', path: ['to'] });
 
-/** One analysis check: an absolute threshold, a comparison with the stable baseline, or both. */
+/**
+ * A metrics API of the user's (Argo Rollouts' `web` provider): a URL template, and a JSONPath to the value — one
+ * number, or a list of per-interval samples so baseline comparisons work as with Prometheus. Placeholders in `url`
+ * and `body` are filled per query (URL-encoded in `url`); header values may name environment variables as `${NAME}`.
+ */
+const webQuerySchema = z
+  .strictObject({
+    url: z.string().min(1).max(8192),
+    method: z.enum(['GET', 'POST']).default('GET'),
+    headers: z.record(headerNameSchema, headerValueSchema).default({}),
+    body: z.string().max(65_536).optional(),
+    jsonPath: z.string().min(1).max(1000),
+    timeout: durationSchema
+      .refine((ms) => ms >= 100 && ms <= 60_000, { message: 'expected between 100ms and 1m' })
+      .default(10_000),
+  })
+  .superRefine((web, ctx) => {
+    for (const field of ['url', 'body'] as const) {
+      const unknown = placeholdersIn(web[field] ?? '').filter(
+        (p) => !(WEB_PLACEHOLDERS as readonly string[]).includes(p),
+      );
+      if (unknown.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: `unknown placeholder {${unknown[0]}}: expected one of ${WEB_PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`,
+        });
+      }
+    }
+    if (web.body !== undefined && web.method === 'GET') {
+      ctx.addIssue({ code: 'custom', path: ['body'], message: 'a GET request has no body: set method: POST' });
+    }
+  });
+
+/** A check's source when it is not Prometheus: exactly one of them. */
+const providerSchema = z
+  .strictObject({
+    /** An HTTP metrics API. */
+    web: webQuerySchema.optional(),
+    /** A command whose exit status is the verdict (a synthetic transaction, a load test). */
+    job: commandCallSchema.extend({ timeout: timeoutSchema.default(120_000) }).optional(),
+  })
+  .refine((p) => (p.web === undefined) !== (p.job === undefined), {
+    message: 'expected exactly one provider: "web" or "job"',
+  });
+
+/**
+ * One analysis check: a Prometheus query (a template or your own PromQL) or another provider, judged by an absolute
+ * threshold, a comparison with the stable baseline, or both; a job check is judged by its exit status.
+ */
 export const checkSchema = z
   .strictObject({
     name,
     /** A ready-made query (see the README); `query` replaces it with your own PromQL. */
     template: z.enum(['error-ratio', 'latency-p99', 'request-count']).optional(),
     query: z.string().min(1).max(4000).optional(),
+    provider: providerSchema.optional(),
     /** Absolute bounds on the canary's value (e.g. error ratio < 0.01). */
     max: z.number().finite().optional(),
     min: z.number().finite().optional(),
@@ -54,13 +113,33 @@ export const checkSchema = z
     /** A known error: one failure rolls back at once. */
     critical: z.boolean().default(false),
   })
-  .refine((c) => c.template !== undefined || c.query !== undefined, {
-    message: 'a check needs a "template" or a "query"',
-    path: ['template'],
-  })
-  .refine((c) => c.max !== undefined || c.min !== undefined || c.baseline !== undefined, {
-    message: 'a check needs "max", "min" or "baseline" to judge by',
-    path: ['max'],
+  .superRefine((c, ctx) => {
+    const prometheus = c.template !== undefined || c.query !== undefined;
+    const judged = c.max !== undefined || c.min !== undefined || c.baseline !== undefined;
+    if (!prometheus && !c.provider) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['template'],
+        message: 'a check needs a "template", a "query" or a "provider"',
+      });
+    } else if (prometheus && c.provider) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['provider'],
+        message: '"provider" replaces "template" and "query": a check has one source',
+      });
+    }
+    if (c.provider?.job) {
+      if (judged) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [c.max !== undefined ? 'max' : c.min !== undefined ? 'min' : 'baseline'],
+          message: 'a job check is judged by its exit status: it takes no "max", "min" or "baseline"',
+        });
+      }
+    } else if (!judged) {
+      ctx.addIssue({ code: 'custom', path: ['max'], message: 'a check needs "max", "min" or "baseline" to judge by' });
+    }
   });
 export type Check = z.infer<typeof checkSchema>;
 
@@ -107,6 +186,57 @@ const wavesSchema = z
   })
   .refine((waves) => waves.at(-1)?.percent === 100, { message: 'the last wave must reach 100%' });
 
+/**
+ * When a hook runs. Those before a stage, and after a deploy, must pass: a failure rolls back whatever deployed
+ * (before staging: nothing). Those after promotion or a rollback are recorded, never change the outcome.
+ */
+export const HOOK_MOMENTS = [
+  'before-staging',
+  'before-canary',
+  'after-deploy',
+  'before-production',
+  'after-promotion',
+  'after-rollback',
+] as const;
+export type HookMoment = (typeof HOOK_MOMENTS)[number];
+
+/** A user's command or HTTP endpoint, run at one moment of the pipeline (Flagger's webhooks). */
+export const hookSchema = z
+  .strictObject({
+    name,
+    at: z.enum(HOOK_MOMENTS),
+    /** `after-deploy` only: the tracks whose deploys it follows; all when left out. */
+    tracks: z
+      .array(z.enum(['staging', 'canary', 'production']))
+      .min(1)
+      .max(3)
+      .optional(),
+    exec: commandCallSchema.optional(),
+    http: httpCallSchema.optional(),
+  })
+  .superRefine((h, ctx) => {
+    if ((h.exec === undefined) === (h.http === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['exec'], message: 'a hook runs exactly one of "exec" or "http"' });
+    }
+    if (h.tracks !== undefined && h.at !== 'after-deploy') {
+      ctx.addIssue({ code: 'custom', path: ['tracks'], message: 'only an after-deploy hook takes "tracks"' });
+    }
+  });
+export type Hook = z.output<typeof hookSchema>;
+
+const hooksSchema = z
+  .array(hookSchema)
+  .max(50)
+  .superRefine((hooks, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, hook] of hooks.entries()) {
+      if (seen.has(hook.name)) {
+        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate hook name "${hook.name}"` });
+      }
+      seen.add(hook.name);
+    }
+  });
+
 export const servicePolicySchema = z.strictObject({
   service: name,
   trafficCycle: z.strictObject({
@@ -147,6 +277,8 @@ export const servicePolicySchema = z.strictObject({
       freezes: z.array(freezeSchema).max(50).default([]),
     })
     .prefault({}),
+  /** In the service file only: a release request can never add a command or a URL to run. */
+  hooks: hooksSchema.default([]),
 });
 export type ServicePolicyInput = z.input<typeof servicePolicySchema>;
 export type ServicePolicy = z.output<typeof servicePolicySchema>;

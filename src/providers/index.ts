@@ -12,7 +12,7 @@ import type { MetricsProvider } from './metrics/types';
 import { DryRunTarget } from './targets/dry-run';
 import { HaproxyFleetTarget, haproxyFleetOptionsSchema } from './targets/haproxy-fleet';
 import { KubernetesTarget, kubernetesOptionsSchema } from './targets/kubernetes';
-import type { DeploymentTarget, DeployReceipt, DeployStep } from './targets/types';
+import type { DeploymentTarget, DeployReceipt, DeployStep, StepOptions } from './targets/types';
 
 const targetSpecSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -74,8 +74,10 @@ export class RoutingTarget implements DeploymentTarget {
     if (!target) throw new ConfigError(`no deployment target configured for service "${service}"`);
     return target;
   }
-  apply = (step: DeployStep): Promise<DeployReceipt> => this.targetFor(step.service).apply(step);
-  undo = (step: DeployStep): Promise<DeployReceipt> => this.targetFor(step.service).undo(step);
+  apply = (step: DeployStep, options?: StepOptions): Promise<DeployReceipt> =>
+    this.targetFor(step.service).apply(step, options);
+  undo = (step: DeployStep, options?: StepOptions): Promise<DeployReceipt> =>
+    this.targetFor(step.service).undo(step, options);
   stableVersion = (service: string) => this.targetFor(service).stableVersion(service);
   markStable = (service: string, version: string) => this.targetFor(service).markStable(service, version);
 }

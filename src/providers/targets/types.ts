@@ -23,12 +23,17 @@ export interface DeployReceipt {
   changes: string[];
 }
 
+/** How the activity running a step can stop it: cancelled, the target gives up (a command's process group is killed). */
+export interface StepOptions {
+  signal?: AbortSignal;
+}
+
 /** Where releases land. Small on purpose (Argo Rollouts' SetWeight/VerifyWeight spirit). */
 export interface DeploymentTarget {
   readonly kind: string;
-  apply(step: DeployStep): Promise<DeployReceipt>;
+  apply(step: DeployStep, options?: StepOptions): Promise<DeployReceipt>;
   /** Reverts what `apply(step)` did, back to `step.stableVersion`; safe to call again, or for a step never applied. */
-  undo(step: DeployStep): Promise<DeployReceipt>;
+  undo(step: DeployStep, options?: StepOptions): Promise<DeployReceipt>;
   /** The version the service's production fleet treats as stable, if the target knows one. */
   stableVersion(service: string): Promise<string | undefined>;
   /** Called once a release is promoted: `version` becomes the service's last known stable version. */
