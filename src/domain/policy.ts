@@ -9,6 +9,7 @@ import {
   timeoutSchema,
   WEB_PLACEHOLDERS,
 } from './external';
+import { JSON_PATH_MAX_LENGTH, jsonPathProblem } from './json-path';
 import { metricNamesSchema, type MetricNames } from './metric-names';
 import { freeText, lowerCaseName, personName } from './text';
 
@@ -53,7 +54,15 @@ const webQuerySchema = z
     method: z.enum(['GET', 'POST']).default('GET'),
     headers: z.record(headerNameSchema, headerValueSchema).default({}),
     body: z.string().max(65_536).optional(),
-    jsonPath: z.string().min(1).max(1000),
+    jsonPath: z
+      .string()
+      .min(1)
+      .max(JSON_PATH_MAX_LENGTH)
+      .superRefine((path, ctx) => {
+        const problem = jsonPathProblem(path);
+        if (problem !== undefined)
+          ctx.addIssue({ code: 'custom', message: `expected a JSONPath such as $.data.value: ${problem}` });
+      }),
     timeout: durationSchema
       .refine((ms) => ms >= 100 && ms <= 60_000, { message: 'expected between 100ms and 1m' })
       .default(10_000),
