@@ -13,10 +13,13 @@ import type { Notifier, ReleaseNotification } from '../providers/notify/types';
 import { DRY_RUN_KIND } from '../providers/targets/dry-run';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
 import { analysisRound } from './analysis';
+import { runHook } from './hooks';
 import type {
   AnalysisHeartbeat,
   AnalysisSegment,
   AnalyzeInput,
+  HookInput,
+  HookResult,
   ReleaseContext,
   ResolvePolicyInput,
   SmokeCheckInput,
@@ -221,6 +224,15 @@ export function createActivities({
         if (round + 1 < input.maxRounds) beats.offer(beat);
       }
       return { ...beat, decision: 'healthy', reason: 'healthy' };
+    },
+
+    /** A stage hook: the user's command or endpoint, heartbeating while it runs, killed if the release cancels it. */
+    runHook(input: HookInput): Promise<HookResult> {
+      const ctx = Context.current();
+      return heartbeatingWhile(
+        runHook(external, releaseLog(input.context), input, ctx.cancellationSignal),
+        heartbeatEveryMs,
+      );
     },
 
     /** Never fails: a notification that cannot be delivered must not hold up or fail a release. */

@@ -1,6 +1,7 @@
 import type { AnalysisCounters, AnalysisDecision, CheckResult } from '../domain/analysis';
 import type { MetricNames } from '../domain/metric-names';
-import type { Check, PolicyOverride } from '../domain/policy';
+import type { Check, Hook, PolicyOverride } from '../domain/policy';
+import type { DeployStep } from '../providers/targets/types';
 import type { Stage, Track } from '../domain/release';
 
 /** Who a step belongs to; every activity log line carries these. */
@@ -64,4 +65,18 @@ export interface AnalysisHeartbeat {
 export interface TargetDescription {
   kind: string;
   dryRun: boolean;
+}
+
+export interface HookInput {
+  hook: Hook;
+  context: ReleaseContext;
+  /** The deploy step an after-deploy hook follows. */
+  step?: DeployStep;
+}
+
+/** A hook's final answer; a hook that keeps asking to be tried again ends as the activity's failure. */
+export interface HookResult {
+  outcome: 'passed' | 'failed';
+  reason: string;
+  durationMs: number;
 }

@@ -3,6 +3,8 @@ import type { ReleaseStatus } from '../domain/status';
 import { printableDeep, progressBar } from '../domain/text';
 import type { ReleaseSummary } from './tollgate-client';
 
+/** The latest hook runs shown; `--json` has them all. */
+const SHOWN_HOOK_RUNS = 10;
 const bar = (fraction: number) => `[${progressBar(fraction, 30, { filled: '#', empty: '.' })}]`;
 
 /**
@@ -47,6 +49,12 @@ export function renderStatus(status: ReleaseStatus, now = Date.now()): string {
     }
   }
   if (s.waves.length > 0) lines.push(`waves: ${s.waves.map((w) => `${w.percent}% ${w.state}`).join(' -> ')}`);
+  const hooks = s.hooks ?? [];
+  if (hooks.length > SHOWN_HOOK_RUNS) lines.push(`hooks: ${hooks.length - SHOWN_HOOK_RUNS} earlier run(s) in --json`);
+  for (const h of hooks.slice(-SHOWN_HOOK_RUNS)) {
+    const where = h.step ? `${h.at} ${h.step.split('/').pop()}` : h.at;
+    lines.push(`hook ${h.outcome === 'passed' ? 'ok  ' : 'FAIL'} ${h.hook} (${where}): ${h.reason}`);
+  }
   if (s.rollback) {
     const r = s.rollback;
     lines.push(

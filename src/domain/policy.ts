@@ -169,6 +169,22 @@ const checksSchema = z
     }
   });
 
+/**
+ * Checks a release request may add: Prometheus only. A web or job check runs a command or sends the worker's
+ * secrets to a URL, so only a policy file (the worker's own) can name one.
+ */
+const requestChecksSchema = checksSchema.superRefine((checks, ctx) => {
+  for (const [i, check] of checks.entries()) {
+    if (check.provider) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [i, 'provider'],
+        message: 'a release request may add Prometheus checks only: web and job checks belong in the service policy',
+      });
+    }
+  }
+});
+
 /** Enough for any service's cycle; a bound, so that no count overflows into something no canary can serve. */
 const requestCount = z.number().int().min(0).max(1_000_000_000);
 
@@ -325,7 +341,7 @@ export const policyOverrideSchema = z.strictObject({
       peakWindows: z.array(dailyWindowSchema).max(10).optional(),
     })
     .optional(),
-  staging: z.strictObject({ smokeChecks: checksSchema.optional(), bake: durationSchema.optional() }).optional(),
+  staging: z.strictObject({ smokeChecks: requestChecksSchema.optional(), bake: durationSchema.optional() }).optional(),
   canary: z
     .strictObject({
       poolSize: z.number().int().min(1).max(1000).optional(),
@@ -333,7 +349,7 @@ export const policyOverrideSchema = z.strictObject({
       analysis: z
         .strictObject({
           interval: durationSchema.optional(),
-          checks: checksSchema.optional(),
+          checks: requestChecksSchema.optional(),
           failureLimit: z.number().int().min(1).max(100).optional(),
           inconclusiveLimit: z.number().int().min(1).max(100).optional(),
         })

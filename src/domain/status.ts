@@ -1,5 +1,5 @@
 import type { AnalysisCounters, CheckResult } from './analysis';
-import type { ResolvedPolicy } from './policy';
+import type { HookMoment, ResolvedPolicy } from './policy';
 import type { Outcome, Stage } from './release';
 
 /** An explicit phase enum, as Flagger keeps one: what the release is doing right now. */
@@ -63,6 +63,19 @@ export interface RollbackStatus {
   finishedAt?: string;
 }
 
+/** One run of a stage hook, as `status`, the audit trail and the Web UI show it. */
+export interface HookRun {
+  hook: string;
+  at: HookMoment;
+  /** The deploy step an after-deploy hook followed. */
+  step?: string;
+  /** The hook's own tool said no, or could not be run or reached (the reason says which). */
+  outcome: 'passed' | 'failed';
+  reason: string;
+  startedAt: string;
+  durationMs: number;
+}
+
 export interface ReleaseStatus {
   releaseId: string;
   service: string;
@@ -83,6 +96,8 @@ export interface ReleaseStatus {
   pause?: { by: string; reason: string; since: string };
   waitingForWindowUntil?: string;
   deployedSteps: string[];
+  /** Every hook run, oldest first (bounded). Absent in releases started before hooks. */
+  hooks?: HookRun[];
   rollback?: RollbackStatus;
   audit: AuditEntry[];
   /** Entries dropped from the front of `audit` to keep the status small. */

@@ -67,3 +67,19 @@ export function failureMessage(err: unknown): string {
   while (current instanceof Error && current.cause instanceof Error) current = current.cause;
   return current instanceof Error ? current.message : String(current);
 }
+
+/**
+ * A hook runs for as long as its own timeout allows (at most 9 minutes) and heartbeats meanwhile; one that answers
+ * "try again" is retried a few times, then counts as failed.
+ */
+export const hookRuns = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '20s',
+  retry: {
+    initialInterval: '2s',
+    backoffCoefficient: 2,
+    maximumInterval: '30s',
+    maximumAttempts: 4,
+    nonRetryableErrorTypes,
+  },
+});

@@ -30,7 +30,7 @@ export class Compensation {
     controls: Controls,
     name: string,
     step: Omit<DeployStep, 'key' | 'releaseId' | 'service' | 'version' | 'stableVersion'>,
-  ): Promise<void> {
+  ): Promise<DeployStep> {
     const { record } = this;
     const s = record.status;
     await controls.whileUnpaused();
@@ -48,6 +48,17 @@ export class Compensation {
     // Shown as deployed only once it has been.
     s.deployedSteps.push(full.key);
     log.info(`deployed ${name}`, { ...record.logFields(), changes: receipt.changes, applied: receipt.applied });
+    return full;
+  }
+
+  /** The step deployed as `name`, from this run or an earlier one. */
+  step(name: string): DeployStep | undefined {
+    return this.state.deployed.find((step) => step.key === `${this.record.releaseId}/${name}`);
+  }
+
+  /** Whether a rollback has anything to undo. */
+  get anyDeployed(): boolean {
+    return this.state.deployed.length > 0;
   }
 
   /** Undoes every registered step not undone yet, newest first; never gives up. */

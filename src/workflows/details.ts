@@ -1,10 +1,14 @@
 import { setCurrentDetails } from '@temporalio/workflow';
 import { formatMeasure } from '../domain/analysis';
 import { formatDuration } from '../domain/duration';
-import type { ReleaseStatus } from '../domain/status';
+import type { HookRun, ReleaseStatus } from '../domain/status';
 import { markdownText as md, progressBar } from '../domain/text';
 
 const bar = (fraction: number) => progressBar(fraction, 20);
+/** The latest hook runs shown; `status` has them all. */
+const SHOWN_HOOK_RUNS = 10;
+const hookLine = (h: HookRun) =>
+  `**${md(h.hook)}** (${h.at}${h.step ? ` ${md(h.step.split('/').pop() ?? '')}` : ''}): ${h.outcome} — ${md(h.reason)}`;
 
 /**
  * The Temporal UI's "current details" (markdown): what a person watching the release needs at a glance. Text from
@@ -54,6 +58,11 @@ export function renderDetails(status: ReleaseStatus): void {
   }
   if (status.waves.length > 1)
     lines.push('', `waves: ${status.waves.map((w) => `${w.percent}% ${w.state}`).join(' → ')}`);
+  const hooks = status.hooks ?? [];
+  if (hooks.length > 0) {
+    lines.push('', 'hooks:', '');
+    for (const h of hooks.slice(-SHOWN_HOOK_RUNS)) lines.push(`- ${h.outcome === 'passed' ? '✓' : '✗'} ${hookLine(h)}`);
+  }
   if (status.rollback) {
     const r = status.rollback;
     lines.push(

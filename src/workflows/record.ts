@@ -2,11 +2,13 @@ import { log, upsertSearchAttributes } from '@temporalio/workflow';
 import type { ReleaseEvent } from '../providers/notify/types';
 import type { ReleaseRequest, Stage, Track } from '../domain/release';
 import { TollgateStage, TollgateState } from '../domain/search-attributes';
-import { initialStatus, type AuditEntry, type ReleaseState, type ReleaseStatus } from '../domain/status';
+import { initialStatus, type AuditEntry, type HookRun, type ReleaseState, type ReleaseStatus } from '../domain/status';
 import { notifications, failureMessage } from './activities';
 import { renderDetails } from './details';
 
 const AUDIT_LIMIT = 200;
+/** Hook runs kept in `status`; the audit trail keeps every one as long as it keeps anything. */
+const HOOK_RUNS_LIMIT = 100;
 
 /** What the record carries across continue-as-new: plain data only. */
 export interface RecordState {
@@ -84,6 +86,24 @@ export class ReleaseRecord {
       trail.splice(Math.max(0, oldestRefusal), 1);
       this.status.auditDropped++;
     }
+  }
+
+  /** A hook's run: in `status`, the audit trail, the UI details and the log. */
+  hookRan(run: HookRun): void {
+    const runs = (this.status.hooks ??= []);
+    runs.push(run);
+    if (runs.length > HOOK_RUNS_LIMIT) runs.shift();
+    const where = run.step ? `${run.at} ${run.step.split('/').pop()}` : run.at;
+    this.audit({
+      actor: 'tollgate',
+      action: `hook-${run.outcome}`,
+      accepted: true,
+      detail: `${run.hook} (${where}): ${run.reason}`,
+    });
+    const line = `hook ${run.hook} (${where}) ${run.outcome}: ${run.reason}`;
+    if (run.outcome === 'passed') log.info(line, this.logFields());
+    else log.warn(line, this.logFields());
+    this.refresh();
   }
 
   /** Never holds the release up; a notification nobody got is worth a line in the worker's log. */

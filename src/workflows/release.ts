@@ -13,7 +13,13 @@ import {
 import { checksAt } from '../domain/analysis';
 import { startBake, type BakePlan, type BakeState } from '../domain/bake';
 import type { Analysis, ResolvedPolicy } from '../domain/policy';
-import { releaseRequestSchema, releaseWorkflowId, type ReleaseRequest, type ReleaseResult } from '../domain/release';
+import {
+  releaseRequestSchema,
+  releaseWorkflowId,
+  type ReleaseRequest,
+  type ReleaseResult,
+  type Stage,
+} from '../domain/release';
 import { TollgateService, TollgateVersion } from '../domain/search-attributes';
 import { printable } from '../domain/text';
 import { activeFreeze, nextAllowedTime } from '../domain/windows';
@@ -22,6 +28,7 @@ import { failureMessage, quick } from './activities';
 import { Bake, ReleaseFailure } from './bake';
 import { Compensation, type CompensationState } from './compensation';
 import { Controls, freshControls, type ControlsState } from './controls';
+import { Hooks } from './hooks';
 import { ReleaseRecord, type RecordState } from './record';
 import { RollOver, RunBound } from './rollover';
 
@@ -109,6 +116,7 @@ class Release {
   private readonly record: ReleaseRecord;
   private readonly controls: Controls;
   private readonly compensation: Compensation;
+  private readonly hooks: Hooks;
 
   constructor(private readonly carried: Carried) {
     this.record = new ReleaseRecord(carried.request, carried.record);
@@ -120,6 +128,7 @@ class Release {
       this.bound,
     );
     this.compensation = new Compensation(this.record, carried.compensation, this.bound);
+    this.hooks = new Hooks(this.record, () => this.carried.policy);
   }
 
   async run(): Promise<ReleaseResult> {
@@ -146,6 +155,10 @@ class Release {
         controls.forward = new CancellationScope();
         if (controls.state.abort) controls.forward.cancel(); // aborted while the policy was being resolved
         await controls.forward.run(() => this.pipeline());
+        // Promoted: an abort can no longer undo it, so nothing a hook does here can start a rollback.
+        await CancellationScope.nonCancellable(() =>
+          this.step('hooks:after-promotion', () => this.hooks.run('after-promotion', 'done')),
+        );
         return await this.finish('promoted', `${request.version} serves all production traffic`);
       }
     } catch (err) {
@@ -153,7 +166,12 @@ class Release {
       this.startRollback(err);
     }
     try {
-      await CancellationScope.nonCancellable(() => this.compensation.undoAll());
+      await CancellationScope.nonCancellable(async () => {
+        await this.compensation.undoAll();
+        if (this.compensation.anyDeployed) {
+          await this.step('hooks:after-rollback', () => this.hooks.run('after-rollback', this.record.status.stage));
+        }
+      });
     } catch (err) {
       if (err instanceof RollOver) return this.rollOver();
       throw err;
@@ -223,7 +241,9 @@ class Release {
 
   private async staging(policy: ResolvedPolicy): Promise<void> {
     this.record.status.stage = 'staging';
+    await this.step('hooks:before-staging', () => this.hooks.run('before-staging', 'staging'));
     await this.step('staging', () => this.compensation.deploy(this.controls, 'staging', { track: 'staging' }));
+    await this.afterDeploy('staging', 'staging');
     await this.step('smoke', () => this.smokeChecks());
     await this.bake('staging-bake', {
       stage: 'staging',
@@ -243,6 +263,7 @@ class Release {
     if (policy.canary.approval) {
       await this.step('canary-gate', () => controls.gate('canary', `approve ${version} for canary`));
     }
+    await this.step('hooks:before-canary', () => this.hooks.run('before-canary', 'canary'));
     await this.step('canary', async () => {
       await this.compensation.deploy(controls, 'canary', { track: 'canary', canaryInstances: policy.canary.poolSize });
       void record.notify(
@@ -250,6 +271,7 @@ class Release {
         `canary of ${version} on ${policy.canary.poolSize} instance(s); bakes for a traffic cycle`,
       );
     });
+    await this.afterDeploy('canary', 'canary');
     await this.bake('canary-bake', {
       stage: 'canary',
       durationMs: policy.trafficCycle.duration,
@@ -265,6 +287,8 @@ class Release {
     const status = record.status;
     status.stage = 'production';
     record.refresh();
+    // Before the approval gate: nobody is asked to approve what an automated check has already refused.
+    await this.step('hooks:before-production', () => this.hooks.run('before-production', 'production'));
     if (policy.production.approval) {
       await this.step('production-gate', () =>
         controls.gate('production', `approve ${this.carried.request.version} for production`),
@@ -277,6 +301,7 @@ class Release {
         status.waves[index]!.state = 'deploying';
         await this.compensation.deploy(controls, name, { track: 'production', percent: wave.percent });
       });
+      await this.afterDeploy(name, 'production');
       if (wave.bake > 0) status.waves[index]!.state = 'baking';
       await this.bake(`${name}-bake`, {
         stage: 'production',
@@ -288,6 +313,13 @@ class Release {
       });
       status.waves[index]!.state = 'done';
     }
+  }
+
+  /** The after-deploy hooks of the step deployed as `name` (a smoke or short load test): a failure rolls back. */
+  private afterDeploy(name: string, stage: Stage): Promise<void> {
+    return this.step(`hooks:after-deploy:${name}`, () =>
+      this.hooks.run('after-deploy', stage, this.compensation.step(name)),
+    );
   }
 
   /** Runs `work` once per release: a continued run skips what an earlier run finished. */

