@@ -9,6 +9,7 @@ import { PrometheusProvider } from './metrics/prometheus';
 import type { Notifier } from './notify/types';
 import { createNotifiers } from './notify/webhook';
 import type { MetricsProvider } from './metrics/types';
+import { CommandTarget, commandTargetOptionsSchema } from './targets/command';
 import { DryRunTarget } from './targets/dry-run';
 import { HaproxyFleetTarget, haproxyFleetOptionsSchema } from './targets/haproxy-fleet';
 import { KubernetesTarget, kubernetesOptionsSchema } from './targets/kubernetes';
@@ -25,6 +26,8 @@ const targetSpecSchema = z.discriminatedUnion('kind', [
   haproxyFleetOptionsSchema.extend({ kind: z.literal('haproxy-fleet'), service: z.string().optional() }),
   // Checked whole when the target is built, where the service name (the entry's key) is known.
   z.looseObject({ kind: z.literal('kubernetes') }),
+  // Checked whole when the target is built, so the error names the entry (services.<name> or default).
+  z.looseObject({ kind: z.literal('command') }),
 ]);
 const targetsFileSchema = z.strictObject({
   /** Used for services without their own entry; leave out to refuse unknown services. */
@@ -57,6 +60,14 @@ function build(spec: TargetSpec, service: string | undefined, logger: Logger): D
           `invalid configuration: services.${service}: cannot load its connection: ${(err as Error).message}`,
         );
       }
+    }
+    case 'command': {
+      // Any entry, `default` included: the service comes with each step, and the ledger is kept per service.
+      const { kind: _kind, ...options } = spec;
+      const parsed = commandTargetOptionsSchema.safeParse(options);
+      const entry = service ? `services.${service}` : 'default';
+      if (!parsed.success) throw new ConfigError(`invalid configuration: ${entry}: ${describeZodError(parsed.error)}`);
+      return new CommandTarget(parsed.data, { logger });
     }
   }
 }

@@ -134,6 +134,11 @@ const ledgerSchema = z.object({
   ),
 });
 type Ledger = z.output<typeof ledgerSchema>;
+type LedgerEntry = Ledger['steps'][string];
+
+/** Own entries only: a key such as `constructor` must not find Object.prototype's. */
+const entryOf = (ledger: Ledger, key: string): LedgerEntry | undefined =>
+  Object.hasOwn(ledger.steps, key) ? ledger.steps[key] : undefined;
 
 const ledgerError = (message: string) =>
   new ExternalStepError(`external target ledger: ${message}`, 'ExternalStepRefused');
@@ -156,7 +161,7 @@ export class ExternalTarget implements DeploymentTarget {
 
   async apply(step: DeployStep, options: StepOptions = {}): Promise<DeployReceipt> {
     const fresh = await this.ledger(step.service, (ledger) => {
-      const entry = ledger.steps[step.key];
+      const entry = entryOf(ledger, step.key);
       // Undone counts as done: a late attempt must never redeploy a version that was rolled back.
       if (entry && entry.status !== 'started') return false;
       ledger.steps[step.key] = { version: step.version, status: 'started', at: new Date().toISOString() };
@@ -165,19 +170,19 @@ export class ExternalTarget implements DeploymentTarget {
     if (!fresh) return { key: step.key, applied: false, changes: [] };
     const result = await this.runStep('deploy', step, options.signal);
     await this.ledger(step.service, (ledger) => {
-      const entry = ledger.steps[step.key];
+      const entry = entryOf(ledger, step.key);
       if (entry?.status === 'started') entry.status = 'applied';
     });
     return { key: step.key, applied: result.applied ?? true, changes: result.changes };
   }
 
   async undo(step: DeployStep, options: StepOptions = {}): Promise<DeployReceipt> {
-    const entry = await this.ledger(step.service, (ledger) => ledger.steps[step.key]);
+    const entry = await this.ledger(step.service, (ledger) => entryOf(ledger, step.key));
     // Never started: the tool never heard of the step. Undone: it has already put things back.
     if (!entry || entry.status === 'undone') return { key: step.key, applied: false, changes: [] };
     const result = await this.runStep('undo', step, options.signal);
     await this.ledger(step.service, (ledger) => {
-      const current = ledger.steps[step.key];
+      const current = entryOf(ledger, step.key);
       if (current) current.status = 'undone';
     });
     return { key: step.key, applied: result.applied ?? true, changes: result.changes };

@@ -1,0 +1,53 @@
+import { join } from 'node:path';
+import { z } from 'zod';
+import { commandCallSchema, type CommandCall } from '../../domain/external';
+import type { Logger } from '../../logger';
+import { ProcessRunner } from '../external/command-runner';
+import type { CommandRunner } from '../external/types';
+import { ExternalTarget, type ExternalAction } from './external';
+
+/**
+ * `kind: command`: every step runs the user's executable (ExternalTarget's contract: the step as JSON on stdin and
+ * as TOLLGATE_* variables, the result in the file TOLLGATE_RESULT names, exit 0 / 75 / anything else). One entry may
+ * serve any number of services, `default` included: the service comes with each step, and the ledger is kept per
+ * service.
+ */
+
+export const commandTargetOptionsSchema = commandCallSchema.extend({
+  /**
+   * The ledger of step keys (`<service>.ledger.json`) and the record of running commands (`running/`): shared by the
+   * workers of one machine, so a restarted worker knows what a dead one applied and stops what it left running.
+   */
+  stateDir: z.string().min(1).max(4096),
+});
+export type CommandTargetOptions = z.output<typeof commandTargetOptionsSchema>;
+export type CommandTargetOptionsInput = z.input<typeof commandTargetOptionsSchema>;
+
+/**
+ * `read` and `mark-stable` run in the workflow's quick activities, whose start-to-close timeout is one minute: past
+ * that Temporal would start another attempt while this one still runs. Cut short first, they fail with a reason.
+ */
+export const LOOKUP_TIMEOUT_MAX_MS = 50_000;
+
+/** The call as `action` runs it: lookups within LOOKUP_TIMEOUT_MAX_MS. */
+export function callFor(call: CommandCall, action: ExternalAction): CommandCall {
+  const lookup = action === 'read' || action === 'mark-stable';
+  return lookup && call.timeout > LOOKUP_TIMEOUT_MAX_MS ? { ...call, timeout: LOOKUP_TIMEOUT_MAX_MS } : call;
+}
+
+export class CommandTarget extends ExternalTarget {
+  readonly options: CommandTargetOptions;
+
+  constructor(input: CommandTargetOptionsInput, deps: { logger: Logger; runner?: CommandRunner; lockWaitMs?: number }) {
+    const options = commandTargetOptionsSchema.parse(input);
+    const { stateDir, ...call } = options;
+    const runner = deps.runner ?? new ProcessRunner({ runningDir: join(stateDir, 'running') });
+    super((action, request) => runner.run(callFor(call, action), request), {
+      kind: 'command',
+      stateDir,
+      logger: deps.logger,
+      ...(deps.lockWaitMs !== undefined && { lockWaitMs: deps.lockWaitMs }),
+    });
+    this.options = options;
+  }
+}
