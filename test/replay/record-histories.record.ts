@@ -18,6 +18,7 @@ import {
   resumeSignal,
 } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
+import { execHook, scriptedRunners } from '../helpers/hook-runners';
 import { checkoutPolicy, errorsCheck } from '../helpers/policies';
 import { canaryBaking, waitForStatus, type Drive } from '../helpers/release-handle';
 import { failing, healthy, inconclusive, runRelease, type ReleaseOptions } from '../helpers/release-harness';
@@ -161,6 +162,34 @@ describe('record release histories for replay', () => {
     const result = await record('undo-retries', {
       analysis: [failing('error ratio 0.3 > max 0.01')],
       undoFailures: 2,
+    });
+    expect(result.outcome).toBe('rolled_back');
+  });
+
+  it('stage hooks at every moment, then promoted', async () => {
+    const result = await record('hooks-promoted', {
+      policy: policy({
+        hooks: [
+          execHook('schema-ready', 'before-staging'),
+          execHook('smoke', 'after-deploy'),
+          { name: 'change-board', at: 'before-production', http: { url: 'https://cab.example.com/tollgate' } },
+          execHook('announce', 'after-promotion'),
+        ],
+      }),
+      external: scriptedRunners().runners,
+    });
+    expect(result.outcome).toBe('promoted');
+  });
+
+  it('a failed after-deploy hook on the canary rolls back, then the rollback hook runs', async () => {
+    const result = await record('hooks-rollback', {
+      policy: policy({
+        hooks: [
+          execHook('load-test', 'after-deploy', { tracks: ['canary'] }),
+          execHook('page-owner', 'after-rollback'),
+        ],
+      }),
+      external: scriptedRunners({ 'load-test': 'failed' }).runners,
     });
     expect(result.outcome).toBe('rolled_back');
   });
