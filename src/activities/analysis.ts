@@ -1,9 +1,12 @@
 import type { CheckResult } from '../domain/analysis';
 import { checkQueries, type CheckQueryContext } from '../domain/check-templates';
 import { DEFAULT_METRIC_NAMES, type MetricNames } from '../domain/metric-names';
-import { judgeCheck } from '../domain/judge';
+import { judgeCheck, type CheckSamples } from '../domain/judge';
 import type { Check } from '../domain/policy';
+import type { CommandRunner } from '../providers/external/types';
+import { runJobCheck } from '../providers/metrics/job';
 import type { MetricsProvider, RangeWindow } from '../providers/metrics/types';
+import { WebMetrics } from '../providers/metrics/web';
 import type { ReleaseContext } from './types';
 
 const REQUEST_COUNT: Check = { name: 'requests', template: 'request-count', min: 0, critical: false };
@@ -52,6 +55,26 @@ async function samples(metrics: MetricsProvider, query: string, window: RangeWin
   return metrics.queryRange(query, window);
 }
 
+/** Where checks that are not Prometheus get their evidence. */
+export interface CheckSources {
+  /** Web checks' client; one over the worker's own environment when left out. */
+  web?: WebMetrics;
+  /** Runs job checks; without one, every job check is inconclusive. */
+  commands?: CommandRunner;
+  /** The activity's cancellation: web requests and jobs in flight stop with it. */
+  signal?: AbortSignal;
+  /** Each line a job check's command writes, already sanitised. */
+  onJobLine?: (check: string, line: string, stream: 'stdout' | 'stderr') => void;
+}
+
+const workerWeb = new WebMetrics();
+
+/**
+ * A check recorded before checks had providers (an old history) has none: Prometheus, as it was then. The first-data
+ * wait and the request count stay Prometheus' too: they are about Prometheus' scrape lag and the canary's traffic.
+ */
+const readsPrometheus = (check: Check) => check.provider === undefined;
+
 /** One analysis round: every check judged on the canary's (and baseline's) per-interval samples up to `now`. */
 export async function analysisRound(
   metrics: MetricsProvider,
@@ -62,11 +85,15 @@ export async function analysisRound(
   /** Rounds already run this stage: how many intervals of canary data exist. */
   roundsSoFar = Number.POSITIVE_INFINITY,
   metricNames: MetricNames = DEFAULT_METRIC_NAMES,
+  sources: CheckSources = {},
 ): Promise<{ results: CheckResult[]; requests: number }> {
   const stepSeconds = Math.max(1, Math.round(intervalMs / 1000));
   const ctx = { ...context, stableVersion: context.stableVersion, stepSeconds };
+  // A round whose checks all ask other sources has nothing to gain from waiting out Prometheus' lag.
+  const waitsForPrometheus = checks.length === 0 || checks.some(readsPrometheus);
   const waited =
     roundsSoFar === 0 &&
+    waitsForPrometheus &&
     (await waitForCanaryData(metrics, ctx, metricNames, Math.min(intervalMs, FIRST_DATA_WAIT_MAX_MS)));
   const now = waited ? new Date() : roundAt;
   const windowFor = (n: number): RangeWindow => ({
@@ -75,6 +102,20 @@ export async function analysisRound(
     stepSeconds,
   });
   const at = now.toISOString();
+  const web = sources.web ?? workerWeb;
+  const checkSamples = async (check: Check, needed: number): Promise<CheckSamples> => {
+    if (check.provider?.web) {
+      const population = { ...context, end: now, intervals: needed, stepSeconds };
+      return web.samples(check, check.provider.web, population, sources.signal);
+    }
+    const queries = checkQueries(check, ctx, metricNames);
+    const window = windowFor(needed);
+    const [canary, baseline] = await Promise.all([
+      samples(metrics, queries.canary, window),
+      queries.baseline ? samples(metrics, queries.baseline, window) : Promise.resolve([]),
+    ]);
+    return { canary, baseline };
+  };
   const results = await Promise.all(
     checks.map(async (check): Promise<CheckResult> => {
       const needed = samplesFor(check);
@@ -82,14 +123,21 @@ export async function analysisRound(
         const reason = `warming up: ${roundsSoFar + 1}/${needed} intervals of canary data`;
         return { check: check.name, verdict: 'inconclusive', critical: check.critical, reason, warmingUp: true, at };
       }
+      const { job } = check.provider ?? {};
+      if (job) {
+        return runJobCheck(
+          sources.commands,
+          check,
+          job,
+          { ...context, windowSeconds: stepSeconds, at },
+          {
+            ...(sources.signal && { signal: sources.signal }),
+            ...(sources.onJobLine && { onLine: (line, stream) => sources.onJobLine?.(check.name, line, stream) }),
+          },
+        );
+      }
       try {
-        const queries = checkQueries(check, ctx, metricNames);
-        const window = windowFor(samplesFor(check));
-        const [canary, baseline] = await Promise.all([
-          samples(metrics, queries.canary, window),
-          queries.baseline ? samples(metrics, queries.baseline, window) : Promise.resolve([]),
-        ]);
-        return judgeCheck(check, { canary, baseline }, at);
+        return judgeCheck(check, await checkSamples(check, needed), at);
       } catch (err) {
         // A provider that cannot answer is missing evidence: inconclusive, never a pass.
         return {
