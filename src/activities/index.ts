@@ -12,7 +12,7 @@ import type { ExternalRunners } from '../providers/external/types';
 import type { Notifier, ReleaseNotification } from '../providers/notify/types';
 import { DRY_RUN_KIND } from '../providers/targets/dry-run';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
-import { analysisRound } from './analysis';
+import { analysisRound, type CheckSources } from './analysis';
 import { runHook } from './hooks';
 import type {
   AnalysisHeartbeat,
@@ -125,6 +125,12 @@ export function createActivities({
 }: ActivityDeps) {
   const releaseLog = (c: Pick<ReleaseContext, 'releaseId' | 'service' | 'version' | 'stage' | 'track'>) =>
     logger.child({ releaseId: c.releaseId, service: c.service, version: c.version, stage: c.stage, track: c.track });
+  /** Job checks run through the same runner as hooks, and stop with the activity that runs them. */
+  const checkSources = (c: ReleaseContext): CheckSources => ({
+    commands: external.commands,
+    signal: Context.current().cancellationSignal,
+    onJobLine: (check, line, stream) => releaseLog(c).debug({ check, stream, line }, 'job check output'),
+  });
   const stepLog = (step: DeployStep) =>
     releaseLog({ ...step, stage: step.track === 'production' ? 'production' : step.track });
 
@@ -175,7 +181,16 @@ export function createActivities({
     },
 
     async smokeCheck({ context, checks, metricNames }: SmokeCheckInput): Promise<CheckResult[]> {
-      const { results } = await analysisRound(metrics, context, checks, 60_000, new Date(), undefined, metricNames);
+      const { results } = await analysisRound(
+        metrics,
+        context,
+        checks,
+        60_000,
+        new Date(),
+        undefined,
+        metricNames,
+        checkSources(context),
+      );
       releaseLog(context).info({ results }, 'smoke checks');
       return results;
     },
@@ -212,6 +227,7 @@ export function createActivities({
           new Date(),
           beat.counters.rounds,
           input.metricNames,
+          checkSources(input.context),
         );
         const before = beat.counters.requests;
         const { counters, decision, reason } = decide(beat.counters, results, requests, input);
