@@ -303,16 +303,18 @@ async function readResult(path: string): Promise<Ended> {
 }
 
 async function cwdProblem(cwd: string): Promise<string | undefined> {
-  const info = await stat(cwd).catch((err: NodeJS.ErrnoException) => err);
-  if (info instanceof Error) return `working directory ${printable(cwd, 300)}: ${startError(info)}`;
-  return info.isDirectory() ? undefined : `working directory ${printable(cwd, 300)}: not a directory`;
+  const shown = `working directory ${printable(cwd, 300)}`;
+  return stat(cwd).then(
+    (info) => (info.isDirectory() ? undefined : `${shown}: not a directory`),
+    (err: unknown) => `${shown}: ${startError(err)}`,
+  );
 }
 
 function startError(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOENT') return 'not found';
   if (code === 'EACCES') return 'permission denied';
-  return printable(err instanceof Error ? err.message : 'no process id', 300);
+  return printable((err as Error | undefined)?.message ?? 'no process id', 300);
 }
 
 function throwIfCancelled(signal: AbortSignal | undefined, always = false): void {
@@ -393,7 +395,8 @@ interface RunningRecord {
   starttime: string;
 }
 
-const recordPath = (dir: string, key: string) =>
+/** Where the call with `key` records its process group: the key hashed, so any key makes a safe file name. */
+export const recordPath = (dir: string, key: string) =>
   join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`);
 
 async function readRecord(path: string): Promise<RunningRecord | undefined> {
