@@ -150,6 +150,8 @@ export async function analysisRound(
       }
     }),
   );
+  // Cancelled mid-round: what the round saw was cut off by the cancellation, not evidence about the canary.
+  sources.signal?.throwIfAborted();
   let requests = 0;
   try {
     const counted = await metrics.queryRange(checkQueries(REQUEST_COUNT, ctx, metricNames).canary, windowFor(1));

@@ -1,5 +1,4 @@
 import type { CheckResult } from '../../domain/analysis';
-import { EXIT_TRY_AGAIN } from '../../domain/external';
 import type { Check } from '../../domain/policy';
 import type { Stage, Track } from '../../domain/release';
 import { oneLine } from '../../domain/text';
@@ -38,7 +37,11 @@ export interface JobRunOptions {
 
 /** How much of a command's output a reason quotes: the end, where tools say what went wrong. */
 const REASON_LINES = 5;
-const REASON_CHARS = 600;
+/** Each quoted line is cut on its own, so one huge line cannot push the ones after it out of the reason. */
+const REASON_LINE_CHARS = 160;
+const REASON_CHARS = 1000;
+/** How ProcessRunner words a command it could not start. */
+const NEVER_STARTED = /^cannot run /;
 
 /** Runs the check's command and judges it; never throws (a runner that does is missing evidence: inconclusive). */
 export async function runJobCheck(
@@ -78,6 +81,8 @@ export async function runJobCheck(
       ...(options.onLine && { onLine: options.onLine }),
     });
   } catch (err) {
+    // A cancelled activity stops here, not with a verdict nobody asked for.
+    if (options.signal?.aborted) throw err;
     return result('inconclusive', `cannot run ${job.command[0]}: ${(err as Error).message}`);
   }
   const took = `${(outcome.durationMs / 1000).toFixed(1)} s`;
@@ -85,9 +90,11 @@ export async function runJobCheck(
     case 'ok':
       return result('pass', `exit 0 after ${took}`);
     case 'failed':
+      // A command that never started (not found, not executable, no such directory) said nothing about the canary.
+      if (NEVER_STARTED.test(outcome.message)) return result('inconclusive', outcome.message);
       return result('fail', withOutput(outcome.message, outcome.lastLines));
     case 'retry':
-      return result('inconclusive', withOutput(`asked to be run again (exit ${EXIT_TRY_AGAIN})`, outcome.lastLines));
+      return result('inconclusive', withOutput(outcome.message, outcome.lastLines));
     case 'timeout':
       return result('inconclusive', withOutput(outcome.message, outcome.lastLines));
   }
@@ -111,7 +118,7 @@ export function jobEnv(check: string, ctx: JobContext): Record<string, string> {
 function withOutput(message: string, lastLines: string[]): string {
   const tail = lastLines
     .slice(-REASON_LINES)
-    .map((l) => l.trim())
+    .map((l) => oneLine(l, REASON_LINE_CHARS))
     .filter(Boolean);
   const quoted = tail.filter((line) => !message.includes(line));
   return quoted.length === 0 ? message : `${message}: ${quoted.join(' | ')}`;
