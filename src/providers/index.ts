@@ -12,6 +12,7 @@ import type { MetricsProvider } from './metrics/types';
 import { CommandTarget, commandTargetOptionsSchema } from './targets/command';
 import { DryRunTarget } from './targets/dry-run';
 import { HaproxyFleetTarget, haproxyFleetOptionsSchema } from './targets/haproxy-fleet';
+import { HttpTarget, httpTargetOptionsSchema, unsetVariables } from './targets/http';
 import { KubernetesTarget, kubernetesOptionsSchema } from './targets/kubernetes';
 import type { DeploymentTarget, DeployReceipt, DeployStep, StepOptions } from './targets/types';
 
@@ -28,6 +29,8 @@ const targetSpecSchema = z.discriminatedUnion('kind', [
   z.looseObject({ kind: z.literal('kubernetes') }),
   // Checked whole when the target is built, so the error names the entry (services.<name> or default).
   z.looseObject({ kind: z.literal('command') }),
+  // The same: checked whole at build, naming the entry's field.
+  z.looseObject({ kind: z.literal('http') }),
 ]);
 const targetsFileSchema = z.strictObject({
   /** Used for services without their own entry; leave out to refuse unknown services. */
@@ -68,6 +71,17 @@ function build(spec: TargetSpec, service: string | undefined, logger: Logger): D
       const entry = service ? `services.${service}` : 'default';
       if (!parsed.success) throw new ConfigError(`invalid configuration: ${entry}: ${describeZodError(parsed.error)}`);
       return new CommandTarget(parsed.data, { logger });
+    }
+    case 'http': {
+      // Any entry, as for command: the service comes with each step.
+      const { kind: _kind, ...options } = spec;
+      const entry = service ? `services.${service}` : 'default';
+      const parsed = httpTargetOptionsSchema.safeParse(options);
+      if (!parsed.success) throw new ConfigError(`invalid configuration: ${describeZodError(parsed.error, entry)}`);
+      // A token or signing key the worker lacks stops it here, not every release at its first step.
+      const unset = unsetVariables(parsed.data).map((problem) => `${entry}.${problem}`);
+      if (unset.length > 0) throw new ConfigError(`invalid configuration: ${unset.join('; ')}`);
+      return new HttpTarget(parsed.data, { logger });
     }
   }
 }
