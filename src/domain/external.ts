@@ -48,13 +48,14 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 /** HTTPS, or plain HTTP to this machine only: a signed request or a bearer token never crosses a network in clear. */
 export const callUrlSchema = z
   .url({ protocol: /^https?$/, error: 'expected an https URL' })
+  // zod runs these even when the URL check above failed: they must not throw on what is not a URL.
   .refine((u) => {
-    const url = new URL(u);
-    return url.protocol === 'https:' || LOOPBACK_HOSTS.has(url.hostname);
+    const url = URL.canParse(u) ? new URL(u) : undefined;
+    return url === undefined || url.protocol === 'https:' || LOOPBACK_HOSTS.has(url.hostname);
   }, 'expected an https URL (plain http only to 127.0.0.1, localhost or [::1])')
   .refine((u) => {
-    const url = new URL(u);
-    return url.username === '' && url.password === '';
+    const url = URL.canParse(u) ? new URL(u) : undefined;
+    return url === undefined || (url.username === '' && url.password === '');
   }, 'credentials do not belong in the URL: put them in "headers", from environment variables');
 
 /**

@@ -632,6 +632,10 @@ function hostileStatus(t: () => string): ReleaseStatus {
       waitingFor: [t(), t()],
     },
     deployedSteps: [t()],
+    hooks: [
+      { hook: t(), at: 'after-deploy', step: t(), outcome: 'failed', reason: t(), startedAt: at, durationMs: 1 },
+      { hook: t(), at: 'before-canary', outcome: 'passed', reason: t(), startedAt: at, durationMs: 1 },
+    ],
     rollback: { reason: t(), startedAt: at, failedAttempts: 1, lastError: t(), undone: [t()] },
     audit: [{ at, actor: t(), action: 'approve', accepted: false, detail: t() }],
     auditDropped: 0,
