@@ -190,6 +190,13 @@ describe('in the targets file', () => {
     const file = join(dir, 'default.yaml');
     await writeFile(file, stringify({ default: entry() }));
     const target = await createTarget(file, createLogger('silent'));
-    await expect(target.stableVersion(`any-${randomUUID().slice(0, 6)}`)).resolves.toBe('1.0.0');
+    const service = `any-${randomUUID().slice(0, 6)}`;
+    await expect(target.stableVersion(service)).resolves.toBe('1.0.0');
+    await expect(target.stableVersion(service)).resolves.toBe('1.0.0');
+    // A read changes nothing: never answered from a store of answers by key, so each has a key of its own.
+    const reads = posts(service).filter((b) => b.action === 'read');
+    expect(reads.map((b) => b.key)).toEqual([`read/${service}`, `read/${service}`]);
+    expect(reads[0]!.idempotencyKey).toMatch(new RegExp(`^read/${service}/[0-9a-f-]{36}$`));
+    expect(reads[1]!.idempotencyKey).not.toBe(reads[0]!.idempotencyKey);
   });
 });

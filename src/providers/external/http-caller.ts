@@ -13,6 +13,8 @@ export const MAX_ANSWER_BYTES = 1024 * 1024;
 const LAST_LINES = 5;
 /** Longest message or progress line quoted from an answer. */
 const MAX_QUOTE = 500;
+/** What a last poll before the deadline is left for its own request. */
+const LAST_POLL_MS = 1000;
 /** Values shorter than this are not hidden in messages: hiding "1" or "prod" would garble every message. */
 const MIN_HIDDEN_LENGTH = 4;
 
@@ -174,9 +176,11 @@ export class SignedHttpCaller implements HttpCaller {
       if (state.lines.length > LAST_LINES) state.lines.shift();
       request.onLine?.(line, 'stdout');
 
-      const wait = this.retryAfter(answer.headers.get('retry-after'));
-      if (Date.now() + wait >= state.deadline) return unfinished(state);
-      await pause(wait, request.signal);
+      // A wait that would cross the deadline is cut, so one last poll still fits before it, with time of its own;
+      // with no room for that, the step is out of time.
+      const latest = state.deadline - Date.now() - LAST_POLL_MS;
+      if (latest <= 0) return unfinished(state);
+      await pause(Math.min(this.retryAfter(answer.headers.get('retry-after')), latest), request.signal);
       const empty = new Uint8Array(0);
       answer = await this.exchange(next, 'GET', undefined, headersFor(empty), call, request, state);
     }
