@@ -9,7 +9,7 @@ import { PrometheusProvider } from './metrics/prometheus';
 import type { Notifier } from './notify/types';
 import { createNotifiers } from './notify/webhook';
 import type { MetricsProvider } from './metrics/types';
-import { CommandTarget, commandTargetOptionsSchema } from './targets/command';
+import { CommandTarget, commandTargetOptionsSchema, unsetCommandVariables } from './targets/command';
 import { DryRunTarget } from './targets/dry-run';
 import { HaproxyFleetTarget, haproxyFleetOptionsSchema } from './targets/haproxy-fleet';
 import { HttpTarget, httpTargetOptionsSchema, unsetVariables } from './targets/http';
@@ -69,7 +69,10 @@ function build(spec: TargetSpec, service: string | undefined, logger: Logger): D
       const { kind: _kind, ...options } = spec;
       const parsed = commandTargetOptionsSchema.safeParse(options);
       const entry = service ? `services.${service}` : 'default';
-      if (!parsed.success) throw new ConfigError(`invalid configuration: ${entry}: ${describeZodError(parsed.error)}`);
+      if (!parsed.success) throw new ConfigError(`invalid configuration: ${describeZodError(parsed.error, entry)}`);
+      // A variable the command was promised but the worker lacks stops it here, not every release at its first step.
+      const unset = unsetCommandVariables(parsed.data).map((problem) => `${entry}.${problem}`);
+      if (unset.length > 0) throw new ConfigError(`invalid configuration: ${unset.join('; ')}`);
       return new CommandTarget(parsed.data, { logger });
     }
     case 'http': {

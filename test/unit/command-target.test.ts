@@ -273,12 +273,16 @@ describe('in the targets file', () => {
   });
 
   it.each([
-    [{ kind: 'command', stateDir: '/tmp/x' }, 'services.checkout: command'],
-    [{ kind: 'command', command: [], stateDir: '/tmp/x' }, 'services.checkout: command: expected the executable'],
-    [{ kind: 'command', command: ['./deploy.sh'] }, 'services.checkout: stateDir'],
-    [{ kind: 'command', command: ['./deploy.sh'], stateDir: '/tmp/x', shell: true }, 'services.checkout'],
-    [{ kind: 'command', command: ['./d.sh'], stateDir: '/tmp/x', timeout: '1h' }, 'services.checkout: timeout'],
-    [{ kind: 'command', command: ['./d.sh'], stateDir: '/tmp/x', env: ['A-B'] }, 'services.checkout: env.0'],
+    [{ kind: 'command', stateDir: '/tmp/x' }, 'services.checkout.command: '],
+    [{ kind: 'command', command: [], stateDir: '/tmp/x' }, 'services.checkout.command: expected the executable'],
+    [{ kind: 'command', command: ['./deploy.sh'] }, 'services.checkout.stateDir: '],
+    [{ kind: 'command', command: ['./deploy.sh'], stateDir: '/tmp/x', shell: true }, 'services.checkout: '],
+    [{ kind: 'command', command: ['./d.sh'], stateDir: '/tmp/x', timeout: '1h' }, 'services.checkout.timeout: '],
+    [{ kind: 'command', command: ['./d.sh'], stateDir: '/tmp/x', env: ['A-B'] }, 'services.checkout.env.0: '],
+    [
+      { kind: 'command', command: ['./d.sh'], stateDir: '/tmp/x', env: ['PATH', 'TG_NOT_SET_ANYWHERE'] },
+      'services.checkout.env.1: environment variable TG_NOT_SET_ANYWHERE is not set',
+    ],
   ])('a bad entry is refused at start, naming it: %j', async (entry, message) => {
     const file = targetsFile({ services: { checkout: entry } });
     const err = await failure(createTarget(file, logger()));
@@ -288,7 +292,7 @@ describe('in the targets file', () => {
 
   it('a bad default entry is named as default', async () => {
     const err = await failure(createTarget(targetsFile({ default: { kind: 'command' } }), logger()));
-    expect(err.message).toContain('invalid configuration: default: command');
+    expect(err.message).toContain('invalid configuration: default.command: ');
   });
 
   it('read and mark-stable fit in the quick activities: their timeout is capped', () => {

@@ -23,6 +23,13 @@ export const commandTargetOptionsSchema = commandCallSchema.extend({
 export type CommandTargetOptions = z.output<typeof commandTargetOptionsSchema>;
 export type CommandTargetOptionsInput = z.input<typeof commandTargetOptionsSchema>;
 
+/** The variables `env` names that the worker's environment lacks (or holds empty), each named by its field. */
+export function unsetCommandVariables(options: Pick<CommandTargetOptions, 'env'>, env = process.env): string[] {
+  return options.env.flatMap((name, i) =>
+    env[name] === undefined || env[name] === '' ? [`env.${i}: environment variable ${name} is not set`] : [],
+  );
+}
+
 /**
  * `read` and `mark-stable` run in the workflow's quick activities, whose start-to-close timeout is one minute: past
  * that Temporal would start another attempt while this one still runs. Cut short first, they fail with a reason.
