@@ -44,6 +44,9 @@ export interface ActivityDeps {
   analysisHeartbeatMs?: number;
 }
 
+/** How often a running round asks whether a liveness heartbeat is due. */
+const ROUND_LIVENESS_CHECK_MS = 30_000;
+
 /** A stretch scheduled without a heartbeat timeout still heartbeats (cancellation comes that way), as if it had this. */
 const FALLBACK_HEARTBEAT_TIMEOUT_MS = 600_000;
 
@@ -181,15 +184,10 @@ export function createActivities({
     },
 
     async smokeCheck({ context, checks, metricNames }: SmokeCheckInput): Promise<CheckResult[]> {
-      const { results } = await analysisRound(
-        metrics,
-        context,
-        checks,
-        60_000,
-        new Date(),
-        undefined,
-        metricNames,
-        checkSources(context),
+      // Job and web smoke checks take their own time: heartbeating keeps a long one alive and lets a cancel reach it.
+      const { results } = await heartbeatingWhile(
+        analysisRound(metrics, context, checks, 60_000, new Date(), undefined, metricNames, checkSources(context)),
+        heartbeatEveryMs,
       );
       releaseLog(context).info({ results }, 'smoke checks');
       return results;
@@ -219,6 +217,9 @@ export function createActivities({
           }
           throw err;
         }
+        // A round with a job check can run for minutes: liveness heartbeats go on meanwhile (offer sends only due ones).
+        const during = beat;
+        const live = setInterval(() => beats.offer(during), ROUND_LIVENESS_CHECK_MS);
         const { results, requests } = await analysisRound(
           metrics,
           input.context,
@@ -228,7 +229,7 @@ export function createActivities({
           beat.counters.rounds,
           input.metricNames,
           checkSources(input.context),
-        );
+        ).finally(() => clearInterval(live));
         const before = beat.counters.requests;
         const { counters, decision, reason } = decide(beat.counters, results, requests, input);
         beat = { counters, checks: results };

@@ -83,3 +83,13 @@ export const hookRuns = proxyActivities<Activities>({
     nonRetryableErrorTypes,
   },
 });
+
+/**
+ * Smoke checks may run jobs and call slow APIs (a job check may take up to 9 minutes): the deploys' budget, with a
+ * heartbeat so a dead worker is noticed in 20 s. Only the timeouts differ from `quick`, which replay does not compare.
+ */
+export const smokeChecks = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '20s',
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
+});

@@ -24,7 +24,7 @@ import { TollgateService, TollgateVersion } from '../domain/search-attributes';
 import { printable } from '../domain/text';
 import { activeFreeze, nextAllowedTime } from '../domain/windows';
 import { describeZodError } from '../domain/zod-errors';
-import { failureMessage, quick } from './activities';
+import { failureMessage, quick, smokeChecks } from './activities';
 import { Bake, ReleaseFailure } from './bake';
 import { Compensation, type CompensationState } from './compensation';
 import { Controls, freshControls, type ControlsState } from './controls';
@@ -351,7 +351,7 @@ class Release {
     const checks = this.carried.policy!.staging.smokeChecks;
     if (checks.length === 0) return;
     record.setState('smoke-testing');
-    const results = await quick.smokeCheck.executeWithOptions({ summary: `smoke checks: ${checks.length}` }, [
+    const results = await smokeChecks.smokeCheck.executeWithOptions({ summary: `smoke checks: ${checks.length}` }, [
       {
         context: record.context('staging'),
         checks,
