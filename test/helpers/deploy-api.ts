@@ -33,6 +33,8 @@ export type Plan =
       message?: (poll: number) => string;
       /** The Location written out whole (as a proxy may), not relative. */
       absolute?: boolean;
+      /** A Location the polls' own 202 answers move the operation to. */
+      relocate?: string;
     }
   /** Exactly this answer; nothing is applied. */
   | { kind: 'answer'; status: number; body?: string | Buffer; headers?: Record<string, string> }
@@ -153,12 +155,17 @@ export async function startDeployApi(options: DeployApiOptions): Promise<DeployA
   const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) =>
     res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
 
-  const accepted = (res: ServerResponse, id: string, op: Operation) =>
+  /** A POST's 202 says where to poll; a poll's own 202 does not need to (the same URL again). */
+  const accepted = (res: ServerResponse, id: string, op: Operation, polled: boolean) =>
     json(
       res,
       202,
       { message: op.plan.message?.(op.polls) ?? `deploying ${op.body.version ?? ''} (${op.polls}/${op.plan.polls})` },
-      { location: `${op.plan.absolute ? origin : ''}/operations/${id}`, 'retry-after': op.plan.retryAfter ?? '1' },
+      {
+        ...(!polled && { location: `${op.plan.absolute ? origin : ''}/operations/${id}` }),
+        ...(polled && op.plan.relocate !== undefined && { location: op.plan.relocate }),
+        'retry-after': op.plan.retryAfter ?? '1',
+      },
     );
 
   const handle = (req: IncomingMessage, res: ServerResponse, raw: Buffer) => {
@@ -189,7 +196,7 @@ export async function startDeployApi(options: DeployApiOptions): Promise<DeployA
       if (!op) return json(res, 404, { error: `no operation ${id}` });
       if (op.result !== undefined) return json(res, 200, op.result);
       op.polls++;
-      if (--op.pollsLeft > 0) return accepted(res, id, op);
+      if (--op.pollsLeft > 0) return accepted(res, id, op, true);
       op.result = apply(op.key, op.body);
       return json(res, 200, op.result);
     }
@@ -209,7 +216,7 @@ export async function startDeployApi(options: DeployApiOptions): Promise<DeployA
       const op = operations.get(running)!;
       return op.result !== undefined
         ? json(res, 200, { ...(op.result as object), applied: false })
-        : accepted(res, running, op);
+        : accepted(res, running, op, false);
     }
     const plan = api.plan(body, attempt) ?? SYNC;
     switch (plan.kind) {
@@ -220,7 +227,7 @@ export async function startDeployApi(options: DeployApiOptions): Promise<DeployA
         const op: Operation = { key, body, pollsLeft: plan.polls, polls: 0, plan };
         operations.set(id, op);
         opFor.set(key, id);
-        return accepted(res, id, op);
+        return accepted(res, id, op, false);
       }
       case 'answer':
         res.writeHead(plan.status, plan.headers ?? {});

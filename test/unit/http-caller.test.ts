@@ -182,6 +182,28 @@ describe('accepted, then polled', () => {
     expect(api.requestsFor(req.key)).toHaveLength(1);
   });
 
+  it("follows a poll's 202 to a new Location on the same origin, and refuses one that moves elsewhere", async () => {
+    const moved = request();
+    answering({ kind: 'accepted', polls: 3, relocate: '/operations/none' });
+    await expect(caller().call(httpCall(), moved)).resolves.toMatchObject({
+      kind: 'failed',
+      message: 'HTTP 404: no operation none',
+    });
+    expect(api.requestsFor(moved.key).map((r) => r.path.replace(/[0-9a-f-]{36}/, 'ID'))).toEqual([
+      '/steps',
+      '/operations/ID',
+      '/operations/none',
+    ]);
+
+    const stolen = request();
+    answering({ kind: 'accepted', polls: 3, relocate: 'https://evil.example/operations/1' });
+    await expect(caller().call(httpCall(), stolen)).resolves.toMatchObject({
+      kind: 'failed',
+      message: expect.stringContaining('a Location on https://evil.example') as string,
+    });
+    expect(api.requestsFor(stolen.key)).toHaveLength(2);
+  });
+
   it('follows an absolute Location on its own origin', async () => {
     answering({ kind: 'accepted', polls: 2, absolute: true });
     const req = request();

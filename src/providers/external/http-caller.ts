@@ -161,13 +161,15 @@ export class SignedHttpCaller implements HttpCaller {
     const home = new URL(call.url);
     const body = Buffer.from(JSON.stringify(request.payload), 'utf8');
     let answer = await this.exchange(home, 'POST', body, headersFor(body), call, request, state);
+    let polling: URL | undefined;
     for (let poll = 1; ; poll++) {
       if (!('status' in answer)) return answer;
       if (answer.text === undefined) return outcome(state, 'failed', `HTTP ${answer.status}: answer larger than 1 MiB`);
       if (answer.status !== 202) return final(answer, state);
 
-      const next = pollUrl(answer, home);
+      const next = pollUrl(answer, home, polling);
       if (typeof next === 'string') return outcome(state, 'failed', next);
+      polling = next;
       const line = shown(
         progressMessage(answer.text) ?? (poll === 1 ? 'accepted' : `in progress (poll ${poll})`),
         state,
@@ -258,10 +260,13 @@ function final(answer: Answer, state: CallState): ExternalOutcome {
   return outcome(state, retryable ? 'retry' : 'failed', `HTTP ${status}${redirect}: ${apiMessage(text)}`);
 }
 
-/** Where a 202 says to poll: its Location, on the origin the call was configured with and nowhere else. */
-function pollUrl(answer: Answer, home: URL): URL | string {
+/**
+ * Where a 202 says to poll: its Location, on the origin the call was configured with and nowhere else. A poll's own
+ * 202 may leave it out: the same URL again.
+ */
+function pollUrl(answer: Answer, home: URL, polling: URL | undefined): URL | string {
   const location = answer.headers.get('location');
-  if (location === null || location.trim() === '') return `HTTP 202 without a Location header to poll`;
+  if (location === null || location.trim() === '') return polling ?? `HTTP 202 without a Location header to poll`;
   let next: URL;
   try {
     next = new URL(location.trim(), answer.url);
