@@ -13,6 +13,8 @@ import { releaseLogAttributes } from './interceptors/log-attributes';
 import { ConfigError } from './config/env';
 import { PolicyStore } from './config/policies';
 import { createMetrics, createNotifier, createTarget } from './providers';
+import { ProcessRunner } from './providers/external/command-runner';
+import { SignedHttpCaller } from './providers/external/http-caller';
 import { connectionSettings } from './config/connection';
 import { loadWorkerConfig, type WorkerConfig } from './config/worker-config';
 import { createLogger, PinoSdkLogger, type Logger } from './logger';
@@ -83,6 +85,10 @@ export async function runWorker(config: WorkerConfig, logger: Logger): Promise<v
     notifier: await createNotifier(config.TOLLGATE_NOTIFY_FILE, logger),
     logger,
     analysisHeartbeatMs: config.TOLLGATE_ANALYSIS_HEARTBEAT,
+    external: {
+      commands: new ProcessRunner({ runningDir: config.TOLLGATE_RUNNING_DIR }),
+      http: new SignedHttpCaller(),
+    },
   });
   const connection = await NativeConnection.connect(connectionSettings(config));
   try {

@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { connectionEnvSchema, parseEnv } from './env';
 
@@ -68,6 +70,11 @@ const workerEnvFields = connectionEnvSchema.and(
     TOLLGATE_TARGETS_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
     /** YAML file of webhooks for release events (see README); secrets are named by env var, never written in it. */
     TOLLGATE_NOTIFY_FILE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
+    /**
+     * Where hooks' and job checks' running commands are recorded, so a retry after a SIGKILLed worker first kills
+     * what the dead attempt left running. Shared by the workers of one machine; a temporary directory by default.
+     */
+    TOLLGATE_RUNNING_DIR: z.string().min(1).default(join(tmpdir(), 'tollgate-running')),
     TOLLGATE_METRICS: z.enum(['prometheus', 'none']).default('prometheus'),
     TOLLGATE_PROMETHEUS_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:9090'),
     TOLLGATE_METRICS_TIMEOUT: durationMs.default(5_000),
