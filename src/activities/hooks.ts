@@ -1,24 +1,7 @@
 import type { Logger } from '../logger';
+import { contractEnv } from '../providers/external/contract-env';
 import type { ExternalOutcome, ExternalRunners } from '../providers/external/types';
 import type { HookInput, HookResult } from './types';
-
-/** What a hook's command sees as `TOLLGATE_*` variables; the same facts are in its JSON on stdin (or request body). */
-function hookEnv({ hook, context, step }: HookInput, key: string): Record<string, string> {
-  const env: Record<string, string> = {
-    TOLLGATE_HOOK: hook.name,
-    TOLLGATE_AT: hook.at,
-    TOLLGATE_KEY: key,
-    TOLLGATE_RELEASE_ID: context.releaseId,
-    TOLLGATE_SERVICE: context.service,
-    TOLLGATE_VERSION: context.version,
-    TOLLGATE_STAGE: context.stage,
-    TOLLGATE_TRACK: context.track,
-  };
-  if (context.stableVersion !== undefined) env.TOLLGATE_STABLE_VERSION = context.stableVersion;
-  if (step?.percent !== undefined) env.TOLLGATE_PERCENT = String(step.percent);
-  if (step?.canaryInstances !== undefined) env.TOLLGATE_CANARY_INSTANCES = String(step.canaryInstances);
-  return env;
-}
 
 /** A hook's answer that is worth another attempt: thrown, so Temporal retries the activity. */
 export class HookRetryError extends Error {
@@ -60,7 +43,19 @@ export async function runHook(
         },
       }),
     },
-    env: hookEnv(input, key),
+    env: contractEnv({
+      hook: hook.name,
+      at: hook.at,
+      key,
+      releaseId: context.releaseId,
+      service: context.service,
+      version: context.version,
+      stableVersion: context.stableVersion,
+      stage: context.stage,
+      track: context.track,
+      percent: step?.percent,
+      canaryInstances: step?.canaryInstances,
+    }),
     key,
     ...(signal && { signal }),
     onLine: (line: string, stream: 'stdout' | 'stderr') => hookLog.info({ stream }, line),

@@ -74,11 +74,11 @@ describe('job checks: the exit status is the verdict', () => {
     });
   });
 
-  it('passes an empty TOLLGATE_STABLE_VERSION (and null on stdin) when the release has none', async () => {
+  it('leaves TOLLGATE_STABLE_VERSION unset (and null on stdin) when the release has none', async () => {
     const record = join(dir, 'seen.txt');
     await run(jobCheck([script('probe.sh'), '0', record]), { ...context, stableVersion: undefined });
     const { env, stdin } = recorded(record);
-    expect(env.TOLLGATE_STABLE_VERSION).toBe('');
+    expect(env.TOLLGATE_STABLE_VERSION).toBeUndefined();
     expect(stdin).toMatchObject({ stableVersion: null });
   });
 

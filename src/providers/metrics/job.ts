@@ -1,4 +1,5 @@
 import type { CheckResult } from '../../domain/analysis';
+import { contractEnv } from '../external/contract-env';
 import type { Check } from '../../domain/policy';
 import type { Stage, Track } from '../../domain/release';
 import { oneLine } from '../../domain/text';
@@ -8,7 +9,7 @@ import type { CommandRunner, ExternalOutcome } from '../external/types';
  * A job check (Argo Rollouts' `job` provider): the user's command — a synthetic transaction, a short load test — run
  * once per round; its exit status is the verdict. It gets the round as JSON on stdin and as environment variables:
  *
- *     TOLLGATE_CHECK  TOLLGATE_RELEASE_ID  TOLLGATE_SERVICE  TOLLGATE_VERSION  TOLLGATE_STABLE_VERSION (empty when none)
+ *     TOLLGATE_CHECK  TOLLGATE_RELEASE_ID  TOLLGATE_SERVICE  TOLLGATE_VERSION  TOLLGATE_STABLE_VERSION (unset when none)
  *     TOLLGATE_STAGE  TOLLGATE_TRACK  TOLLGATE_WINDOW_SECONDS (the analysis interval: the stretch since the last round)
  *
  * Exit 0 passes; exit 75 ("try again later") is inconclusive, as is a run past its timeout or a command that cannot
@@ -100,19 +101,17 @@ export async function runJobCheck(
   }
 }
 
-export function jobEnv(check: string, ctx: JobContext): Record<string, string> {
-  return {
-    TOLLGATE_CHECK: check,
-    TOLLGATE_RELEASE_ID: ctx.releaseId,
-    TOLLGATE_SERVICE: ctx.service,
-    TOLLGATE_VERSION: ctx.version,
-    // Empty rather than unset, so a script under `set -u` can test it.
-    TOLLGATE_STABLE_VERSION: ctx.stableVersion ?? '',
-    TOLLGATE_STAGE: ctx.stage,
-    TOLLGATE_TRACK: ctx.track,
-    TOLLGATE_WINDOW_SECONDS: String(ctx.windowSeconds),
-  };
-}
+export const jobEnv = (check: string, ctx: JobContext): Record<string, string> =>
+  contractEnv({
+    check,
+    releaseId: ctx.releaseId,
+    service: ctx.service,
+    version: ctx.version,
+    stableVersion: ctx.stableVersion,
+    stage: ctx.stage,
+    track: ctx.track,
+    windowSeconds: ctx.windowSeconds,
+  });
 
 /** The runner's message, then the output's last lines unless the message already quotes them. */
 function withOutput(message: string, lastLines: string[]): string {

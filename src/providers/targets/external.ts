@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { serviceNameSchema, versionSchema } from '../../domain/release';
 import { printable } from '../../domain/text';
 import type { Logger } from '../../logger';
+import { contractEnv } from '../external/contract-env';
 import type { ExternalOutcome, ExternalRequest } from '../external/types';
 import { readStateFile, withFileLock, writeAtomic } from './state-file';
 import type { DeployReceipt, DeploymentTarget, DeployStep, StepOptions } from './types';
@@ -100,21 +101,7 @@ export function stepPayload(action: 'deploy' | 'undo', step: DeployStep): StepPa
 }
 
 /** The payload as `TOLLGATE_*` variables; a field the action lacks (or a null stable version) is left out. */
-export function payloadEnv(p: StepPayload): Record<string, string> {
-  const fields: Array<[string, string | number | null | undefined]> = [
-    ['TOLLGATE_ACTION', p.action],
-    ['TOLLGATE_KEY', p.key],
-    ['TOLLGATE_RELEASE_ID', p.releaseId],
-    ['TOLLGATE_SERVICE', p.service],
-    ['TOLLGATE_VERSION', p.version],
-    ['TOLLGATE_STABLE_VERSION', p.stableVersion],
-    ['TOLLGATE_STAGE', p.stage],
-    ['TOLLGATE_TRACK', p.track],
-    ['TOLLGATE_PERCENT', p.percent],
-    ['TOLLGATE_CANARY_INSTANCES', p.canaryInstances],
-  ];
-  return Object.fromEntries(fields.filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => [k, String(v)]));
-}
+export const payloadEnv = (p: StepPayload): Record<string, string> => contractEnv({ ...p });
 
 /** A deploy's or undo's result: what changed, and whether the tool found it already done (`applied: false`). */
 const stepResultSchema = z
