@@ -268,7 +268,7 @@ describe("hostile answers from users' own tools", () => {
           jams++;
           throw new Error('a schema threw');
         }
-        const added = (request.success ? (request.data.policy?.canary?.analysis?.checks ?? []) : []);
+        const added = request.success ? (request.data.policy?.canary?.analysis?.checks ?? []) : [];
         if (request.success && (hooks.length > 0 || added.some((c) => c.provider))) bypasses++;
         expect(request.success && hooks.length > 0).toBe(false);
         expect(added.some((c) => c.provider)).toBe(false);
