@@ -89,12 +89,20 @@ it('a worker SIGKILLed mid-step: the orphaned script is killed before the retry,
       (m) => m.length === 2,
       'the script and its sleep running',
     );
+    // The worker records the script's group just after the spawn: the kill comes once it has (a worker killed in
+    // the milliseconds between leaves an orphan no record names, the one window the guard cannot cover).
+    const running = join(dir, 'state', 'running');
+    await eventually(
+      () => (existsSync(running) ? readdirSync(running).filter((f) => f.endsWith('.json')) : []),
+      (files) => files.length === 1,
+      'the running record',
+    );
     worker.kill('SIGKILL');
     const [code, signal] = (await once(worker, 'exit')) as [number | null, NodeJS.Signals | null];
     expect({ code, signal, stderr }).toEqual({ code: null, signal: 'SIGKILL', stderr: '' });
     // The worker is gone; what it started is not.
     expect(await isAlive(orphan)).toBe(true);
-    expect(readdirSync(join(dir, 'state', 'running'))).toHaveLength(1);
+    expect(readdirSync(running)).toHaveLength(1);
 
     const retried = await new CommandTarget(options(), { logger: quietLogger() }).apply(step);
     expect(retried).toEqual({ key: step.key, applied: true, changes: ['deploy 1.4.2'] });
@@ -103,7 +111,7 @@ it('a worker SIGKILLed mid-step: the orphaned script is killed before the retry,
     const rerun = Number(second!.split(' ')[1]);
     // Started twice, finished once: the dead attempt never reached its end.
     expect(runs()).toEqual([`start ${orphan} deploy`, `start ${rerun} deploy`, `done ${rerun} deploy`]);
-    expect(readdirSync(join(dir, 'state', 'running'))).toEqual([]);
+    expect(readdirSync(running)).toEqual([]);
 
     // Another retry (a third worker): nothing runs.
     const again = await new CommandTarget(options(), { logger: quietLogger() }).apply(step);

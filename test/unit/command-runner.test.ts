@@ -9,6 +9,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -349,7 +350,9 @@ describe('the orphan guard (runningDir)', () => {
     const pidFile = join(dir, 'pids');
     const first = run(fixture('sleep-group.sh', pidFile), {}, {}, runner);
     const pids = await groupPids(pidFile);
-    expect(readdirSync(join(dir, 'running'))).toHaveLength(1);
+    // Recorded just after the spawn (written aside, then renamed), so possibly a moment after the script's first lines.
+    const recorded = recordPath(join(dir, 'running'), 'release-x/run/canary');
+    await until(() => existsSync(recorded), 'the record of the first call');
     const second = await run(['bash', '-c', 'echo second run'], {}, {}, runner);
     expect(await allGone(pids)).toBe(true);
     expect(second.outcome).toMatchObject({ kind: 'ok', lastLines: ['second run'] });
@@ -358,7 +361,18 @@ describe('the orphan guard (runningDir)', () => {
     expect(readdirSync(join(dir, 'running'))).toEqual([]);
   });
 
-  it('leaves alone a process whose pid a record names but which started at another time (a reused pid)', async () => {
+  /** The record a call would write for `pid`, with what the test wants changed. */
+  const recordFor = (pid: number, over: Record<string, string> = {}) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const starttime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const host = `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}/${readlinkSync('/proc/self/ns/pid')}`;
+    return JSON.stringify({ pid, pgid: pid, starttime, host, ...over });
+  };
+
+  it.each([
+    ['started at another time (a reused pid)', { starttime: '1' }],
+    ['recorded on another machine or container', { host: 'another-boot/pid:[1]' }],
+  ])('leaves alone a process whose pid a record names but which %s', async (_what, over) => {
     const bystander = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
     await once(bystander, 'spawn');
     try {
@@ -366,13 +380,33 @@ describe('the orphan guard (runningDir)', () => {
       const key = 'release-x/run/canary';
       const pid = bystander.pid!;
       mkdirSync(runningDir);
-      writeFileSync(recordPath(runningDir, key), JSON.stringify({ pid, pgid: pid, starttime: '1' }));
+      writeFileSync(recordPath(runningDir, key), recordFor(pid, over));
       const { outcome } = await run(['true'], {}, { key }, new ProcessRunner({ runningDir }));
       expect(outcome.kind).toBe('ok');
       expect(await isAlive(pid)).toBe(true);
-      expect(existsSync(recordPath(runningDir, key))).toBe(false);
     } finally {
       bystander.kill('SIGKILL');
+    }
+  });
+
+  it('kills the group a record of this machine names, same pid and start time, though no call of ours started it', async () => {
+    const orphan = spawn('bash', ['-c', 'sleep 30 & wait'], { detached: true, stdio: 'ignore' });
+    await once(orphan, 'spawn');
+    const pid = orphan.pid!;
+    try {
+      const runningDir = join(dir, 'running');
+      const key = 'release-x/run/canary';
+      mkdirSync(runningDir);
+      writeFileSync(recordPath(runningDir, key), recordFor(pid));
+      const { outcome } = await run(['true'], {}, { key }, new ProcessRunner({ runningDir }));
+      expect(outcome.kind).toBe('ok');
+      expect(await isAlive(pid)).toBe(false);
+    } finally {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Gone, as it should be.
+      }
     }
   });
 });

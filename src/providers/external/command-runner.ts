@@ -2,7 +2,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, readlink, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT_TRY_AGAIN, type CommandCall } from '../../domain/external';
@@ -179,6 +179,9 @@ async function runProcess(
   const [file, ...args] = call.command as [string, ...string[]];
   const shown = printable(file, 200);
   const badCwd = call.cwd === undefined ? undefined : await cwdProblem(call.cwd);
+  // Known before the spawn, so the record follows it as closely as it can: a worker killed in between leaves an
+  // orphan no record names.
+  if (record) await host();
   if (badCwd) return { kind: 'failed', message: `cannot run ${shown}: ${badCwd}` };
 
   const env: Record<string, string> = {};
@@ -393,6 +396,21 @@ interface RunningRecord {
   pid: number;
   pgid: number;
   starttime: string;
+  /** The boot and pid namespace the pid belongs to: a record another machine (or container) wrote names none of ours. */
+  host: string;
+}
+
+let hostId: Promise<string> | undefined;
+/** `<boot id>/<pid namespace>`; empty where /proc cannot say, and then nothing is recorded. */
+function host(): Promise<string> {
+  hostId ??= Promise.all([
+    readFile('/proc/sys/kernel/random/boot_id', 'utf8').then((t) => t.trim()),
+    readlink('/proc/self/ns/pid'),
+  ]).then(
+    ([boot, ns]) => `${boot}/${ns}`,
+    () => '',
+  );
+  return hostId;
 }
 
 /** Where the call with `key` records its process group: the key hashed, so any key makes a safe file name. */
@@ -405,8 +423,8 @@ async function readRecord(path: string): Promise<RunningRecord | undefined> {
   try {
     const r = JSON.parse(text) as Partial<RunningRecord>;
     // Written by us with pgid = pid (the command leads its group); anything else is not a record to act on.
-    if (Number.isInteger(r.pid) && r.pid! > 1 && r.pgid === r.pid && typeof r.starttime === 'string')
-      return r as RunningRecord;
+    const valid = Number.isInteger(r.pid) && r.pid! > 1 && r.pgid === r.pid;
+    if (valid && typeof r.starttime === 'string' && typeof r.host === 'string') return r as RunningRecord;
   } catch {
     // Half a file cannot happen (written by rename); a file someone else wrote is ignored.
   }
@@ -414,8 +432,10 @@ async function readRecord(path: string): Promise<RunningRecord | undefined> {
 }
 
 async function writeRecord(path: string, pid: number): Promise<void> {
-  const s = await procStat(pid);
-  const record: RunningRecord = { pid, pgid: pid, starttime: s?.starttime ?? '' };
+  const [s, here] = await Promise.all([procStat(pid), host()]);
+  // Without a start time and a host to check against, a later call could only guess whose group it kills.
+  if (!s?.starttime || !here) return;
+  const record: RunningRecord = { pid, pgid: pid, starttime: s.starttime, host: here };
   await writeAtomic(path, JSON.stringify(record));
 }
 
@@ -431,6 +451,8 @@ async function removeRecord(path: string, pid: number): Promise<void> {
 async function stopOrphan(path: string): Promise<boolean> {
   const record = await readRecord(path);
   if (!record) return true;
+  // Written on another machine or in another container (a shared state dir): its pid is not one of ours to kill.
+  if (record.host !== (await host())) return true;
   const now = await procStat(record.pid);
   // Another process with that pid: ours ended long ago, and so did its group (a pid is not reused while its group
   // lives). No process at all: its group may live on in what it started, which is just what must go.
