@@ -197,7 +197,10 @@ export class ExternalTarget implements DeploymentTarget {
       stage: 'done',
       track: 'production',
     };
-    await this.call(payload, this.log.child({ service, version, stage: 'done', track: 'production' }));
+    await this.call(
+      payload,
+      this.log.child({ service, version, stage: 'done', track: 'production', action: 'mark-stable' }),
+    );
     await this.ledger(service, (ledger) => {
       ledger.stableVersion = version;
     });
