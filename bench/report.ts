@@ -14,6 +14,7 @@ import type { BenchReport, SectionOutcome } from './run';
 import type { AbortResult, ApproveResult } from './reaction';
 import type { BreachResult, BreachTrial } from './breach';
 import { heartbeatSection } from './report-heartbeats';
+import { externalSection } from './external';
 import { kubernetesSection } from './kubernetes';
 import { medianRange, num, summarize, type Summary } from './stats';
 
@@ -682,7 +683,15 @@ ${done.map(({ result: c }) => `Section wall time (${num(c.releases)}): ${seconds
 }
 
 /** BENCHMARKS.md's sections in order (§1 …), by their BENCH_SECTIONS names. */
-export const SECTION_KEYS = ['history', 'startup', 'reaction', 'concurrency', 'heartbeats', 'kubernetes'] as const;
+export const SECTION_KEYS = [
+  'history',
+  'startup',
+  'reaction',
+  'concurrency',
+  'heartbeats',
+  'kubernetes',
+  'external',
+] as const;
 export type SectionKey = (typeof SECTION_KEYS)[number];
 
 interface Rendered {
@@ -704,6 +713,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
     concurrency: () => concurrencySection(report, goals, findings),
     heartbeats: () => heartbeatSection(report.heartbeats, report, goals, findings),
     kubernetes: () => kubernetesSection(report.kubernetes, goals, findings),
+    external: () => externalSection(report.external, report, goals, findings),
   }[key];
   const text = render();
   const n = SECTION_KEYS.indexOf(key) + 1;
