@@ -28,3 +28,30 @@ export function bodyExcerpt(text: string): string {
   const flat = oneLine(text, 200);
   return flat.length === 0 ? '(empty body)' : flat;
 }
+
+/**
+ * A response's body as text, or undefined once it passes `maxBytes` (declared or streamed): the rest is never read,
+ * the connection dropped, so a hostile or broken server cannot make us hold a huge answer.
+ */
+export async function readBodyBounded(response: Response, maxBytes: number): Promise<string | undefined> {
+  const declared = Number(response.headers.get('content-length') ?? NaN);
+  if (!response.body) return '';
+  if (declared > maxBytes) {
+    await response.body.cancel().catch(() => undefined);
+    return undefined;
+  }
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -3,7 +3,7 @@ import { envReferences, EXTERNAL_TIMEOUT_MAX_MS, type HttpCall } from '../../dom
 import { formatDuration } from '../../domain/duration';
 import { REDACTED, redactUrlCredentials } from '../../domain/redact';
 import { oneLine } from '../../domain/text';
-import { bodyExcerpt, describeFetchError } from '../fetch-errors';
+import { bodyExcerpt, describeFetchError, readBodyBounded } from '../fetch-errors';
 import { DELIVERY_HEADER, signatureHeaders } from './signing';
 import type { ExternalOutcome, ExternalRequest, HttpCaller } from './types';
 
@@ -218,7 +218,7 @@ export class SignedHttpCaller implements HttpCaller {
         redirect: 'manual',
         signal: controller.signal,
       });
-      const raw = await readBounded(response);
+      const raw = await readBodyBounded(response, MAX_ANSWER_BYTES);
       return { status: response.status, headers: response.headers, text: raw && hide(raw, state.secrets), raw, url };
     } catch (error) {
       if (request.signal?.aborted) throw request.signal.reason;
@@ -310,29 +310,6 @@ function jsonField(text: string, pick: (body: Record<string, unknown>) => string
   return body !== null && typeof body === 'object' && !Array.isArray(body)
     ? pick(body as Record<string, unknown>)
     : undefined;
-}
-
-/** The body as text, or undefined past MAX_ANSWER_BYTES (not read further: the connection is dropped). */
-async function readBounded(response: Response): Promise<string | undefined> {
-  const declared = Number(response.headers.get('content-length') ?? NaN);
-  if (declared > MAX_ANSWER_BYTES || !response.body) {
-    await response.body?.cancel().catch(() => undefined);
-    return response.body ? undefined : '';
-  }
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_ANSWER_BYTES) {
-      await reader.cancel().catch(() => undefined);
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Waits `ms`; an abort ends the wait at once, rejecting with the signal's reason. */

@@ -11,7 +11,7 @@ import type { CheckSamples } from '../../domain/judge';
 import type { Check } from '../../domain/policy';
 import type { Track } from '../../domain/release';
 import { printable } from '../../domain/text';
-import { bodyExcerpt, describeFetchError } from '../fetch-errors';
+import { bodyExcerpt, describeFetchError, readBodyBounded } from '../fetch-errors';
 import { MetricsQueryError } from './types';
 
 /**
@@ -118,7 +118,7 @@ export class WebMetrics {
 
     const timeout = AbortSignal.timeout(web.timeout);
     let status: number;
-    let text: string;
+    let text: string | undefined;
     try {
       const response = await this.fetch(url, {
         method: web.method,
@@ -128,11 +128,11 @@ export class WebMetrics {
         signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
       });
       status = response.status;
-      text = await readBounded(response, this.maxBodyBytes);
+      text = await readBodyBounded(response, this.maxBodyBytes);
     } catch (err) {
-      if (err instanceof TooLarge) return fail(`response larger than ${formatBytes(this.maxBodyBytes)}`);
       return fail(describeFetchError(err, web.timeout, { url: new URL(url).origin }));
     }
+    if (text === undefined) return fail(`response larger than ${formatBytes(this.maxBodyBytes)}`);
 
     const origin = new URL(url).origin;
     if (status >= 300 && status < 400) fail(`HTTP ${status} from ${origin}: redirects are not followed`);
@@ -252,32 +252,6 @@ function shownValue(item: unknown): string {
   if (typeof item === 'string') return `the string ${JSON.stringify(printable(item, 40))}`;
   if (typeof item === 'number') return `${item}`;
   return describe(item);
-}
-
-class TooLarge extends Error {}
-
-/** The body as text, or TooLarge as soon as it passes `max` bytes: a huge answer is never held whole. */
-async function readBounded(response: Response, max: number): Promise<string> {
-  const declared = Number(response.headers.get('content-length') ?? 0);
-  if (declared > max) {
-    await response.body?.cancel().catch(() => undefined);
-    throw new TooLarge();
-  }
-  if (!response.body) return '';
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      throw new TooLarge();
-    }
-    chunks.push(value);
-  }
-  return new TextDecoder().decode(Buffer.concat(chunks));
 }
 
 const formatBytes = (bytes: number) =>
