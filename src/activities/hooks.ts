@@ -23,17 +23,21 @@ export async function runHook(
   const { hook, context, step } = input;
   const key = `${context.releaseId}/hook/${hook.name}/${step ? step.key.split('/').pop() : hook.at}`;
   const hookLog = log.child({ hook: hook.name, at: hook.at });
+  // The same facts twice: as the JSON document, and as TOLLGATE_* variables for a command.
+  const release = {
+    hook: hook.name,
+    at: hook.at,
+    key,
+    releaseId: context.releaseId,
+    service: context.service,
+    version: context.version,
+    stage: context.stage,
+    track: context.track,
+  };
   const request = {
     payload: {
-      hook: hook.name,
-      at: hook.at,
-      key,
-      releaseId: context.releaseId,
-      service: context.service,
-      version: context.version,
+      ...release,
       stableVersion: context.stableVersion ?? null,
-      stage: context.stage,
-      track: context.track,
       ...(step && {
         step: {
           key: step.key,
@@ -44,15 +48,8 @@ export async function runHook(
       }),
     },
     env: contractEnv({
-      hook: hook.name,
-      at: hook.at,
-      key,
-      releaseId: context.releaseId,
-      service: context.service,
-      version: context.version,
+      ...release,
       stableVersion: context.stableVersion,
-      stage: context.stage,
-      track: context.track,
       percent: step?.percent,
       canaryInstances: step?.canaryInstances,
     }),
