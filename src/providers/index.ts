@@ -64,29 +64,40 @@ function build(spec: TargetSpec, service: string | undefined, logger: Logger): D
         );
       }
     }
-    case 'command': {
-      // Any entry, `default` included: the service comes with each step, and the ledger is kept per service.
-      const { kind: _kind, ...options } = spec;
-      const parsed = commandTargetOptionsSchema.safeParse(options);
-      const entry = service ? `services.${service}` : 'default';
-      if (!parsed.success) throw new ConfigError(`invalid configuration: ${describeZodError(parsed.error, entry)}`);
-      // A variable the command was promised but the worker lacks stops it here, not every release at its first step.
-      const unset = unsetCommandVariables(parsed.data).map((problem) => `${entry}.${problem}`);
-      if (unset.length > 0) throw new ConfigError(`invalid configuration: ${unset.join('; ')}`);
-      return new CommandTarget(parsed.data, { logger });
-    }
+    case 'command':
     case 'http': {
-      // Any entry, as for command: the service comes with each step.
-      const { kind: _kind, ...options } = spec;
+      // Any entry, `default` included: the service comes with each step, and the ledger is kept per service.
+      const { kind, ...options } = spec;
       const entry = service ? `services.${service}` : 'default';
-      const parsed = httpTargetOptionsSchema.safeParse(options);
-      if (!parsed.success) throw new ConfigError(`invalid configuration: ${describeZodError(parsed.error, entry)}`);
-      // A token or signing key the worker lacks stops it here, not every release at its first step.
-      const unset = unsetVariables(parsed.data).map((problem) => `${entry}.${problem}`);
-      if (unset.length > 0) throw new ConfigError(`invalid configuration: ${unset.join('; ')}`);
-      return new HttpTarget(parsed.data, { logger });
+      return kind === 'command'
+        ? externalTarget(
+            commandTargetOptionsSchema,
+            options,
+            entry,
+            unsetCommandVariables,
+            (o) => new CommandTarget(o, { logger }),
+          )
+        : externalTarget(httpTargetOptionsSchema, options, entry, unsetVariables, (o) => new HttpTarget(o, { logger }));
     }
   }
+}
+
+/**
+ * A command or HTTP entry, checked whole so errors name its field; a variable it names that the worker lacks stops
+ * the worker here, not every release at its first step.
+ */
+function externalTarget<S extends z.ZodType>(
+  schema: S,
+  options: unknown,
+  entry: string,
+  unsetIn: (options: z.output<S>) => string[],
+  make: (options: z.output<S>) => DeploymentTarget,
+): DeploymentTarget {
+  const parsed = schema.safeParse(options);
+  if (!parsed.success) throw new ConfigError(`invalid configuration: ${describeZodError(parsed.error, entry)}`);
+  const unset = unsetIn(parsed.data).map((problem) => `${entry}.${problem}`);
+  if (unset.length > 0) throw new ConfigError(`invalid configuration: ${unset.join('; ')}`);
+  return make(parsed.data);
 }
 
 /** Sends each step to its service's target; a service without one is refused, never deployed somewhere else. */
