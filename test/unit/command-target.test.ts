@@ -7,7 +7,8 @@ import { stringify } from 'yaml';
 import { ConfigError } from '../../src/config/env';
 import { hasUnsafeCharacters } from '../../src/domain/text';
 import { createTarget } from '../../src/providers';
-import { CommandTarget, LOOKUP_TIMEOUT_MAX_MS, callFor } from '../../src/providers/targets/command';
+import { CommandTarget, callFor } from '../../src/providers/targets/command';
+import { LOOKUP_TIMEOUT_MAX_MS } from '../../src/providers/targets/external';
 import { ExternalStepError, ExternalTryAgainError } from '../../src/providers/targets/external';
 import type { DeployStep } from '../../src/providers/targets/types';
 

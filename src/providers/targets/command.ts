@@ -4,7 +4,7 @@ import { commandCallSchema, type CommandCall } from '../../domain/external';
 import type { Logger } from '../../logger';
 import { ProcessRunner } from '../external/command-runner';
 import type { CommandRunner } from '../external/types';
-import { ExternalTarget, type ExternalAction } from './external';
+import { ExternalTarget, LOOKUP_TIMEOUT_MAX_MS, type ExternalAction } from './external';
 
 /**
  * `kind: command`: every step runs the user's executable (ExternalTarget's contract: the step as JSON on stdin and
@@ -29,12 +29,6 @@ export function unsetCommandVariables(options: Pick<CommandTargetOptions, 'env'>
     env[name] === undefined || env[name] === '' ? [`env.${i}: environment variable ${name} is not set`] : [],
   );
 }
-
-/**
- * `read` and `mark-stable` run in the workflow's quick activities, whose start-to-close timeout is one minute: past
- * that Temporal would start another attempt while this one still runs. Cut short first, they fail with a reason.
- */
-export const LOOKUP_TIMEOUT_MAX_MS = 50_000;
 
 /** The call as `action` runs it: lookups within LOOKUP_TIMEOUT_MAX_MS. */
 export function callFor(call: CommandCall, action: ExternalAction): CommandCall {

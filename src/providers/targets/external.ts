@@ -23,6 +23,12 @@ import type { DeployReceipt, DeploymentTarget, DeployStep, StepOptions } from '.
 export const EXTERNAL_ACTIONS = ['deploy', 'undo', 'mark-stable', 'read'] as const;
 export type ExternalAction = (typeof EXTERNAL_ACTIONS)[number];
 
+/**
+ * `read` and `mark-stable` run in the workflow's quick activities, whose start-to-close timeout is one minute: past
+ * that Temporal would start another attempt while this one still runs. Cut short first, they fail with a reason.
+ */
+export const LOOKUP_TIMEOUT_MAX_MS = 50_000;
+
 /** How one action reaches the user's tool: the only thing a command target and an HTTP target do differently. */
 export type RunAction = (action: ExternalAction, request: ExternalRequest) => Promise<ExternalOutcome>;
 

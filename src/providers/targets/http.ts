@@ -4,8 +4,7 @@ import { envReferences, EXTERNAL_TIMEOUT_MAX_MS, httpCallSchema, timeoutSchema }
 import type { Logger } from '../../logger';
 import { SignedHttpCaller, type SignedHttpCallerOptions } from '../external/http-caller';
 import type { ExternalRequest } from '../external/types';
-import { LOOKUP_TIMEOUT_MAX_MS } from './command';
-import { ExternalTarget, type ExternalAction } from './external';
+import { ExternalTarget, LOOKUP_TIMEOUT_MAX_MS, type ExternalAction } from './external';
 
 /**
  * `kind: http`: every step is a signed POST to the user's deploy API (see SignedHttpCaller for the wire contract and
