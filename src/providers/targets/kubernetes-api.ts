@@ -62,6 +62,10 @@ export class KubernetesApiError extends Error {
   }
 }
 
+/** How long a refusal is asked again after the API server has answered this client before, and how often. */
+const AUTHORIZER_WARMUP_MS = 10_000;
+const AUTHORIZER_RETRY_MS = 250;
+
 const ROUTE = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes' } as const;
 
 /** The API server's own reason (a Status object's message), not client-node's dump of headers and body. */
@@ -99,13 +103,23 @@ export function kubernetesApi(connection: KubernetesConnection): KubernetesApi {
   const core = config.makeApiClient(CoreV1Api);
   const custom = config.makeApiClient(CustomObjectsApi);
   let requests = 0;
+  let answeredOnce = false;
   async function call<T>(what: string, request: () => Promise<T>): Promise<T> {
-    requests++;
-    try {
-      return await request();
-    } catch (err) {
-      const { code, reason } = reasonOf(err);
-      throw new KubernetesApiError(what, code, reason);
+    const refusedUntil = Date.now() + AUTHORIZER_WARMUP_MS;
+    for (;;) {
+      requests++;
+      try {
+        const answer = await request();
+        answeredOnce = true;
+        return answer;
+      } catch (err) {
+        const { code, reason } = reasonOf(err);
+        // An API server that has just (re)started serves before its authorizer has synced, and refuses what it
+        // allowed a moment ago: a refusal from a server that has answered this client before is asked again, briefly.
+        const warmingUp = answeredOnce && (code === 401 || code === 403) && Date.now() < refusedUntil;
+        if (!warmingUp) throw new KubernetesApiError(what, code, reason);
+        await new Promise((resolve) => setTimeout(resolve, AUTHORIZER_RETRY_MS));
+      }
     }
   }
   const deployment = (namespace: string, name: string | undefined) => `Deployment ${namespace}/${name ?? '?'}`;

@@ -93,12 +93,10 @@ export async function waitForRollout(namespace: string, name: string, wait: Roll
   let last = `Deployment ${namespace}/${name}: not read yet`;
   let stuckSince: number | undefined;
   let podsCheckedAt = started;
-  let readOnce = false;
   let polls = 0;
   for (;;) {
     try {
       const d = await wait.api.getDeployment(namespace, name);
-      readOnce = true;
       if (!d) throw new RolloutFailedError(`Deployment ${namespace}/${name} was deleted while it rolled out`);
       const verdict = rolloutVerdict(d);
       if (verdict.state === 'ready') return;
@@ -115,9 +113,8 @@ export async function waitForRollout(namespace: string, name: string, wait: Roll
         }
       }
     } catch (err) {
-      // A read allowed a moment ago and refused now is an API server still starting (its authorizer not synced yet).
-      const restarting = readOnce && err instanceof KubernetesApiError && (err.code === 401 || err.code === 403);
-      if (!transient(err) && !restarting) throw err;
+      // A refusal from an API server still starting is asked again by the client itself (kubernetes-api.ts).
+      if (!transient(err)) throw err;
       last = (err as Error).message;
     }
     if (Date.now() - started >= wait.readyMs)
