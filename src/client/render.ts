@@ -48,6 +48,12 @@ export function renderStatus(status: ReleaseStatus, now = Date.now()): string {
       lines.push(`  ${mark} ${c.check}${c.critical ? ' (critical)' : ''}: ${c.reason}`);
     }
   }
+  for (const al of s.alerts ?? []) {
+    const severity = al.severity ? ` ${al.severity}` : '';
+    lines.push(
+      `>> ALERT ${al.name} (${al.track}${severity}) firing since ${al.startsAt} -> ${al.action}${al.summary ? `: ${al.summary}` : ''}`,
+    );
+  }
   if (s.waves.length > 0) lines.push(`waves: ${s.waves.map((w) => `${w.percent}% ${w.state}`).join(' -> ')}`);
   const hooks = s.hooks ?? [];
   if (hooks.length > SHOWN_HOOK_RUNS) lines.push(`hooks: ${hooks.length - SHOWN_HOOK_RUNS} earlier run(s) in --json`);

@@ -1,5 +1,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
+import type { AlertSignal } from './alerts';
 import type { ReleaseStatus } from './status';
 import { freeText, personName } from './text';
 
@@ -34,6 +35,12 @@ export type ControlName = keyof typeof CONTROL_SCHEMAS;
 export type ControlInput<N extends ControlName> = z.infer<(typeof CONTROL_SCHEMAS)[N]>;
 
 export const statusQuery = defineQuery<ReleaseStatus>('status');
+
+/**
+ * Alerts of the release's service, from Alertmanager through `tollgate receiver`. A signal, not an update: the
+ * receiver answers Alertmanager once Temporal holds the alert durably, whether or not a worker is up.
+ */
+export const alertSignal = defineSignal<[AlertSignal]>('alert');
 
 export const approveSignal = defineSignal<[ApproveInput]>('approve');
 export const abortSignal = defineSignal<[AbortInput]>('abort');

@@ -1,3 +1,4 @@
+import { ORG_CRITICAL_CANARY_RULE } from './alerts';
 import { formatDuration } from './duration';
 import type { Analysis, Check, OrgPolicy, PolicyOverride, ResolvedPolicy, ServicePolicy } from './policy';
 
@@ -231,11 +232,18 @@ export function resolvePolicy(
   const serviceIssues = orgViolations(org, service, '');
   if (serviceIssues.length > 0)
     throw new PolicyError(serviceIssues, `service policy ${sources.service} breaks the org policy`);
-  // The org's metric names are resolved with the rest, so editing them never changes the queries of a running release.
-  if (!override) return { ...service, metrics: org.metrics, sources: { ...sources, override: false } };
+  // The org's metric names and rules are resolved with the rest, so editing them never changes a running release.
+  if (!override)
+    return withOrgRules(org, { ...service, metrics: org.metrics, sources: { ...sources, override: false } });
   const issues: PolicyIssue[] = [];
   const merged = applyOverride(service, override, issues);
   issues.push(...loosenings(service, merged), ...orgViolations(org, merged, 'policy.'));
   if (issues.length > 0) throw new PolicyError(issues, 'release policy rejected');
-  return { ...merged, metrics: org.metrics, sources: { ...sources, override: true } };
+  return withOrgRules(org, { ...merged, metrics: org.metrics, sources: { ...sources, override: true } });
+}
+
+/** The org's alert rules join the service's: a rule can only strengthen what an alert does, never weaken it. */
+function withOrgRules(org: OrgPolicy, policy: ResolvedPolicy): ResolvedPolicy {
+  if (!org.minimums.criticalCanaryAlertsRollBack) return policy;
+  return { ...policy, alerts: { rules: [...policy.alerts.rules, { ...ORG_CRITICAL_CANARY_RULE }] } };
 }

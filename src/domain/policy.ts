@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { alertRulesSchema } from './alerts';
 import { durationSchema } from './duration';
 import {
   commandCallSchema,
@@ -304,6 +305,8 @@ export const servicePolicySchema = z.strictObject({
     .prefault({}),
   /** In the service file only: a release request can never add a command or a URL to run. */
   hooks: hooksSchema.default([]),
+  /** The team's own alerts (through Alertmanager and `tollgate receiver`) that are known errors for this service. */
+  alerts: z.strictObject({ rules: alertRulesSchema.default([]) }).prefault({}),
 });
 export type ServicePolicyInput = z.input<typeof servicePolicySchema>;
 export type ServicePolicy = z.output<typeof servicePolicySchema>;
@@ -325,6 +328,8 @@ export const orgPolicySchema = z.strictObject({
       maxInconclusiveLimit: z.number().int().min(1).default(10),
       productionApproval: z.boolean().default(true),
       fourEyes: z.boolean().default(false),
+      /** Every service's `severity="critical"` canary alerts roll its release back, whatever its own rules say. */
+      criticalCanaryAlertsRollBack: z.boolean().default(false),
     })
     .prefault({}),
   /** The metric and label names the check templates query, for every service. */

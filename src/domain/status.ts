@@ -1,3 +1,4 @@
+import type { AlertAction, AlertTrack } from './alerts';
 import type { AnalysisCounters, CheckResult } from './analysis';
 import type { HookMoment, ResolvedPolicy } from './policy';
 import type { Outcome, Stage } from './release';
@@ -76,6 +77,21 @@ export interface HookRun {
   durationMs: number;
 }
 
+/** An alert of this release's service that is firing, and what it did to the release. */
+export interface FiringAlert {
+  name: string;
+  track: AlertTrack;
+  severity?: string;
+  summary?: string;
+  /** What the policy made of it; `rule` names the rule that decided. */
+  action: AlertAction;
+  rule?: string;
+  startsAt: string;
+  fingerprint: string;
+  /** Its labels (at most 12, cut), printable. */
+  labels: Record<string, string>;
+}
+
 export interface ReleaseStatus {
   releaseId: string;
   service: string;
@@ -98,6 +114,8 @@ export interface ReleaseStatus {
   deployedSteps: string[];
   /** Every hook run, oldest first (bounded). Absent in releases started before hooks. */
   hooks?: HookRun[];
+  /** The service's alerts firing now, as Alertmanager reported them (bounded). Absent until one fires. */
+  alerts?: FiringAlert[];
   rollback?: RollbackStatus;
   audit: AuditEntry[];
   /** Entries dropped from the front of `audit` to keep the status small. */

@@ -14,6 +14,7 @@ import {
 } from '../domain/bake';
 import { formatDuration } from '../domain/duration';
 import { analyses, failureMessage, type Activities } from './activities';
+import type { Alerts } from './alerts';
 import type { Controls } from './controls';
 import type { ReleaseRecord } from './record';
 import { RollOver, type RunBound } from './rollover';
@@ -37,6 +38,8 @@ interface Stretch {
   whileHeld: boolean;
   result?: Awaited<ReturnType<Activities['analyze']>>;
   error?: Error;
+  /** Failed rounds alerts added while it ran: its counters, which started before them, lack them. */
+  alertFailures: number;
 }
 
 /** The timer for the next milestone, kept across wake-ups. */
@@ -55,10 +58,13 @@ interface Alarm {
 export class Bake {
   private stretch: Stretch | undefined;
   private alarm: Alarm | undefined;
+  /** Failed rounds from `fail-round` alerts, not yet counted. */
+  private alertRounds: string[] = [];
 
   constructor(
     private readonly record: ReleaseRecord,
     private readonly controls: Controls,
+    private readonly alerts: Alerts,
     private readonly bound: RunBound,
     private readonly plan: BakePlan,
     readonly state: BakeState,
@@ -77,6 +83,7 @@ export class Bake {
     const status = record.status;
     controls.state.unpausedState = 'baking';
     let rolledOver = false;
+    if (this.checks.length > 0) this.alerts.onFailedRound = (reason) => void this.alertRounds.push(reason);
     try {
       for (;;) {
         if (this.stretch?.whileHeld && !controls.held() && boundedBake()) {
@@ -98,12 +105,14 @@ export class Bake {
         if (waitingFor.length === 0) break;
         await this.waitForNews();
         this.takeReport();
+        this.countAlertRounds();
         this.bound.check();
       }
     } catch (err) {
       rolledOver = err instanceof RollOver;
       throw err;
     } finally {
+      this.alerts.onFailedRound = undefined;
       this.stretch?.scope.cancel();
       this.alarm?.scope.cancel();
       status.bake = undefined;
@@ -144,6 +153,7 @@ export class Bake {
         controls.epoch !== epoch ||
         this.stretch?.result !== undefined ||
         this.stretch?.error !== undefined ||
+        this.alertRounds.length > 0 ||
         current?.rang === true ||
         this.bound.full(),
     );
@@ -194,7 +204,7 @@ export class Bake {
     const inconclusiveLimit =
       status.gate?.name === 'inconclusive' ? Number.MAX_SAFE_INTEGER : analysis.inconclusiveLimit;
     const scope = new CancellationScope();
-    const stretch: Stretch = { scope, startedAt: this.now(), whileHeld: controls.held() };
+    const stretch: Stretch = { scope, startedAt: this.now(), whileHeld: controls.held(), alertFailures: 0 };
     this.stretch = stretch;
     const { rounds, failures, inconclusive, requests } = status.analysis;
     scope
@@ -249,7 +259,13 @@ export class Bake {
       this.stretch = undefined;
       // A stretch a worker's shutdown cut short reports the rounds it ran, not that the bake's requirements held.
       if (!result.cutShort) state.reportedAt = this.now();
-      status.analysis = { ...result.counters, checks: result.checks };
+      const { alertFailures } = stretch;
+      status.analysis = {
+        ...result.counters,
+        rounds: result.counters.rounds + alertFailures,
+        failures: result.counters.failures + alertFailures,
+        checks: result.checks,
+      };
       state.latest = result.checks;
       const failed = result.checks.filter((c) => c.verdict === 'fail');
       if (failed.length > 0) {
@@ -258,7 +274,27 @@ export class Bake {
         });
       }
       if (result.decision === 'critical' || result.decision === 'failed') throw new ReleaseFailure(result.reason);
+      this.checkFailureLimit(result.reason);
       if (result.decision === 'inconclusive') controls.askHuman('inconclusive', result.reason, boundedBake);
     }
+  }
+
+  /** `fail-round` alerts, each one failed round of this bake's analysis, judged against its failure limit. */
+  private countAlertRounds(): void {
+    const fired = this.alertRounds.splice(0);
+    if (fired.length === 0) return;
+    const analysis = this.record.status.analysis;
+    analysis.rounds += fired.length;
+    analysis.failures += fired.length;
+    if (this.stretch) this.stretch.alertFailures += fired.length;
+    this.record.refresh();
+    this.checkFailureLimit(fired.join('; '));
+  }
+
+  /** The analysis' own rounds and the alerts' failed rounds count against one limit. */
+  private checkFailureLimit(reason: string): void {
+    const { failures } = this.record.status.analysis;
+    const limit = this.plan.analysis!.failureLimit;
+    if (failures >= limit) throw new ReleaseFailure(`${failures} failed analysis rounds (limit ${limit}) — ${reason}`);
   }
 }

@@ -24,6 +24,12 @@ export function renderDetails(status: ReleaseStatus): void {
   if (status.gate) lines.push(`⏸ awaiting approval (${status.gate.name}): ${md(status.gate.message)}`);
   if (status.pause) lines.push(`⏸ paused by ${md(status.pause.by)}: ${md(status.pause.reason)}`);
   if (status.waitingForWindowUntil) lines.push(`waiting for a deployment window until ${status.waitingForWindowUntil}`);
+  for (const al of status.alerts ?? []) {
+    lines.push(
+      `🔔 alert **${md(al.name)}** firing on the ${al.track}${al.severity ? ` (${md(al.severity)})` : ''} since ${al.startsAt} → ${al.action}` +
+        (al.summary ? `: ${md(al.summary)}` : ''),
+    );
+  }
   const bake = status.bake;
   if (bake) {
     const fraction = bake.cycleMs > 0 ? bake.elapsedMs / bake.cycleMs : 1;

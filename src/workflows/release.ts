@@ -25,6 +25,7 @@ import { printable } from '../domain/text';
 import { activeFreeze, nextAllowedTime } from '../domain/windows';
 import { describeZodError } from '../domain/zod-errors';
 import { failureMessage, quick, smokeChecks } from './activities';
+import { Alerts, freshAlerts, type AlertsState } from './alerts';
 import { Bake, ReleaseFailure } from './bake';
 import { Compensation, type CompensationState } from './compensation';
 import { Controls, freshControls, type ControlsState } from './controls';
@@ -49,6 +50,8 @@ export interface Carried {
   /** Resolved by the first run; every continued run has it. */
   policy?: ResolvedPolicy;
   controls: ControlsState;
+  /** Absent in runs carried before alerts. */
+  alerts?: AlertsState;
   compensation: CompensationState;
   /** Pipeline steps finished; a continued run skips them. */
   done: string[];
@@ -98,6 +101,7 @@ function begin(input: unknown): Carried {
     startedAt,
     record: ReleaseRecord.fresh(request, `${info.workflowId}/${info.firstExecutionRunId}`, startedAt),
     controls: freshControls(),
+    alerts: freshAlerts(),
     compensation: { deployed: [], undoAttempt: 0 },
     done: [],
     runs: 1,
@@ -117,6 +121,9 @@ class Release {
   private readonly controls: Controls;
   private readonly compensation: Compensation;
   private readonly hooks: Hooks;
+  private readonly alerts: Alerts;
+  /** While the pipeline runs, a known error can still cancel it; after promotion there is nothing to roll back. */
+  private inPipeline = false;
 
   constructor(private readonly carried: Carried) {
     this.record = new ReleaseRecord(carried.request, carried.record);
@@ -129,12 +136,27 @@ class Release {
     );
     this.compensation = new Compensation(this.record, carried.compensation, this.bound);
     this.hooks = new Hooks(this.record, () => this.carried.policy);
+    this.alerts = new Alerts(this.record, (carried.alerts ??= freshAlerts()), () => this.carried.policy, {
+      rollBack: () => this.rollBackNow(),
+      canaryDeployed: () => this.compensation.step('canary') !== undefined,
+    });
+  }
+
+  /** A known error from an alert: the pipeline stops where it is and the release rolls back. */
+  private rollBackNow(): boolean {
+    const { record, controls } = this;
+    if (this.carried.rollback || controls.state.abort || record.status.state === 'done') return false;
+    if (this.carried.runs === 1 && !controls.forward) return true; // cancelled as soon as the pipeline starts
+    if (!this.inPipeline) return false;
+    controls.forward?.cancel();
+    return true;
   }
 
   async run(): Promise<ReleaseResult> {
     const { record, controls, carried } = this;
     const { request } = carried;
     controls.register();
+    this.alerts.register();
     if (carried.runs === 1) {
       upsertSearchAttributes([
         { key: TollgateService, value: request.service },
@@ -153,8 +175,11 @@ class Release {
     try {
       if (!carried.rollback) {
         controls.forward = new CancellationScope();
-        if (controls.state.abort) controls.forward.cancel(); // aborted while the policy was being resolved
+        // Aborted, or a known error fired, while the policy was being resolved.
+        if (controls.state.abort || this.alerts.state.tripped) controls.forward.cancel();
+        this.inPipeline = true;
         await controls.forward.run(() => this.pipeline());
+        this.inPipeline = false;
         // Promoted: an abort can no longer undo it, so nothing a hook does here can start a rollback.
         await CancellationScope.nonCancellable(() =>
           this.step('hooks:after-promotion', () => this.hooks.run('after-promotion', 'done')),
@@ -341,7 +366,7 @@ class Release {
         this.record.status.analysis = { rounds: 0, failures: 0, inconclusive: 0, requests: 0, checks: [] };
       }
       this.carried.bake = { step: name, state };
-      await new Bake(this.record, this.controls, this.bound, plan, state).run();
+      await new Bake(this.record, this.controls, this.alerts, this.bound, plan, state).run();
       this.carried.bake = undefined;
     });
   }
@@ -390,15 +415,18 @@ class Release {
     const { record, controls } = this;
     const status = record.status;
     const abort = controls.state.abort;
-    const cancelled = isCancellation(err);
+    const alert = this.alerts.state.tripped;
+    const cancelled = isCancellation(err) && alert === undefined;
     // Unknown errors (a deploy that kept failing, a bug) roll back too.
-    if (!(err instanceof ReleaseFailure) && !cancelled)
+    if (!(err instanceof ReleaseFailure) && !isCancellation(err))
       log.error(`release failed: ${failureMessage(err)}`, record.logFields());
     const reason = abort
       ? `aborted by ${abort.by}: ${abort.reason}`
-      : cancelled
-        ? 'workflow cancelled'
-        : failureMessage(err);
+      : alert !== undefined && isCancellation(err)
+        ? alert
+        : cancelled
+          ? 'workflow cancelled'
+          : failureMessage(err);
     this.carried.rollback = { reason, outcome: abort || cancelled ? 'aborted' : 'rolled_back' };
     status.rollback = { reason, startedAt: new Date().toISOString(), failedAttempts: 0, undone: [] };
     // Nothing waits for an approval, a window or a resume any more: status says what is true.
