@@ -154,7 +154,9 @@ export function judgeAlert(alert: Alert, rules: readonly AlertRule[], ctx: Alert
       const matcher = parseMatcher(text);
       return typeof matcher !== 'string' && matches(matcher, alert.labels);
     });
-    if (all && ALERT_ACTIONS.indexOf(rule.action) < ALERT_ACTIONS.indexOf(verdict.action)) {
+    const rank = ALERT_ACTIONS.indexOf(rule.action) - ALERT_ACTIONS.indexOf(verdict.action);
+    // The first rule that decides is named, even a `show` one: status says which rule saw the alert.
+    if (all && (rank < 0 || (rank === 0 && verdict.rule === undefined))) {
       verdict = { action: rule.action, track, rule: rule.name };
     }
   }
