@@ -11,6 +11,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { temporal } from '@temporalio/proto';
 import {
   abortUpdate,
+  alertSignal,
   approveSignal,
   approveUpdate,
   pauseUpdate,
@@ -192,6 +193,54 @@ describe('record release histories for replay', () => {
       external: scriptedRunners({ 'load-test': 'failed' }).runners,
     });
     expect(result.outcome).toBe('rolled_back');
+  });
+
+  const canaryAlert = (alertname: string, status: 'firing' | 'resolved' = 'firing') => ({
+    alerts: [
+      {
+        fingerprint: `fp-${alertname}`,
+        status,
+        labels: { alertname, service: 'checkout', version: '2.0.0', track: 'canary', severity: 'critical' },
+        annotations: { summary: `${alertname} on the canary` },
+        startsAt: '2026-01-01T00:00:00Z',
+      },
+    ],
+    receiver: 'tollgate',
+  });
+
+  it('a known-error canary alert rolls back at once', async () => {
+    const result = await record(
+      'alert-rollback',
+      {
+        policy: policy({
+          alerts: { rules: [{ name: 'errors', matchers: ['alertname="TollgateErrorRatioHigh"'], action: 'rollback' }] },
+        }),
+      },
+      async (handle) => {
+        await waitForStatus(handle, canaryBaking, { env: server.env, step: '1m' });
+        await handle.signal(alertSignal, canaryAlert('TollgateErrorRatioHigh'));
+      },
+    );
+    expect(result.outcome).toBe('rolled_back');
+  });
+
+  it('a fail-round alert, its repeat and its resolution, a shown alert, then promoted', async () => {
+    const result = await record(
+      'alert-fail-round-promoted',
+      {
+        policy: policy({
+          alerts: { rules: [{ name: 'latency', matchers: ['alertname="TollgateLatencyHigh"'], action: 'fail-round' }] },
+        }),
+      },
+      async (handle) => {
+        await waitForStatus(handle, canaryBaking, { env: server.env, step: '1m' });
+        await handle.signal(alertSignal, canaryAlert('TollgateLatencyHigh'));
+        await handle.signal(alertSignal, canaryAlert('TollgateLatencyHigh'));
+        await handle.signal(alertSignal, canaryAlert('Watchdog'));
+        await handle.signal(alertSignal, canaryAlert('TollgateLatencyHigh', 'resolved'));
+      },
+    );
+    expect(result.outcome).toBe('promoted');
   });
 });
 
