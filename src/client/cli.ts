@@ -7,6 +7,7 @@ import { ConfigError, connectionEnvSchema, parseEnv } from '../config/env';
 import type { ReleaseRequestInput } from '../domain/release';
 import type { ReleaseStatus } from '../domain/status';
 import type { releaseWorkflow } from '../workflows';
+import { runReceiver } from '../receiver/main';
 import { printable, printableDeep, printableJson, printableLines } from '../domain/text';
 import { TollgateError } from './errors';
 import { renderList, renderStatus } from './render';
@@ -32,6 +33,7 @@ usage:
   tollgate promote <service> --by NAME --reason TEXT   skip the rest of the current bake
   tollgate list [--service NAME] [--state STATE]        releases in flight
   tollgate history <service>                            past releases and their outcomes
+  tollgate receiver                                     run the Alertmanager webhook receiver (env TOLLGATE_RECEIVER_*)
 
 options:
   --json                 machine-readable output on every command
@@ -265,13 +267,20 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return values.help ? EXIT.ok : EXIT.usage;
   }
-  const command = commandFor(values, positionals);
-  const env = parseEnv(connectionEnvSchema, {
+  const overrides = {
     ...process.env,
     ...(values.address && { TEMPORAL_ADDRESS: values.address }),
     ...(values.namespace && { TEMPORAL_NAMESPACE: values.namespace }),
     ...(values['task-queue'] && { TOLLGATE_TASK_QUEUE: values['task-queue'] }),
-  });
+  };
+  // A long-running process of its own, connecting lazily: it must start (and answer 503) while Temporal is down.
+  if (positionals[0] === 'receiver') {
+    if (positionals.length > 1) throw new UsageError('tollgate receiver takes no arguments; see tollgate --help');
+    await runReceiver(overrides);
+    return EXIT.ok;
+  }
+  const command = commandFor(values, positionals);
+  const env = parseEnv(connectionEnvSchema, overrides);
   const client = await TollgateClient.connect(connectionSettings(env), env.TOLLGATE_TASK_QUEUE);
   try {
     return await command(client);
