@@ -23,6 +23,14 @@ export interface PrometheusOptions {
   staticTargets?: TargetGroup[];
   /** Keep the labels the scraped metrics carry when a target label of the same name exists (default: Prometheus' own, false). */
   honorLabels?: boolean;
+  /** Rule files to load, by path. */
+  ruleFiles?: string[];
+  /** A rule file's text (e.g. `renderAlertRules()`), written into Prometheus' own dir and loaded with `ruleFiles`. */
+  rules?: string;
+  /** How often rules are evaluated; the scrape interval unless set. */
+  evaluationIntervalSeconds?: number;
+  /** An Alertmanager (`http://127.0.0.1:9093`) Prometheus sends its firing alerts to. */
+  alertmanagerUrl?: string;
 }
 
 export interface RunningPrometheus {
@@ -48,17 +56,25 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
   try {
     await markOwner(dir);
     const configFile = join(dir, 'prometheus.yml');
-    await writeFile(configFile, stringify(config(options)));
-    // Another process can take the port between our probe and Prometheus' bind; a fresh port fixes that.
-    for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
-      const started = await launch(configFile, join(dir, 'data'), port);
-      if (started.ok) {
-        const child = started.child;
-        return { url: `http://127.0.0.1:${port}`, port, stop: () => stop(child, dir) };
-      }
-      if (!started.portTaken || attempt === 3) throw new Error(started.why);
+    const ruleFiles = [...(options.ruleFiles ?? [])];
+    if (options.rules !== undefined) {
+      ruleFiles.push(join(dir, 'rules.yml'));
+      await writeFile(join(dir, 'rules.yml'), options.rules);
     }
+    await writeFile(configFile, stringify(config(options, ruleFiles)));
+    const { child, port } = await startOnFreePort({
+      name: 'prometheus',
+      binary: PROMETHEUS_BINARY,
+      debianPackage: 'prometheus',
+      flags: (port) => [
+        `--config.file=${configFile}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--web.enable-lifecycle',
+        '--log.level=warn',
+      ],
+    });
+    return { url: `http://127.0.0.1:${port}`, port, stop: () => stopServer(child, dir) };
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
@@ -67,10 +83,25 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
 
 const DIR_PREFIX = 'tollgate-prometheus-';
 
-function config({ scrapeIntervalSeconds, fileSdPath, staticTargets, honorLabels }: PrometheusOptions): unknown {
+function config(options: PrometheusOptions, ruleFiles: string[]): unknown {
+  const { scrapeIntervalSeconds, fileSdPath, staticTargets, honorLabels, alertmanagerUrl } = options;
   const interval = `${scrapeIntervalSeconds}s`;
+  const evaluation = `${options.evaluationIntervalSeconds ?? scrapeIntervalSeconds}s`;
+  const alertmanager = alertmanagerUrl === undefined ? undefined : new URL(alertmanagerUrl);
   return {
-    global: { scrape_interval: interval, evaluation_interval: interval, scrape_timeout: interval },
+    global: { scrape_interval: interval, evaluation_interval: evaluation, scrape_timeout: interval },
+    ...(ruleFiles.length > 0 && { rule_files: ruleFiles }),
+    ...(alertmanager && {
+      alerting: {
+        alertmanagers: [
+          {
+            scheme: alertmanager.protocol.replace(/:$/, ''),
+            ...(alertmanager.pathname !== '/' && { path_prefix: alertmanager.pathname }),
+            static_configs: [{ targets: [alertmanager.host] }],
+          },
+        ],
+      },
+    }),
     scrape_configs: [
       {
         job_name: 'tollgate',
@@ -82,22 +113,36 @@ function config({ scrapeIntervalSeconds, fileSdPath, staticTargets, honorLabels 
   };
 }
 
+/** A server binary that takes its listen port as a flag and answers `GET /-/ready` (Prometheus, Alertmanager). */
+export interface ServerSpec {
+  name: string;
+  binary: string;
+  /** Named in the error when the binary is missing. */
+  debianPackage: string;
+  flags: (port: number) => string[];
+}
+
+/** Starts the server on a free 127.0.0.1 port and waits until it is ready. */
+export async function startOnFreePort(spec: ServerSpec): Promise<{ child: ChildProcess; port: number }> {
+  // Another process can take the port between our probe and the server's bind; a fresh port fixes that.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const started = await launch(spec, port);
+    if (started.ok) return { child: started.child, port };
+    if (!started.portTaken || attempt === 3) throw new Error(started.why);
+  }
+}
+
 type Launch = { ok: true; child: ChildProcess } | { ok: false; why: string; portTaken: boolean };
 
-async function launch(configFile: string, dataDir: string, port: number): Promise<Launch> {
-  const flags = [
-    `--config.file=${configFile}`,
-    `--storage.tsdb.path=${dataDir}`,
-    `--web.listen-address=127.0.0.1:${port}`,
-    '--web.enable-lifecycle',
-    '--log.level=warn',
-  ];
+async function launch({ name, binary, debianPackage, flags: flagsFor }: ServerSpec, port: number): Promise<Launch> {
+  const flags = flagsFor(port);
   const child = guard
-    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', PROMETHEUS_BINARY, ...flags], {
+    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', binary, ...flags], {
         stdio: ['ignore', 'ignore', 'pipe'],
       })
-    : spawn(PROMETHEUS_BINARY, flags, { stdio: ['ignore', 'ignore', 'pipe'] });
-  // Unreferenced, so a test that forgets stop() still lets jest exit, which takes Prometheus down with it.
+    : spawn(binary, flags, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Unreferenced, so a test that forgets stop() still lets jest exit, which takes the server down with it.
   child.unref();
   (child.stderr as Socket | null)?.unref();
   let stderr = '';
@@ -106,7 +151,7 @@ async function launch(configFile: string, dataDir: string, port: number): Promis
   });
   const exited = new Promise<string>((resolve) => {
     child.once('error', (error) =>
-      resolve(`failed to start: ${error.message} (install the Debian package "prometheus")`),
+      resolve(`failed to start: ${error.message} (install the Debian package "${debianPackage}")`),
     );
     child.once('exit', (code, signal) => resolve(`exited with ${signal ?? code}`));
   });
@@ -116,7 +161,7 @@ async function launch(configFile: string, dataDir: string, port: number): Promis
     const outcome = await Promise.race([exited, ready(port).then((ok) => (ok ? 'ready' : undefined))]);
     if (outcome === 'ready') return { ok: true, child };
     if (outcome !== undefined) {
-      const why = `prometheus (${PROMETHEUS_BINARY}) ${outcome} before it was ready: ${stderr.trim() || '(no output)'}`;
+      const why = `${name} (${binary}) ${outcome} before it was ready: ${stderr.trim() || '(no output)'}`;
       return { ok: false, why, portTaken: /address already in use/.test(stderr) };
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -124,7 +169,7 @@ async function launch(configFile: string, dataDir: string, port: number): Promis
   await kill(child);
   return {
     ok: false,
-    why: `prometheus not ready on port ${port} within ${READY_TIMEOUT_MS} ms: ${stderr}`,
+    why: `${name} not ready on port ${port} within ${READY_TIMEOUT_MS} ms: ${stderr}`,
     portTaken: false,
   };
 }
@@ -139,7 +184,8 @@ async function ready(port: number): Promise<boolean> {
   }
 }
 
-async function stop(child: ChildProcess, dir: string): Promise<void> {
+/** Stops the server (SIGTERM, then SIGKILL after a grace period) and removes its dir. */
+export async function stopServer(child: ChildProcess, dir: string): Promise<void> {
   await kill(child);
   await rm(dir, { recursive: true, force: true });
 }
@@ -154,7 +200,7 @@ async function kill(child: ChildProcess): Promise<void> {
   }
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
