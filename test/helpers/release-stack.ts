@@ -14,7 +14,7 @@ import { PrometheusProvider } from '../../src/providers/metrics/prometheus';
 import { workflowBundle } from './bundles';
 import { compileDemo, quietLogger, removeDir, startDemoFleet, tempStateDir, type DemoFleet } from './fleet';
 import { writePolicies } from './policies';
-import { startPrometheus, type RunningPrometheus } from './prometheus';
+import { startPrometheus, type PrometheusOptions, type RunningPrometheus } from './prometheus';
 import { startRelease, type Drive } from './release-handle';
 import { taskQueueForTest } from './temporal';
 import { startDevServer } from './temporal-servers';
@@ -40,7 +40,8 @@ export interface SharedInfra {
   close(): Promise<void>;
 }
 
-export async function startSharedInfra(): Promise<SharedInfra> {
+/** `prometheus`: more for the shared Prometheus (rules, an Alertmanager) beside the fleet's file SD. */
+export async function startSharedInfra(prometheusOptions: Partial<PrometheusOptions> = {}): Promise<SharedInfra> {
   const cleanups: Array<() => Promise<unknown>> = [];
   const close = async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
@@ -55,7 +56,12 @@ export async function startSharedInfra(): Promise<SharedInfra> {
     let prometheus: RunningPrometheus | undefined;
     let running = false;
     const launch = async () => {
-      prometheus = await startPrometheus({ scrapeIntervalSeconds: SCRAPE_SECONDS, fileSdPath, honorLabels: true });
+      prometheus = await startPrometheus({
+        scrapeIntervalSeconds: SCRAPE_SECONDS,
+        fileSdPath,
+        honorLabels: true,
+        ...prometheusOptions,
+      });
       running = true;
       return prometheus;
     };
