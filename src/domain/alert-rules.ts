@@ -43,8 +43,10 @@ export interface AlertRuleOptions {
     maxRequestRatePerInstance?: number;
   };
   crashLoop?: TemplateOptions & {
-    /** How far back restarts are counted. */
+    /** How far back an instance's scrapes are counted. */
     window?: string;
+    /** Share of its scrapes in the window an instance must answer (0..1); one that answers fewer is crash-looping. */
+    minUpShare?: number;
   };
 }
 
@@ -60,8 +62,9 @@ export const ALERT_RULE_DEFAULTS = Object.freeze({
   errorRatio: { threshold: 0.05, minRequestRate: 1, for: '0s', severity: 'critical' },
   latency: { thresholdSeconds: 0.3, quantile: 0.99, for: '10s', severity: 'warning' },
   saturation: { maxRequestRatePerInstance: 50, for: '30s', severity: 'warning' },
-  // Not 0s: an instance the fleet stops can be scraped once more before file SD drops it, which is no crash.
-  crashLoop: { window: '1m', for: '10s', severity: 'critical' },
+  // A new instance's first failed scrape (it was still starting) is a third of its first three: the `for` outlasts
+  // that, and a stopped instance drops out of file SD, so only instances that stay down or keep restarting alert.
+  crashLoop: { window: '1m', minUpShare: 0.9, for: '10s', severity: 'critical' },
 } as const);
 
 export interface PrometheusRule {
@@ -144,15 +147,18 @@ export function alertRules(
             `An instance serves more than ${saturation.maxRequestRatePerInstance} requests a second ` +
               `(over the last ${w}); the population needs more instances or less traffic.`,
           ),
-          // Instances that are down now, or went down and came back within the window (a restart). `up` carries the
-          // target's labels, so it has the track even when scraped with honor_labels; `process_start_time_seconds`
-          // would need process metrics the demo's instances do not export.
+          // Instances still scraped (`and up`: one the fleet stopped and dropped is gone, not crashing) that failed
+          // too many of their recent scrapes: down for good, or restarting over and over. Counting changes of `up`
+          // would take a redeploy onto the same instance for a restart. `up` carries the target's labels, so it has
+          // the track even with honor_labels; `process_start_time_seconds` needs process metrics the demo's
+          // instances do not export.
           rule(
             ALERT_NAMES.crashLoop,
             crashLoop,
-            `count ${by} ((${up} == 0) or (changes(${up}[${crashLoop.window}]) >= 2))`,
+            `count ${by} ((avg_over_time(${up}[${crashLoop.window}]) < ${crashLoop.minUpShare}) and ${up})`,
             `{{ $value | humanize }} instance(s) down or restarting`,
-            `Instances were down or restarted within the last ${crashLoop.window}.`,
+            `Instances answered fewer than ${percent(crashLoop.minUpShare)} of their scrapes over the last ` +
+              `${crashLoop.window}.`,
           ),
         ],
       },
@@ -210,6 +216,7 @@ function resolve(options: AlertRuleOptions) {
     crashLoop: {
       ...template('crashLoop', d.crashLoop, options.crashLoop),
       window: duration('crashLoop.window', options.crashLoop?.window ?? d.crashLoop.window),
+      minUpShare: number('crashLoop.minUpShare', options.crashLoop?.minUpShare ?? d.crashLoop.minUpShare, 0, 1),
     },
   };
   if (resolved.groupName.length === 0 || resolved.groupName.length > 200) {

@@ -100,7 +100,7 @@ describe('promtool test rules', () => {
     description: 'More than 5% of requests were answered with a 5xx over the last 10s.',
   });
 
-  test('the error-ratio alert fires for the canary, labelled as canary, and not for a healthy stable series', () => {
+  test('the canary alerts labelled as canary; healthy, stopped or redeployed stable instances do not', () => {
     checkRules(renderAlertRules(), 'rules.yml');
     const errorAlert = {
       exp_labels: {
@@ -141,12 +141,15 @@ describe('promtool test rules', () => {
           ],
         },
         {
-          // One canary instance that keeps restarting, one that is just down, one stable instance that is fine.
+          // A canary instance that keeps restarting; stable instances: one healthy, one stopped and dropped from
+          // scraping (its last scrapes failed), one redeployed in place (one failed scrape); the worker, down.
           interval: '1s',
           input_series: [
             { series: `up{${canary},job="fleet"}`, values: '1 1 1 0 0 1 1 0 0 1 1 0 0 1 1 0 0 1 1 0 0 1 1 1 1' },
-            { series: `up{${stable},job="fleet"}`, values: '1x30' },
-            { series: 'up{job="tollgate-worker",instance="127.0.0.1:9464"}', values: '0x30' },
+            { series: `up{${stable},job="fleet"}`, values: '1x40' },
+            { series: `up{${stable.replace('web-1', 'web-2')},job="fleet"}`, values: '1x20 0x3 stale' },
+            { series: `up{${stable.replace('web-1', 'web-3')},job="fleet"}`, values: '1x20 0 1x20' },
+            { series: 'up{job="tollgate-worker",instance="127.0.0.1:9464"}', values: '0x40' },
           ],
           alert_rule_test: [
             { eval_time: '5s', alertname: ALERT_NAMES.crashLoop, exp_alerts: [] },
@@ -155,10 +158,45 @@ describe('promtool test rules', () => {
               alertname: ALERT_NAMES.crashLoop,
               exp_alerts: [
                 {
-                  exp_labels: { ...errorAlert.exp_labels, severity: 'critical' },
+                  exp_labels: errorAlert.exp_labels,
                   exp_annotations: {
                     summary: 'checkout 1.2.0-bad on the canary track: 1 instance(s) down or restarting',
-                    description: 'Instances were down or restarted within the last 1m.',
+                    description: 'Instances answered fewer than 90% of their scrapes over the last 1m.',
+                  },
+                },
+              ],
+            },
+            // Had web-2 not been dropped, its failed last scrapes would keep it under 90% for a minute.
+            {
+              eval_time: '40s',
+              alertname: ALERT_NAMES.crashLoop,
+              exp_alerts: [
+                {
+                  exp_labels: errorAlert.exp_labels,
+                  exp_annotations: {
+                    summary: 'checkout 1.2.0-bad on the canary track: 1 instance(s) down or restarting',
+                    description: 'Instances answered fewer than 90% of their scrapes over the last 1m.',
+                  },
+                },
+              ],
+            },
+          ],
+        },
+        {
+          // An instance that never comes up again.
+          interval: '1s',
+          input_series: [{ series: `up{${canary},job="fleet"}`, values: '1x5 0x30' }],
+          alert_rule_test: [
+            { eval_time: '8s', alertname: ALERT_NAMES.crashLoop, exp_alerts: [] },
+            {
+              eval_time: '25s',
+              alertname: ALERT_NAMES.crashLoop,
+              exp_alerts: [
+                {
+                  exp_labels: errorAlert.exp_labels,
+                  exp_annotations: {
+                    summary: 'checkout 1.2.0-bad on the canary track: 1 instance(s) down or restarting',
+                    description: 'Instances answered fewer than 90% of their scrapes over the last 1m.',
                   },
                 },
               ],
