@@ -9,6 +9,7 @@ import { abortSignal } from '../../src/domain/messages';
 import { workflowBundle } from '../helpers/bundles';
 import { NEXT, compileDemo, freePort, removeDir, startDemoFleet, tempStateDir, type DemoFleet } from '../helpers/fleet';
 import { FLEET_ORG, fleetPolicy, writePolicies } from '../helpers/policies';
+import type { ServicePolicyInput } from '../../src/domain/policy';
 import { canaryBaking, startRelease, waitForStatus, type ReleaseHandle } from '../helpers/release-handle';
 
 /**
@@ -240,10 +241,11 @@ export function workerFiles(
   services: Service[],
   cycleMs: number,
   waveBakeMs: (service: string) => number = () => 2_000,
+  extra: Partial<ServicePolicyInput> = {},
 ): { targetsFile: string; policyDir: string } {
   const policyDir = writePolicies(
     FLEET_ORG,
-    services.map((s) => fleetPolicy(s.name, { cycleMs, waveBakeMs: waveBakeMs(s.name) })),
+    services.map((s) => ({ ...fleetPolicy(s.name, { cycleMs, waveBakeMs: waveBakeMs(s.name) }), ...extra })),
   );
   const targetsFile = join(dir, `targets-${services[0]?.name ?? 'none'}.yaml`);
   const entries = services.map((s) => [s.name, { kind: 'haproxy-fleet', ...s.fleet.target.options }] as const);
