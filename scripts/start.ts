@@ -1,17 +1,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { stringify } from 'yaml';
 import { TollgateClient } from '../src/client/tollgate-client';
 import { TollgateError } from '../src/client/errors';
+import { PolicyStore } from '../src/config/policies';
+import { renderAlertRules } from '../src/domain/alert-rules';
 import { createLogger } from '../src/logger';
 import { startFleet, type Fleet } from '../src/providers/targets/haproxy-fleet-bootstrap';
 import { isListening, spawnDevServer, STATE_DIR, waitForPort } from './dev-server';
 import { PROJECT_ROOT, requireBinary, TEMPORAL_CLI } from './temporal-binaries';
 
 /**
- * The main job: the whole story on one machine. Temporal dev server (Web UI), Prometheus, an HAProxy fleet of the
- * demo service on its stable version under load, the Tollgate worker, and a release of a good new version.
+ * The main job: the whole story on one machine. Temporal dev server (Web UI), Prometheus with Tollgate's alert
+ * rules, Alertmanager and the Tollgate receiver it notifies, an HAProxy fleet of the demo service on its stable
+ * version under load, the Tollgate worker, and a release of a good new version.
  * Ctrl-C stops everything it started; running it again picks the release up where Temporal has it.
  */
 
@@ -23,8 +27,12 @@ const PORTS = {
   staging: 8099,
   instances: 8100,
   prometheus: 9090,
+  alertmanager: 9093,
+  receiver: 9095,
   worker: 9464,
 };
+const ALERTMANAGER = '/usr/bin/prometheus-alertmanager';
+const POLICY_DIR = join(PROJECT_ROOT, 'policies');
 const FLEET_SIZE = 10;
 const FLEET_DIR = join(STATE_DIR, 'fleet');
 const FILE_SD = join(FLEET_DIR, 'targets.json');
@@ -72,7 +80,7 @@ function supervise(name: string, proc: ChildProcess, logFile?: string): ChildPro
 async function stop(code: number): Promise<never> {
   if (stopping) return new Promise<never>(() => undefined);
   stopping = true;
-  console.log('\nstopping: load, Prometheus, worker, fleet, Temporal…');
+  console.log('\nstopping: load, Prometheus, Alertmanager, receiver, worker, fleet, Temporal…');
   const [server, ...rest] = children;
   // The fleet goes after the worker (its last user) and before the Temporal server. A fleet still starting is
   // waited for (its own timeouts bound that), so Ctrl-C during start-up leaves no HAProxy or instance behind.
@@ -92,7 +100,14 @@ async function terminate(proc: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-function writeConfigs(): { targets: string; prometheus: string } {
+interface Configs {
+  targets: string;
+  prometheus: string;
+  alertmanager: string;
+}
+
+/** `receiverToken` is new on every start: Alertmanager's config and the receiver's env are the only places it lives. */
+async function writeConfigs(receiverToken: string): Promise<Configs> {
   mkdirSync(FLEET_DIR, { recursive: true });
   const targets = join(STATE_DIR, 'targets.yaml');
   writeFileSync(
@@ -113,19 +128,59 @@ function writeConfigs(): { targets: string; prometheus: string } {
       },
     }),
   );
+  // The org's metric names, as the analysis reads them: the rules alert on the same series the checks query.
+  const rules = join(STATE_DIR, 'alert-rules.yml');
+  writeFileSync(rules, renderAlertRules((await new PolicyStore(POLICY_DIR).org()).metrics));
   const prometheus = join(STATE_DIR, 'prometheus.yml');
   writeFileSync(
     prometheus,
     stringify({
-      global: { scrape_interval: '2s', evaluation_interval: '2s' },
+      // Rules every second over the fleet's 1 s scrapes: a failing canary alerts within a couple of seconds.
+      global: { scrape_interval: '2s', evaluation_interval: '1s' },
+      rule_files: [rules],
+      alerting: { alertmanagers: [{ static_configs: [{ targets: [`127.0.0.1:${PORTS.alertmanager}`] }] }] },
       scrape_configs: [
         // honor_labels: the instances' own service/version/track labels are the truth for the analysis.
-        { job_name: 'demo-fleet', honor_labels: true, file_sd_configs: [{ files: [FILE_SD], refresh_interval: '2s' }] },
+        // File SD sees the fleet's writes at once (it watches the file); the refresh only catches a missed event.
+        {
+          job_name: 'demo-fleet',
+          honor_labels: true,
+          scrape_interval: '1s',
+          scrape_timeout: '1s',
+          file_sd_configs: [{ files: [FILE_SD], refresh_interval: '2s' }],
+        },
         { job_name: 'tollgate-worker', static_configs: [{ targets: [`127.0.0.1:${PORTS.worker}`] }] },
       ],
     }),
   );
-  return { targets, prometheus };
+  const alertmanager = join(STATE_DIR, 'alertmanager.yml');
+  writeFileSync(
+    alertmanager,
+    stringify({
+      route: {
+        receiver: 'tollgate',
+        group_by: ['alertname', 'service', 'version', 'track'],
+        // A new canary alert goes out at once; changes to its group (another alert, a resolution) within 5 s.
+        group_wait: '0s',
+        group_interval: '5s',
+        repeat_interval: '5m',
+      },
+      receivers: [
+        {
+          name: 'tollgate',
+          webhook_configs: [
+            {
+              url: `http://127.0.0.1:${PORTS.receiver}/alertmanager`,
+              send_resolved: true,
+              http_config: { authorization: { type: 'Bearer', credentials: receiverToken } },
+            },
+          ],
+        },
+      ],
+    }),
+    { mode: 0o600 },
+  );
+  return { targets, prometheus, alertmanager };
 }
 
 function serviceCommand(): string[] {
@@ -158,7 +213,13 @@ async function startOrResumeRelease({ target }: Fleet): Promise<string> {
 
 async function main(): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stop(0));
-  const configs = writeConfigs();
+  if (!existsSync(ALERTMANAGER)) {
+    throw new Error(
+      `${ALERTMANAGER} is missing: install the Debian package prometheus-alertmanager (npm run provision)`,
+    );
+  }
+  const receiverToken = randomBytes(24).toString('base64url');
+  const configs = await writeConfigs(receiverToken);
   const logs = join(STATE_DIR, 'logs');
   mkdirSync(logs, { recursive: true });
 
@@ -196,7 +257,7 @@ async function main(): Promise<void> {
       TOLLGATE_TARGETS_FILE: configs.targets,
       TOLLGATE_PROMETHEUS_URL: `http://127.0.0.1:${PORTS.prometheus}`,
       TOLLGATE_METRICS_ADDRESS: `127.0.0.1:${PORTS.worker}`,
-      TOLLGATE_POLICY_DIR: join(PROJECT_ROOT, 'policies'),
+      TOLLGATE_POLICY_DIR: POLICY_DIR,
       // Ctrl-C should be quick; an analysis stretch cut short resumes from its last heartbeat on the next start.
       TOLLGATE_SHUTDOWN_GRACE: '3s',
       // The demo analyses every 10 s; heartbeats as often let `tollgate watch` show every round.
@@ -205,6 +266,33 @@ async function main(): Promise<void> {
       TOLLGATE_ANALYSIS_HEARTBEAT: 'round',
     },
     join(logs, 'worker.log'),
+  );
+  // Started before Alertmanager and stopped after it, so no notification finds the receiver gone.
+  child(
+    'receiver',
+    process.execPath,
+    [dist('src', 'client', 'cli.js'), 'receiver'],
+    {
+      NODE_ENV: 'production',
+      TOLLGATE_RECEIVER_ADDRESS: `127.0.0.1:${PORTS.receiver}`,
+      TOLLGATE_RECEIVER_TOKEN: receiverToken,
+      TEMPORAL_ADDRESS: `127.0.0.1:${PORTS.temporal}`,
+      TOLLGATE_POLICY_DIR: POLICY_DIR,
+    },
+    join(logs, 'receiver.log'),
+  );
+  child(
+    'alertmanager',
+    ALERTMANAGER,
+    [
+      `--config.file=${configs.alertmanager}`,
+      `--storage.path=${join(STATE_DIR, 'alertmanager-data')}`,
+      `--web.listen-address=127.0.0.1:${PORTS.alertmanager}`,
+      // No cluster: it would listen on another port and wait for gossip to settle before the first notification.
+      '--cluster.listen-address=',
+    ],
+    {},
+    join(logs, 'alertmanager.log'),
   );
   child(
     'prometheus',
@@ -228,6 +316,8 @@ async function main(): Promise<void> {
   );
   await waitForPort(PORTS.ui, 30_000);
   await waitForPort(PORTS.prometheus, 30_000);
+  await waitForPort(PORTS.alertmanager, 30_000);
+  await waitForPort(PORTS.receiver, 30_000);
 
   const release = await startOrResumeRelease(demoFleet);
   console.log(`
@@ -235,7 +325,8 @@ Tollgate demo is up — ${release}.
 
   Temporal Web UI   http://127.0.0.1:${PORTS.ui}/namespaces/default/workflows?query=${encodeURIComponent(`TollgateService="${SERVICE}"`)}
   the service       ${demoFleet.frontendUrl}   (${FLEET_SIZE} instances behind HAProxy, under load)
-  Prometheus        http://127.0.0.1:${PORTS.prometheus}
+  Prometheus        http://127.0.0.1:${PORTS.prometheus}   (alert rules: .tollgate/alert-rules.yml)
+  Alertmanager      http://127.0.0.1:${PORTS.alertmanager}   (notifies tollgate receiver on :${PORTS.receiver})
   logs              .tollgate/logs/
 
 Watch and steer it (another terminal):
@@ -244,7 +335,8 @@ Watch and steer it (another terminal):
   npx tollgate abort ${SERVICE} --by bob --reason "looks wrong"
   ${relative(process.cwd(), requireBinary(TEMPORAL_CLI)) || 'temporal'} workflow signal --workflow-id release-${SERVICE} --name pause --input '{"by":"bob","reason":"lunch"}'
 
-See the automatic rollback: once this release ends, release the bad version (20% errors):
+See the automatic rollback: once this release ends, release the bad version (20% errors). Its canary's
+TollgateErrorRatioHigh alert (track="canary") rolls it back within seconds of its first errors:
   npx tollgate start ${SERVICE} 1.2.0-bad --reason "try a bad build"
 
 Ctrl-C stops everything; npm start again brings the fleet back as it was and resumes the release.`);
