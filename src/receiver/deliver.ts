@@ -28,7 +28,7 @@ export async function deliverAll(deliveries: Delivery[], sink: AlertSink, budget
   const byService = new Map<string, Delivery[]>();
   for (const d of deliveries) byService.set(d.service, [...(byService.get(d.service) ?? []), d]);
   const queue = [...byService.entries()];
-  const result: Delivered = { delivered: [], nothingInFlight: [] };
+  const outcomes = new Map<string, 'delivered' | 'nothing-in-flight'>();
   const deadline = Date.now() + budgetMs;
   let failure: DeliveryError | undefined;
 
@@ -44,7 +44,7 @@ export async function deliverAll(deliveries: Delivery[], sink: AlertSink, budget
           // The rest would meet the same absence.
           if (outcome === 'nothing-in-flight') break;
         }
-        (outcome === 'delivered' ? result.delivered : result.nothingInFlight).push(service);
+        outcomes.set(service, outcome);
       } catch (err) {
         failure ??= new DeliveryError(service, err);
       }
@@ -52,5 +52,10 @@ export async function deliverAll(deliveries: Delivery[], sink: AlertSink, budget
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, work));
   if (failure) throw failure;
-  return result;
+  // In the webhook's order, not the order the calls happened to finish in: the same call gets the same answer.
+  const services = [...byService.keys()];
+  return {
+    delivered: services.filter((s) => outcomes.get(s) === 'delivered'),
+    nothingInFlight: services.filter((s) => outcomes.get(s) === 'nothing-in-flight'),
+  };
 }
