@@ -16,8 +16,19 @@ export class DeliveryError extends Error {
     readonly service: string,
     cause: unknown,
   ) {
-    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    super(causes(cause), { cause });
   }
+}
+
+/** An error and its causes in one line: the SDK's "Failed to signal Workflow" says why only in its cause. */
+function causes(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && depth < 4; depth++) {
+    const message = e instanceof Error ? e.message : typeof e === 'string' ? e : (JSON.stringify(e) ?? 'unknown error');
+    if (!parts.some((p) => p.includes(message))) parts.push(message);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(': ');
 }
 
 /**
