@@ -1,5 +1,12 @@
-import { ALERTS_PER_SIGNAL, type Alert, type AlertmanagerWebhook, type AlertSignal } from '../domain/alerts';
+import {
+  ALERTS_PER_SIGNAL,
+  webhookAlertSchema,
+  type Alert,
+  type AlertmanagerWebhook,
+  type AlertSignal,
+} from '../domain/alerts';
 import { serviceNameSchema } from '../domain/release';
+import { describeZodError } from '../domain/zod-errors';
 
 /** One `alert` signal to send: to the release of `service`. */
 export interface Delivery {
@@ -7,11 +14,13 @@ export interface Delivery {
   payload: AlertSignal;
 }
 
-/** An alert no release can be named for: acknowledged, logged, never signalled. */
+/** An alert no release can be named for, or no alert at all: acknowledged, logged, never signalled. */
 export interface Unrouted {
   fingerprint: string;
   /** The service label's value as sent (unsanitised: whoever logs it passes it through `oneLine`). */
   value: string | undefined;
+  /** Set when the alert itself is malformed: what is wrong with it. */
+  invalid?: string;
 }
 
 export interface Routing {
@@ -28,7 +37,18 @@ export interface Routing {
 export function routeAlerts(webhook: AlertmanagerWebhook, serviceLabel: string): Routing {
   const byService = new Map<string, Alert[]>();
   const unrouted: Unrouted[] = [];
-  for (const a of webhook.alerts) {
+  for (const [i, raw] of webhook.alerts.entries()) {
+    const parsed = webhookAlertSchema.safeParse(raw);
+    if (!parsed.success) {
+      const fingerprint = (raw as { fingerprint?: unknown } | null)?.fingerprint;
+      unrouted.push({
+        fingerprint: typeof fingerprint === 'string' ? fingerprint : `alerts[${i}]`,
+        value: undefined,
+        invalid: describeZodError(parsed.error, `alerts.${i}`),
+      });
+      continue;
+    }
+    const a = parsed.data;
     const value = Object.hasOwn(a.labels, serviceLabel) ? a.labels[serviceLabel] : undefined;
     const service = serviceNameSchema.safeParse(value);
     if (!service.success) {

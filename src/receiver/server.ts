@@ -104,9 +104,10 @@ export function createReceiverServer(opts: ReceiverOptions): Server {
           examples: unrouted.slice(0, 5).map((u) => ({
             fingerprint: oneLine(u.fingerprint, 128),
             value: u.value === undefined ? null : oneLine(u.value, 80),
+            ...(u.invalid !== undefined && { invalid: oneLine(u.invalid, 300) }),
           })),
         },
-        'alerts without a valid service label: acknowledged, not signalled',
+        'alerts malformed or without a valid service label: acknowledged, not signalled',
       );
     }
     try {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ALERT_NAMES, renderAlertRules } from '../../src/domain/alert-rules';
-import { alertmanagerWebhookSchema, type AlertmanagerWebhook } from '../../src/domain/alerts';
+import { alertmanagerWebhookSchema, webhookAlertSchema } from '../../src/domain/alerts';
 import { REQUESTS_TOTAL } from '../../src/domain/metric-names';
 import { startAlertmanager, type RunningAlertmanager } from '../helpers/alertmanager';
 import { startPrometheus, type RunningPrometheus } from '../helpers/prometheus';
@@ -22,23 +22,32 @@ class FakeInstance {
   private ok = 0;
   private failed = 0;
   private last = Date.now();
-  /** When the first failed request was counted; the figure the lead needs starts here. */
+  private errorShare = 0;
+  /** When the instance started failing requests; the figure the lead needs starts here. */
   firstErrorAt: number | undefined;
   constructor(
     private readonly labels: Record<string, string>,
     private readonly perSecond: number,
-    public errorShare = 0,
   ) {}
 
-  /** Counts the requests served since the last scrape, as if served evenly at `perSecond`. */
-  metrics(): string {
+  /** From now on, this share of requests fails; what was served until now is counted at the old share. */
+  fail(share: number): void {
+    this.count();
+    this.errorShare = share;
+    if (share > 0) this.firstErrorAt ??= Date.now();
+  }
+
+  /** Counts the requests served since the last count, as if served evenly at `perSecond`. */
+  private count(): void {
     const now = Date.now();
     const served = (this.perSecond * (now - this.last)) / 1000;
     this.last = now;
-    const failed = served * this.errorShare;
-    if (failed > 0 && this.firstErrorAt === undefined) this.firstErrorAt = now;
-    this.failed += failed;
-    this.ok += served - failed;
+    this.failed += served * this.errorShare;
+    this.ok += served * (1 - this.errorShare);
+  }
+
+  metrics(): string {
+    this.count();
     const labels = Object.entries(this.labels).map(([k, v]) => `${k}="${v}"`);
     const line = (code: string, value: number) =>
       `${REQUESTS_TOTAL}{${[...labels, `code="${code}"`].join(',')}} ${value}`;
@@ -57,6 +66,11 @@ function metricsServer(instance: FakeInstance): Server {
   });
 }
 
+/** A webhook as it arrived, every alert in it read. */
+interface AlertmanagerWebhook {
+  status: string;
+  alerts: ReturnType<typeof webhookAlertSchema.parse>[];
+}
 interface Arrival {
   at: number;
   body: AlertmanagerWebhook;
@@ -83,8 +97,11 @@ class WebhookSink {
           json = text;
         }
         const parsed = alertmanagerWebhookSchema.safeParse(json);
-        if (parsed.success) this.arrivals.push({ at: Date.now(), body: parsed.data });
-        else this.unparsable.push(parsed.error.message);
+        const alerts = parsed.success ? parsed.data.alerts.map((a) => webhookAlertSchema.safeParse(a)) : [];
+        if (parsed.success && alerts.every((a) => a.success)) {
+          this.arrivals.push({ at: Date.now(), body: { ...parsed.data, alerts: alerts.map((a) => a.data) } });
+        } else if (!parsed.success) this.unparsable.push(parsed.error.message);
+        else this.unparsable.push('an alert did not parse');
         res.writeHead(200).end();
       });
     });
@@ -183,7 +200,7 @@ describe('canary alerts through a real Prometheus and Alertmanager', () => {
     expect(sink.arrivals).toEqual([]);
     expect(await alertmanager!.alerts()).toEqual([]);
 
-    canary.errorShare = 0.2;
+    canary.fail(0.2);
     const firing = await sink.first('the canary firing', isErrorAlert('canary', 'firing'), 30_000);
     const firstError = canary.firstErrorAt!;
     const alert = firing.body.alerts.find((a) => a.labels.alertname === ALERT_NAMES.errorRatio)!;
@@ -209,7 +226,7 @@ describe('canary alerts through a real Prometheus and Alertmanager', () => {
     // the window, so the ratio can dip under the threshold at first), then recovers: once its errors leave the
     // window, the alert resolves, and says so (send_resolved).
     await sleep(12_000);
-    canary.errorShare = 0;
+    canary.fail(0);
     const recoveredAt = Date.now();
     const whileFailing = sink.arrivals.length;
     const resolved = await sink.first('the canary resolved', isErrorAlert('canary', 'resolved'), 45_000, recoveredAt);

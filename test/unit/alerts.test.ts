@@ -8,6 +8,7 @@ import {
   judgeAlert,
   type Alert,
   type AlertRule,
+  webhookAlertSchema,
 } from '../../src/domain/alerts';
 import { DEFAULT_METRIC_NAMES } from '../../src/domain/metric-names';
 import { orgPolicySchema, servicePolicySchema } from '../../src/domain/policy';
@@ -236,7 +237,8 @@ describe('alert rules in policies', () => {
         },
       ],
     };
-    expect(alertmanagerWebhookSchema.parse(body).alerts[0]?.fingerprint).toBe('a1b2c3d4e5f60718');
+    const [first] = alertmanagerWebhookSchema.parse(body).alerts;
+    expect(webhookAlertSchema.parse(first).fingerprint).toBe('a1b2c3d4e5f60718');
     const old = alertmanagerWebhookSchema.safeParse({ ...body, version: '3' });
     expect(old.success).toBe(false);
   });
