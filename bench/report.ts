@@ -14,6 +14,7 @@ import type { BenchReport, SectionOutcome } from './run';
 import type { AbortResult, ApproveResult } from './reaction';
 import type { BreachResult, BreachTrial } from './breach';
 import { heartbeatSection } from './report-heartbeats';
+import { alertsSection } from './alerts-report';
 import { externalSection } from './external';
 import { kubernetesSection } from './kubernetes';
 import { medianRange, num, summarize, type Summary } from './stats';
@@ -691,6 +692,7 @@ export const SECTION_KEYS = [
   'heartbeats',
   'kubernetes',
   'external',
+  'alerts',
 ] as const;
 export type SectionKey = (typeof SECTION_KEYS)[number];
 
@@ -714,6 +716,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
     heartbeats: () => heartbeatSection(report.heartbeats, report, goals, findings),
     kubernetes: () => kubernetesSection(report.kubernetes, goals, findings),
     external: () => externalSection(report.external, report, goals, findings),
+    alerts: () => alertsSection(report.alerts, report, goals, findings),
   }[key];
   const text = render();
   const n = SECTION_KEYS.indexOf(key) + 1;

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { bundleWorkflowCode, DefaultLogger, makeTelemetryFilterString, Runtime } from '@temporalio/worker';
 import { PROJECT_ROOT } from '../scripts/temporal-binaries';
 import { workflowBundlerOptions } from '../src/worker';
+import { runAlertsBench, type AlertsResult } from './alerts';
 import { runConcurrencyBench, type ConcurrencyResult } from './concurrency';
 import { runExternalBench, type ExternalResult } from './external';
 import { runHeartbeatBench, type HeartbeatResult } from './heartbeats';
@@ -20,7 +21,7 @@ import { runStartupBench, type StartupResult } from './startup';
  * `npm run bench`: every figure in one invocation, each section bounded in wall time, written to BENCHMARKS.md.
  * Knobs (environment): BENCH_QUICK=1 runs a few repetitions of everything (a smoke test of the bench, figures not
  * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_SECTIONS
- * (history,startup,reaction,concurrency,heartbeats,kubernetes,external), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
+ * (history,startup,reaction,concurrency,heartbeats,kubernetes,external,alerts), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
  * file) for a partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency
  * worker's workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS naming only some
  * sections (e.g. history, or heartbeats) rewrites only theirs in BENCHMARKS.md — their text, goals and findings — and
@@ -32,10 +33,15 @@ const concurrencyLevels = (process.env.BENCH_CONCURRENCY ?? '100,1000').split(',
 /** A concurrency run's wall-time bound: start-up burst, steady window, then describing and terminating every release. */
 const concurrencyBoundMs = (releases: number) => (releases >= 1000 ? 240_000 : 120_000);
 // 210 s of it for the reaction section's approve → deploy and breach → rollback parts (≈ 160 s in a run); 180 s for
-// the external-target section (≈ 60 s in a run).
+// the external-target section (≈ 60 s in a run); 360 s for the alerts section (its own bound).
+const ALERTS_BOUND_MS = 360_000;
 const BUDGET_MS = Number(
   process.env.BENCH_BUDGET_MS ??
-    435_000 + 600_000 + 180_000 + concurrencyLevels.reduce((sum, n) => sum + concurrencyBoundMs(n), 0),
+    435_000 +
+      600_000 +
+      180_000 +
+      ALERTS_BOUND_MS +
+      concurrencyLevels.reduce((sum, n) => sum + concurrencyBoundMs(n), 0),
 );
 const maxCached = process.env.BENCH_MAX_CACHED_WORKFLOWS ? Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) : undefined;
 const SECTIONS = new Set(process.env.BENCH_SECTIONS?.split(',') ?? SECTION_KEYS);
@@ -63,6 +69,7 @@ export interface BenchReport {
   heartbeats: SectionOutcome<HeartbeatResult>;
   kubernetes: SectionOutcome<KubernetesResult>;
   external: SectionOutcome<ExternalResult>;
+  alerts: SectionOutcome<AlertsResult>;
   totalMs: number;
 }
 
@@ -154,6 +161,19 @@ async function main(): Promise<void> {
 
   report.external = await section('external', () =>
     runExternalBench({ steps: quick ? 50 : 500, deadline: until(180_000), log }),
+  );
+
+  // Its own dev server, Prometheus and Alertmanager: none of the other sections share them.
+  report.alerts = await section('alerts', () =>
+    runAlertsBench({
+      releaseCode,
+      bundlePath,
+      fleetTrialsPerMode: quick ? 2 : 8,
+      webhookTrials: quick ? 20 : 200,
+      batch: 25,
+      deadline: until(ALERTS_BOUND_MS),
+      log,
+    }),
   );
 
   const skipped = { error: 'skipped (BENCH_SECTIONS)' };
