@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -8,6 +8,9 @@ import type { ReleaseRequestInput } from '../domain/release';
 import type { ReleaseStatus } from '../domain/status';
 import type { releaseWorkflow } from '../workflows';
 import { runReceiver } from '../receiver/main';
+import { PolicyFileError, PolicyStore } from '../config/policies';
+import { DEFAULT_METRIC_NAMES } from '../domain/metric-names';
+import { AlertRuleOptionsError, renderAlertRules } from '../domain/alert-rules';
 import { printable, printableDeep, printableJson, printableLines } from '../domain/text';
 import { TollgateError } from './errors';
 import { renderList, renderStatus } from './render';
@@ -34,6 +37,8 @@ usage:
   tollgate list [--service NAME] [--state STATE]        releases in flight
   tollgate history <service>                            past releases and their outcomes
   tollgate receiver                                     run the Alertmanager webhook receiver (env TOLLGATE_RECEIVER_*)
+  tollgate alert-rules [--rate-window 2m]               print Tollgate's Prometheus alert rules, in the org's metric
+                                                        names (env TOLLGATE_POLICY_DIR, default policies)
 
 options:
   --json                 machine-readable output on every command
@@ -63,6 +68,7 @@ const options = {
   namespace: { type: 'string' },
   'task-queue': { type: 'string' },
   interval: { type: 'string' },
+  'rate-window': { type: 'string' },
 } as const;
 
 class UsageError extends Error {}
@@ -261,6 +267,24 @@ async function history(client: TollgateClient, service: string, values: Values):
   return EXIT.ok;
 }
 
+/** The rule file a team loads into its Prometheus: the org's metric names, so the alerts carry its labels. */
+async function alertRulesFile(policyDir: string, rateWindow: string | undefined): Promise<string> {
+  const store = new PolicyStore(policyDir);
+  let names = DEFAULT_METRIC_NAMES;
+  try {
+    if (existsSync(store.orgPath())) names = (await store.org()).metrics;
+  } catch (err) {
+    if (err instanceof PolicyFileError) throw new UsageError(err.message);
+    throw err;
+  }
+  try {
+    return renderAlertRules(names, rateWindow !== undefined ? { rateWindow } : {});
+  } catch (err) {
+    if (err instanceof AlertRuleOptionsError) throw new UsageError(`--rate-window: ${err.message}`);
+    throw err;
+  }
+}
+
 async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   if (values.help || positionals.length === 0) {
@@ -277,6 +301,11 @@ async function run(argv: string[]): Promise<number> {
   if (positionals[0] === 'receiver') {
     if (positionals.length > 1) throw new UsageError('tollgate receiver takes no arguments; see tollgate --help');
     await runReceiver(overrides);
+    return EXIT.ok;
+  }
+  if (positionals[0] === 'alert-rules') {
+    if (positionals.length > 1) throw new UsageError('tollgate alert-rules takes no arguments; see tollgate --help');
+    process.stdout.write(await alertRulesFile(process.env.TOLLGATE_POLICY_DIR || 'policies', values['rate-window']));
     return EXIT.ok;
   }
   const command = commandFor(values, positionals);

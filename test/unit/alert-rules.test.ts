@@ -10,7 +10,9 @@ import {
   renderAlertRules,
   type PrometheusRuleFile,
 } from '../../src/domain/alert-rules';
+import { main } from '../../src/client/cli';
 import { DEFAULT_METRIC_NAMES, metricNamesSchema } from '../../src/domain/metric-names';
+import { writePolicies } from '../helpers/policies';
 
 /** Debian's package, with Prometheus (`scripts/provision.sh` installs it). */
 const PROMTOOL = process.env.TOLLGATE_PROMTOOL_BIN ?? '/usr/bin/promtool';
@@ -208,5 +210,45 @@ describe('promtool test rules', () => {
     writeFileSync(join(dir, 'tests.yml'), stringify(tests));
     const { status, output } = promtool(['test', 'rules', 'tests.yml']);
     expect(`exit ${status}: ${output}`).toMatch(/^exit 0: [^]*SUCCESS/);
+  });
+});
+
+describe('tollgate alert-rules', () => {
+  /** The CLI in process: what it printed, and its exit code. */
+  async function cli(args: string[], policyDir: string) {
+    const out: string[] = [];
+    const err: string[] = [];
+    const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
+    const before = process.env.TOLLGATE_POLICY_DIR;
+    process.env.TOLLGATE_POLICY_DIR = policyDir;
+    try {
+      const code = await main(args);
+      return { code, out: out.join(''), err: err.join('') };
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+      if (before === undefined) delete process.env.TOLLGATE_POLICY_DIR;
+      else process.env.TOLLGATE_POLICY_DIR = before;
+    }
+  }
+
+  test("prints the rule file in the org's metric names, which promtool accepts", async () => {
+    const policyDir = writePolicies({ metrics: custom }, []);
+    const { code, out } = await cli(['alert-rules', '--rate-window', '2m'], policyDir);
+    expect(code).toBe(0);
+    expect(out).toContain('rate(http_server_requests_total{status=~"5.."}[2m])');
+    expect(out).toContain('by (app, app_version, deployment_track)');
+    checkRules(out, 'cli.yml');
+  });
+
+  test('names what is wrong: a bad rate window, a broken org policy', async () => {
+    const bad = await cli(['alert-rules', '--rate-window', 'soon'], writePolicies({}, []));
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/^tollgate: --rate-window: /);
+    const broken = writePolicies({ metrics: { requests: '0bad' } }, []);
+    const refused = await cli(['alert-rules'], broken);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toContain('metrics.requests');
   });
 });
