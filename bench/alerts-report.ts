@@ -41,7 +41,7 @@ Releases (1-hour cycle, 1-minute analysis, dry-run target, instant analysis doub
 \`checkout-<n>\`, whose policy has the rule \`{ name: canary-errors, matchers: ['alertname="TollgateErrorRatioHigh"'],
 action: rollback }\`) are started ${r.batch} at a time on a worker process that reports every activity start over IPC
 ([\`bench/breach-worker.ts\`](bench/breach-worker.ts)) and each is left baking in canary. The receiver runs as its own
-process, \`${r.receiver}\` (compiled by the bench's \`tsc\` step; bearer token, the bench's policy dir), warmed by one
+process, \`${r.receiver}\` (after \`npm run build\`; bearer token, the bench's policy dir), warmed by one
 webhook for a service with nothing in flight, since its Temporal connection is lazy. Then, one release at a time,
 the bench posts the webhook Alertmanager would send for that canary's \`TollgateErrorRatioHigh\` (version 4, one firing
 alert, the template's labels, \`Authorization: Bearer …\`) and times from just before the POST to the first \`undo\`

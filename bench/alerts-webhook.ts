@@ -104,7 +104,9 @@ interface ReceiverProcess {
  * so a bench that dies takes its receiver with it.
  */
 async function startReceiverProcess(env: Record<string, string>): Promise<ReceiverProcess> {
-  if (!existsSync(CLI_JS)) throw new Error(`${CLI_JS} is missing: the bench's tsc step compiles it`);
+  // The CLI comes from `npm run build`; the receiver code it runs (dist/src/receiver/) is compiled fresh by the bench's
+  // own tsc step, since part 1 imports it.
+  if (!existsSync(CLI_JS)) throw new Error(`${CLI_JS} is missing: run \`npm run build\` before the bench`);
   const port = await freePort();
   const argv = [process.execPath, CLI_JS, 'receiver'];
   const [command, ...args] = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'TERM', '--', ...argv] : argv;

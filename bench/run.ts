@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     runAlertsBench({
       releaseCode,
       bundlePath,
-      fleetTrialsPerMode: quick ? 2 : 8,
+      fleetTrialsPerMode: quick ? 2 : 10,
       webhookTrials: quick ? 20 : 200,
       batch: 25,
       deadline: until(ALERTS_BOUND_MS),
