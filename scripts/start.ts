@@ -5,6 +5,7 @@ import { join, relative } from 'node:path';
 import { stringify } from 'yaml';
 import { TollgateClient } from '../src/client/tollgate-client';
 import { TollgateError } from '../src/client/errors';
+import { printable } from '../src/domain/text';
 import { PolicyStore } from '../src/config/policies';
 import { renderAlertRules } from '../src/domain/alert-rules';
 import { createLogger } from '../src/logger';
@@ -192,23 +193,55 @@ function serviceCommand(): string[] {
   ];
 }
 
-async function startOrResumeRelease({ target }: Fleet): Promise<string> {
+const BAD_VERSION = '1.2.0-bad';
+
+/**
+ * Resumes the release in flight, or starts the next good one. A fresh demo opens with the bad build first: its
+ * canary's alert rolls it back within seconds, and `showBadCanary` starts the good release once it has.
+ */
+async function startOrResumeRelease({ target }: Fleet): Promise<{ said: string; after?: Promise<void> }> {
   const client = await TollgateClient.connect({ address: `127.0.0.1:${PORTS.temporal}`, namespace: 'default' });
+  let handedOver = false;
   try {
     const running = await client.status(SERVICE).catch((err: unknown) => {
       if (err instanceof TollgateError && err.code === 'unknown-release') return undefined;
       throw err;
     });
     if (running && running.state !== 'done')
-      return `resumed the release of ${SERVICE} ${running.version} (${running.stage}/${running.state})`;
+      return { said: `resumed the release of ${SERVICE} ${running.version} (${running.stage}/${running.state})` };
     const stable = (await target.stableVersion(SERVICE)) ?? GOOD_VERSIONS[0]!;
     const next = GOOD_VERSIONS[GOOD_VERSIONS.indexOf(stable) + 1];
-    if (!next) return `${SERVICE} is on ${stable}, the newest good demo version; start one yourself (see below)`;
-    await client.start({ service: SERVICE, version: next, initiator: 'demo', reason: 'npm start demo release' });
-    return `started a release of ${SERVICE} ${next} (stable: ${stable})`;
+    if (!next)
+      return { said: `${SERVICE} is on ${stable}, the newest good demo version; start one yourself (see below)` };
+    const good = () =>
+      client.start({ service: SERVICE, version: next, initiator: 'demo', reason: 'npm start demo release' });
+    if (running !== undefined || stable !== GOOD_VERSIONS[0]) {
+      await good();
+      return { said: `started a release of ${SERVICE} ${next} (stable: ${stable})` };
+    }
+    await client.start({ service: SERVICE, version: BAD_VERSION, initiator: 'demo', reason: 'npm start: a bad build' });
+    handedOver = true;
+    return {
+      said: `started a release of the bad build ${SERVICE} ${BAD_VERSION} (20% errors) — watch its canary alert roll it back`,
+      after: showBadCanary(client, good).finally(() => client.close()),
+    };
   } finally {
-    await client.close();
+    if (!handedOver) await client.close();
   }
+}
+
+/** Says how the bad build ended (its alert, in the reason) and then starts the good release. */
+async function showBadCanary(client: TollgateClient, good: () => Promise<unknown>): Promise<void> {
+  const started = Date.now();
+  const result = await client.result(SERVICE);
+  const status = await client.status(SERVICE);
+  const firstAlert = status.alerts?.[0];
+  console.log(
+    `\n${SERVICE} ${BAD_VERSION}: ${result.outcome} after ${Math.round((Date.now() - started) / 1000)} s` +
+      `${firstAlert ? ` by its canary alert ${firstAlert.name}` : ''} — ${printable(result.reason, 400)}`,
+  );
+  await good();
+  console.log(`started a release of ${SERVICE} ${GOOD_VERSIONS[1]} (npx tollgate watch ${SERVICE})`);
 }
 
 async function main(): Promise<void> {
@@ -320,8 +353,11 @@ async function main(): Promise<void> {
   await waitForPort(PORTS.receiver, 30_000);
 
   const release = await startOrResumeRelease(demoFleet);
+  release.after?.catch((err: unknown) =>
+    console.error(`demo release: ${err instanceof Error ? err.message : String(err)}`),
+  );
   console.log(`
-Tollgate demo is up — ${release}.
+Tollgate demo is up — ${release.said}.
 
   Temporal Web UI   http://127.0.0.1:${PORTS.ui}/namespaces/default/workflows?query=${encodeURIComponent(`TollgateService="${SERVICE}"`)}
   the service       ${demoFleet.frontendUrl}   (${FLEET_SIZE} instances behind HAProxy, under load)
@@ -335,9 +371,10 @@ Watch and steer it (another terminal):
   npx tollgate abort ${SERVICE} --by bob --reason "looks wrong"
   ${relative(process.cwd(), requireBinary(TEMPORAL_CLI)) || 'temporal'} workflow signal --workflow-id release-${SERVICE} --name pause --input '{"by":"bob","reason":"lunch"}'
 
-See the automatic rollback: once this release ends, release the bad version (20% errors). Its canary's
-TollgateErrorRatioHigh alert (track="canary") rolls it back within seconds of its first errors:
-  npx tollgate start ${SERVICE} 1.2.0-bad --reason "try a bad build"
+A fresh demo releases the bad build ${BAD_VERSION} (20% errors) first: its canary's TollgateErrorRatioHigh alert
+(track="canary", through Alertmanager and tollgate receiver) rolls it back within seconds of its first errors, and
+then ${GOOD_VERSIONS[1]} starts. Try it again once a release has ended:
+  npx tollgate start ${SERVICE} ${BAD_VERSION} --reason "try a bad build"
 
 Ctrl-C stops everything; npm start again brings the fleet back as it was and resumes the release.`);
 }
