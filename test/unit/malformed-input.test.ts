@@ -498,6 +498,7 @@ describe('valid input parses, with defaults applied', () => {
       approvals: { fourEyes: false },
       windows: { allowed: [], freezes: [] },
       hooks: [],
+      alerts: { rules: [] },
     });
   });
 
@@ -511,6 +512,7 @@ describe('valid input parses, with defaults applied', () => {
         maxInconclusiveLimit: 10,
         productionApproval: true,
         fourEyes: false,
+        criticalCanaryAlertsRollBack: false,
       },
       metrics: {
         requests: 'tollgate_demo_http_requests_total',
