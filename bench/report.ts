@@ -728,7 +728,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
   };
 }
 
-const GOALS_HEADING = '## Goals (issues 7, 12 and 13)';
+const GOALS_HEADING = '## Goals (issues 7 and 12–15)';
 const FINDINGS_HEADING = '## Findings';
 const RERUN_PREFIX = 'Re-run alone since, each stamped under its heading: ';
 const goalsBlock = (rows: string[]) =>
