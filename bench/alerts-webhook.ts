@@ -3,13 +3,12 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { ALERT_NAMES } from '../src/domain/alert-rules';
-import { statusQuery } from '../src/domain/messages';
+
 import { releaseWorkflowId, type ReleaseResult } from '../src/domain/release';
 import { StepWorker } from './breach-worker-handle';
-import { Arrivals, benchServices, servicePolicy, sleepMs, writePolicies } from './fixtures';
+import { Arrivals, bakingInCanary, benchServices, servicePolicy, sleepMs, writePolicies } from './fixtures';
 import { freePort } from './worker-handle';
 
 /**
@@ -134,16 +133,6 @@ async function startReceiverProcess(env: Record<string, string>): Promise<Receiv
   }
   await stop();
   throw new Error('the receiver did not answer /healthz within 15 s');
-}
-
-async function bakingInCanary(handle: WorkflowHandle, arrivals: Arrivals): Promise<void> {
-  await arrivals.wait(`analyze:${handle.workflowId}`, 30_000);
-  for (let i = 0; i < 100; i++) {
-    const status = await handle.query(statusQuery);
-    if (status.stage === 'canary' && status.state === 'baking') return;
-    await sleepMs(20);
-  }
-  throw new Error(`${handle.workflowId} never settled into canary baking`);
 }
 
 export async function runWebhookBench(o: WebhookOptions): Promise<WebhookResult> {

@@ -2,12 +2,14 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
+import type { WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import pino from 'pino';
 import { stringify } from 'yaml';
 import { createActivities } from '../src/activities';
 import type { AnalysisSegment, AnalyzeInput } from '../src/activities/types';
 import { PolicyStore } from '../src/config/policies';
+import { statusQuery } from '../src/domain/messages';
 import type { ServicePolicyInput } from '../src/domain/policy';
 import type { MetricsProvider } from '../src/providers/metrics/types';
 import { DryRunTarget } from '../src/providers/targets/dry-run';
@@ -146,4 +148,15 @@ export class Arrivals {
       });
     });
   }
+}
+
+/** Once its analysis has started and the status says so: a release settled into its canary bake (bounded). */
+export async function bakingInCanary(handle: WorkflowHandle, arrivals: Arrivals): Promise<void> {
+  await arrivals.wait(`analyze:${handle.workflowId}`, 30_000);
+  for (let i = 0; i < 100; i++) {
+    const status = await handle.query(statusQuery);
+    if (status.stage === 'canary' && status.state === 'baking') return;
+    await sleepMs(20);
+  }
+  throw new Error(`${handle.workflowId} never settled into canary baking`);
 }

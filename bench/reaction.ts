@@ -5,7 +5,7 @@ import { abortSignal, abortUpdate, approveSignal, approveUpdate, statusQuery } f
 import { releaseWorkflowId } from '../src/domain/release';
 import { runBreachBench, type BreachResult } from './breach';
 import { StepWorker } from './breach-worker-handle';
-import { Arrivals, benchServices, servicePolicy, sleepMs, writePolicies } from './fixtures';
+import { Arrivals, bakingInCanary, benchServices, servicePolicy, sleepMs, writePolicies } from './fixtures';
 import { WorkerProcess } from './worker-handle';
 
 /**
@@ -86,16 +86,6 @@ const PART_BOUND_MS = { abort: 150_000, approve: 150_000, breach: 100_000 } as c
 type PartName = keyof typeof PART_BOUND_MS;
 /** BENCH_REACTION=approve,breach runs only those parts (a partial run, for working on one of them). */
 const PARTS = new Set((process.env.BENCH_REACTION ?? 'abort,approve,breach').split(','));
-
-async function bakingInCanary(handle: WorkflowHandle, arrivals: Arrivals): Promise<void> {
-  await arrivals.wait(`analyze:${handle.workflowId}`, 30_000);
-  for (let i = 0; i < 100; i++) {
-    const status = await handle.query(statusQuery);
-    if (status.stage === 'canary' && status.state === 'baking') return;
-    await sleepMs(20);
-  }
-  throw new Error(`${handle.workflowId} never settled into canary baking`);
-}
 
 async function runAbortBench(opts: ReactionOptions): Promise<AbortResult> {
   const t0 = Date.now();

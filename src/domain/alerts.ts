@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { matches, MATCHER_MAX_LENGTH, parseMatcher } from './alert-matchers';
 import type { MetricNames } from './metric-names';
-import { lowerCaseName, oneLine } from './text';
+import { lowerCaseName, oneLine, uniquelyNamed } from './text';
 
 /**
  * A team's own alerts in a release: what Alertmanager sends (webhook version 4), what the receiver signals to the
@@ -101,18 +101,7 @@ export const alertRuleSchema = z.strictObject({
 });
 export type AlertRule = z.output<typeof alertRuleSchema>;
 
-export const alertRulesSchema = z
-  .array(alertRuleSchema)
-  .max(50)
-  .superRefine((rules, ctx) => {
-    const seen = new Set<string>();
-    for (const [i, rule] of rules.entries()) {
-      if (seen.has(rule.name)) {
-        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name "${rule.name}"` });
-      }
-      seen.add(rule.name);
-    }
-  });
+export const alertRulesSchema = uniquelyNamed(alertRuleSchema, 'rule', 50);
 
 /** What the org minimum `criticalCanaryAlertsRollBack` adds to every service's rules. */
 export const ORG_CRITICAL_CANARY_RULE: AlertRule = Object.freeze({

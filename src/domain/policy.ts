@@ -12,7 +12,7 @@ import {
 } from './external';
 import { JSON_PATH_MAX_LENGTH, jsonPathProblem } from './json-path';
 import { metricNamesSchema, type MetricNames } from './metric-names';
-import { freeText, lowerCaseName, personName } from './text';
+import { freeText, lowerCaseName, personName, uniquelyNamed } from './text';
 
 /**
  * Policies. The org file says what a traffic cycle is and sets org-wide minimums; each service file sets that
@@ -157,18 +157,7 @@ export type Check = z.infer<typeof checkSchema>;
  * Checks are merged and compared by name (a request adds checks, never replaces one): two of one name in one list
  * would let the merge keep either, and the stricter was the one dropped. Refused where they are written.
  */
-const checksSchema = z
-  .array(checkSchema)
-  .max(50)
-  .superRefine((checks, ctx) => {
-    const seen = new Set<string>();
-    for (const [i, check] of checks.entries()) {
-      if (seen.has(check.name)) {
-        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate check name "${check.name}"` });
-      }
-      seen.add(check.name);
-    }
-  });
+const checksSchema = uniquelyNamed(checkSchema, 'check', 50);
 
 /**
  * Checks a release request may add: Prometheus only. A web or job check runs a command or sends the worker's
@@ -250,18 +239,7 @@ export const hookSchema = z
   });
 export type Hook = z.output<typeof hookSchema>;
 
-const hooksSchema = z
-  .array(hookSchema)
-  .max(50)
-  .superRefine((hooks, ctx) => {
-    const seen = new Set<string>();
-    for (const [i, hook] of hooks.entries()) {
-      if (seen.has(hook.name)) {
-        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate hook name "${hook.name}"` });
-      }
-      seen.add(hook.name);
-    }
-  });
+const hooksSchema = uniquelyNamed(hookSchema, 'hook', 50);
 
 export const servicePolicySchema = z.strictObject({
   service: name,

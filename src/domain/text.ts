@@ -110,3 +110,20 @@ export const lowerCaseName = (what: string) =>
       /^[a-z0-9][a-z0-9_.-]{0,62}$/,
       `expected a lower-case ${what}: letters, digits, "-", "_" or ".", at most 63 characters`,
     );
+
+/**
+ * A list of named items, none named twice: lists in policies are merged and compared by name, and two of one name
+ * would let a merge keep either. Refused where they are written, naming the second.
+ */
+export const uniquelyNamed = <T extends z.ZodType<{ name: string }>>(item: T, what: string, max: number) =>
+  z
+    .array(item)
+    .max(max)
+    .superRefine((items, ctx) => {
+      const seen = new Set<string>();
+      for (const [i, { name }] of items.entries()) {
+        if (seen.has(name))
+          ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate ${what} name "${name}"` });
+        seen.add(name);
+      }
+    });
