@@ -25,7 +25,8 @@ const EXIT = { ok: 0, error: 1, usage: 2, rolled_back: 10, aborted: 11, ended: 1
 const HELP = `tollgate — start, watch and steer releases (staging → canary for a traffic cycle → production)
 
 usage:
-  tollgate start <service> <version> [--reason TEXT] [--policy FILE] [--initiator NAME]
+  tollgate start <service> <version> [--reason TEXT] [--policy FILE] [--initiator NAME] [--supersede]
+                                        --supersede: abort the release in flight (its rollback included), then start
   tollgate status <service>
   tollgate watch <service>              live view; exits when the release ends: 0 promoted, 10 rolled back,
                                         11 aborted, 12 failed or terminated
@@ -69,6 +70,7 @@ const options = {
   'task-queue': { type: 'string' },
   interval: { type: 'string' },
   'rate-window': { type: 'string' },
+  supersede: { type: 'boolean' },
 } as const;
 
 class UsageError extends Error {}
@@ -228,7 +230,18 @@ function commandFor(values: Values, positionals: string[]): Command {
 }
 
 async function start(client: TollgateClient, request: ReleaseRequestInput, values: Values): Promise<number> {
-  const handle = await client.start(request);
+  let handle;
+  if (values.supersede) {
+    if (!values.json)
+      say(`superseding the release of ${request.service} in flight, if any: aborting, then waiting for its rollback…`);
+    const superseded = await client.supersede(request);
+    handle = superseded.handle;
+    if (superseded.ended && !values.json) {
+      say(
+        `${superseded.ended.service} ${superseded.ended.version}: ${superseded.ended.outcome} — ${superseded.ended.reason}`,
+      );
+    }
+  } else handle = await client.start(request);
   // The worker resolves the policy: wait for it, so an unknown service or a refused policy fails this command.
   const state = await client.awaitPolicy(handle);
   if (state === undefined) {

@@ -150,6 +150,37 @@ export class TollgateClient {
     }
   }
 
+  /**
+   * Supersede: aborts the release of the service in flight — its rollback included — and starts `input` once that
+   * release has ended, both reasons naming the other in the audit trails. Validated first: a refused request aborts
+   * nothing. `ended` says what became of the release that was superseded, if one was in flight.
+   */
+  async supersede(
+    input: ReleaseRequestInput,
+  ): Promise<{ handle: WorkflowHandleWithFirstExecutionRunId<typeof releaseWorkflow>; ended?: ReleaseResult }> {
+    const parsed = releaseRequestSchema.safeParse(input);
+    if (!parsed.success)
+      throw new TollgateError(`invalid release request: ${describeZodError(parsed.error)}`, 'invalid-input');
+    const request = parsed.data;
+    const running = await this.status(request.service).catch((err: unknown) => {
+      if (err instanceof TollgateError && err.code === 'unknown-release') return undefined;
+      throw err;
+    });
+    if (!running || running.state === 'done') return { handle: await this.start(input) };
+    const why = request.reason ? `: ${request.reason}` : '';
+    await this.abort(request.service, {
+      by: request.initiator,
+      reason: cut(`superseded by ${request.version}${why}`, 2000),
+    }).catch((err: unknown) => {
+      // Already rolling back (or just ended): there is nothing to abort, only its end to wait for.
+      if (!(err instanceof TollgateError && err.code === 'rejected')) throw err;
+    });
+    const ended = await this.result(request.service).catch(() => undefined);
+    const supersedes = `supersedes ${running.version} (${ended?.outcome ?? 'ended'})`;
+    const handle = await this.start({ ...input, reason: cut(`${supersedes}${why}`, 2000) });
+    return { handle, ...(ended && { ended }) };
+  }
+
   private async describeRunning(service: string): Promise<string> {
     const status = await this.status(service);
     return `version ${status.version}, ${status.stage}/${status.state}, started by ${status.initiator}`;
@@ -337,3 +368,6 @@ export class TollgateClient {
     return err;
   }
 }
+
+/** A reason built from two cannot outgrow the schema's bound. */
+const cut = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);

@@ -148,6 +148,45 @@ describe('tollgate CLI against the dev server', () => {
     });
   });
 
+  it('start --supersede aborts the release in flight, waits for its rollback and starts the new one, each naming the other', async () => {
+    const service = `basket-${randomUUID().slice(0, 6)}`;
+    const policyDir = writePolicies({ minimums: { analysisChecks: 1, productionApproval: false } }, [
+      {
+        service,
+        trafficCycle: { duration: '2h' },
+        canary: { analysis: { interval: '1m', checks: [errorsCheck] } },
+        production: { approval: false },
+      },
+    ]);
+    const { worker, taskQueue, target } = await releaseHarness(server.env, { policyDir });
+    const conn = { TEMPORAL_ADDRESS: server.env.address, TOLLGATE_TASK_QUEUE: taskQueue, USER: 'alice' };
+    await worker.runUntil(async () => {
+      // Nothing in flight: --supersede is a plain start.
+      expect((await tollgate(['start', service, '2.0.0', '--supersede'], conn)).code).toBe(0);
+      await untilState(service, 'baking', conn);
+      const refused = await tollgate(['start', service, '2.0 1', '--supersede'], conn);
+      expect(refused.code).toBe(2); // refused before anything is aborted
+      expect(JSON.parse((await untilState(service, 'baking', conn)).out)).toMatchObject({ version: '2.0.0' });
+
+      const superseding = await tollgate(['start', service, '2.0.1', '--supersede', '--reason', 'hotfix'], conn);
+      expect(superseding.code).toBe(0);
+      expect(superseding.out).toContain(`${service} 2.0.0: aborted — aborted by alice: superseded by 2.0.1: hotfix`);
+      const now = JSON.parse((await tollgate(['status', service, '--json'], conn)).out) as ReleaseStatus;
+      expect(now).toMatchObject({ version: '2.0.1', reason: 'supersedes 2.0.0 (aborted): hotfix' });
+      expect(now.audit[0]).toMatchObject({
+        actor: 'alice',
+        action: 'start',
+        detail: 'supersedes 2.0.0 (aborted): hotfix',
+      });
+      // The superseded release rolled back before the new one deployed anything.
+      const actions = target.actions.map((a) => `${a.action} ${a.key.split('/').pop()}`);
+      expect(actions.slice(0, 4)).toEqual(['apply staging', 'apply canary', 'undo canary', 'undo staging']);
+      const history = await tollgate(['history', service], conn);
+      expect(history.out).toMatch(/2\.0\.0\s+aborted/);
+      await tollgate(['abort', service, '--by', 'bob', '--reason', 'test over'], conn);
+    });
+  });
+
   it('prints nothing a release carries raw: search attributes, a terminate reason, versions in history', async () => {
     const service = `evil-${randomUUID().slice(0, 6)}`;
     const hostile = '\u001b[2J\u001b]52;c;cm0gLXJmIH4=\u0007\u009b8m\u202e';
