@@ -15,8 +15,20 @@ export class ConfigError extends ApplicationFailure {
 
 const hostPort = z.string().regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
-const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
-const optional = <T extends z.ZodTypeAny>(schema: T) => z.preprocess(blankToUndefined, schema.optional());
+/** An empty variable is one left unset: `FOO=` in a unit file or compose file means "the default". */
+export const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+export const optional = <T extends z.ZodTypeAny>(schema: T) => z.preprocess(blankToUndefined, schema.optional());
+
+/** A duration in a variable, in ms: `500ms`, `30s` or `2m`. */
+export const envDuration = z
+  .string()
+  .regex(/^\d+(ms|s|m)$/, 'expected a duration such as 30s, 500ms or 2m')
+  .transform((v) => {
+    const n = Number.parseInt(v, 10);
+    return v.endsWith('ms') ? n : v.endsWith('m') ? n * 60_000 : n * 1000;
+  });
+
+export const logLevelSchema = z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info');
 
 /** Connection settings shared by the worker and every client (CLI, TollgateClient). */
 export const connectionEnvSchema = z

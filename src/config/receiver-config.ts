@@ -1,14 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { hasUnsafeCharacters } from '../domain/text';
-import { ConfigError, connectionEnvSchema, parseEnv } from './env';
+import {
+  blankToUndefined,
+  ConfigError,
+  connectionEnvSchema,
+  envDuration,
+  logLevelSchema,
+  optional,
+  parseEnv,
+} from './env';
 
 /** How Alertmanager proves it is Alertmanager: the `http_config` of its webhook receiver sends one or the other. */
 export type ReceiverAuth =
   { scheme: 'bearer'; token: string } | { scheme: 'basic'; username: string; password: string };
-
-const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
-const optional = <T extends z.ZodTypeAny>(schema: T) => z.preprocess(blankToUndefined, schema.optional());
 
 // A short secret is one anybody on the network can guess, and a guessed one rolls canaries back at will.
 const SECRET_MIN = 16;
@@ -26,11 +31,7 @@ const listenAddress = z
   .string()
   .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9095')
   .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65_535, 'port must be at most 65535');
-const durationMs = z
-  .string()
-  .regex(/^\d+(ms|s)$/, 'expected a duration such as 5s or 500ms')
-  .transform((v) => (v.endsWith('ms') ? Number.parseInt(v, 10) : Number.parseInt(v, 10) * 1000))
-  .refine((ms) => ms >= 100 && ms <= 60_000, 'between 100ms and 60s');
+const signalTimeout = envDuration.refine((ms) => ms >= 100 && ms <= 60_000, 'between 100ms and 60s');
 
 const receiverEnvSchema = connectionEnvSchema.and(
   z.object({
@@ -41,12 +42,9 @@ const receiverEnvSchema = connectionEnvSchema.and(
     TOLLGATE_RECEIVER_PASSWORD: optional(secret),
     TOLLGATE_RECEIVER_PASSWORD_FILE: optional(z.string()),
     /** How long one signal may wait on Temporal before the webhook call is answered 503 (Alertmanager retries). */
-    TOLLGATE_RECEIVER_SIGNAL_TIMEOUT: z.preprocess(blankToUndefined, durationMs.default(5_000)),
+    TOLLGATE_RECEIVER_SIGNAL_TIMEOUT: z.preprocess(blankToUndefined, signalTimeout.default(5_000)),
     TOLLGATE_POLICY_DIR: z.preprocess(blankToUndefined, z.string().default('policies')),
-    TOLLGATE_LOG_LEVEL: z.preprocess(
-      blankToUndefined,
-      z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
-    ),
+    TOLLGATE_LOG_LEVEL: z.preprocess(blankToUndefined, logLevelSchema),
   }),
 );
 

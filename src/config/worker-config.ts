@@ -1,28 +1,20 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { connectionEnvSchema, parseEnv } from './env';
-
-const durationMs = z
-  .string()
-  .regex(/^\d+(ms|s|m)$/, 'expected a duration such as 30s, 500ms or 2m')
-  .transform((v) => {
-    const n = Number.parseInt(v, 10);
-    return v.endsWith('ms') ? n : v.endsWith('m') ? n * 60_000 : n * 1000;
-  });
+import { connectionEnvSchema, envDuration, logLevelSchema, parseEnv } from './env';
 
 /** `TOLLGATE_TARGETS_FILE=dry-run`: the explicit choice of a target that deploys nothing (see the schema). */
 export const DRY_RUN_TARGETS = 'dry-run';
 
 const workerEnvFields = connectionEnvSchema.and(
   z.object({
-    TOLLGATE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    TOLLGATE_LOG_LEVEL: logLevelSchema,
     /** Where the SDK's Prometheus metrics are served; `off` disables them. */
     TOLLGATE_METRICS_ADDRESS: z
       .string()
       .regex(/^(off|[A-Za-z0-9.\-_[\]:]+:\d{1,5})$/, 'expected host:port or "off"')
       .default('127.0.0.1:9464'),
-    TOLLGATE_SHUTDOWN_GRACE: durationMs.default(30_000),
+    TOLLGATE_SHUTDOWN_GRACE: envDuration.default(30_000),
     /** Each baking release holds one long, mostly idle analysis activity: the SDK's default of 100 is too few. */
     TOLLGATE_MAX_ACTIVITIES: z.coerce.number().int().min(1).max(100_000).default(2_000),
     /**
@@ -41,7 +33,7 @@ const workerEnvFields = connectionEnvSchema.and(
      * activity's heartbeat timeout). With TOLLGATE_ANALYSIS_HEARTBEAT=round it also caps how often rounds reach
      * `status`: the demo, analysing every 10 s, sets 10s so that `tollgate watch` follows each round.
      */
-    TOLLGATE_MAX_HEARTBEAT_THROTTLE: durationMs.default(60_000),
+    TOLLGATE_MAX_HEARTBEAT_THROTTLE: envDuration.default(60_000),
     /**
      * How often a running analysis stretch heartbeats, in milliseconds between heartbeats that show a new round: each
      * is a billable action, and `status` sees a stretch's rounds only through them (or at its report). `liveness`
@@ -53,7 +45,7 @@ const workerEnvFields = connectionEnvSchema.and(
         [
           z.literal('liveness').transform(() => Number.POSITIVE_INFINITY),
           z.literal('round').transform(() => 0),
-          durationMs,
+          envDuration,
         ],
         {
           error: 'expected liveness, round or a duration such as 2m',
@@ -77,7 +69,7 @@ const workerEnvFields = connectionEnvSchema.and(
     TOLLGATE_RUNNING_DIR: z.string().min(1).default(join(tmpdir(), 'tollgate-running')),
     TOLLGATE_METRICS: z.enum(['prometheus', 'none']).default('prometheus'),
     TOLLGATE_PROMETHEUS_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:9090'),
-    TOLLGATE_METRICS_TIMEOUT: durationMs.default(5_000),
+    TOLLGATE_METRICS_TIMEOUT: envDuration.default(5_000),
     /** Prebuilt workflow bundle; without it the worker bundles at start, which only development allows. */
     TOLLGATE_WORKFLOW_BUNDLE: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
     NODE_ENV: z.enum(['production', 'development', 'test']).default('development'),
