@@ -20,6 +20,8 @@ import type { ReleaseRecord } from './record';
 const SEEN_LIMIT = 1000;
 /** Firing alerts shown in `status`. */
 const SHOWN_LIMIT = 20;
+/** More failed rounds than any failure limit allows (100): the next analysis rolls back on them either way. */
+const PENDING_LIMIT = 100;
 
 /** What the alerts carry across continue-as-new: plain data only. */
 export interface AlertsState {
@@ -27,6 +29,8 @@ export interface AlertsState {
   seen: { key: string; resolved: boolean }[];
   /** Why a known error rolls the release back, once one fired. */
   tripped?: string;
+  /** `fail-round` alerts that fired while no bake analysed: the next bake that analyses counts them. */
+  pendingRounds?: string[];
 }
 
 export const freshAlerts = (): AlertsState => ({ seen: [] });
@@ -49,7 +53,7 @@ export class Alerts {
   /** Bumped on every new firing or resolution, so waits can wake on it. */
   epoch = 0;
   /** Set by a bake that analyses, for as long as it runs: where `fail-round` alerts are counted. */
-  onFailedRound: ((reason: string) => void) | undefined;
+  private onFailedRound: ((reason: string) => void) | undefined;
 
   constructor(
     private readonly record: ReleaseRecord,
@@ -57,6 +61,16 @@ export class Alerts {
     private readonly policy: () => ResolvedPolicy | undefined,
     private readonly reactions: AlertReactions,
   ) {}
+
+  /**
+   * A bake that analyses counts `fail-round` alerts from now until `stop()`: those that fired while no bake analysed
+   * first (an alert during a gate, a hook or a deploy is evidence against the release all the same).
+   */
+  countFailedRounds(count: (reason: string) => void): { stop(): void } {
+    for (const reason of this.state.pendingRounds?.splice(0) ?? []) count(reason);
+    this.onFailedRound = count;
+    return { stop: () => void (this.onFailedRound = undefined) };
+  }
 
   register(): void {
     setHandler(alertSignal, (payload: unknown) => this.receive(payload));
@@ -118,9 +132,13 @@ export class Alerts {
     if (verdict.track === 'canary' && !this.reactions.canaryDeployed())
       return `shown: no canary of this release yet${by}`;
     if (verdict.action === 'fail-round') {
-      if (!this.onFailedRound) return `shown: no analysis is running to count it${by}`;
-      this.onFailedRound(described);
-      return `counted as a failed analysis round${by}`;
+      if (this.onFailedRound) {
+        this.onFailedRound(described);
+        return `counted as a failed analysis round${by}`;
+      }
+      const pending = (this.state.pendingRounds ??= []);
+      if (pending.length < PENDING_LIMIT) pending.push(described);
+      return `a failed analysis round for the next analysis${by}`;
     }
     const reason = `known error: ${described}`;
     if (this.state.tripped === undefined && this.reactions.rollBack(reason)) {

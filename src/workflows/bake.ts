@@ -83,7 +83,10 @@ export class Bake {
     const status = record.status;
     controls.state.unpausedState = 'baking';
     let rolledOver = false;
-    if (this.checks.length > 0) this.alerts.onFailedRound = (reason) => void this.alertRounds.push(reason);
+    const counting =
+      this.checks.length > 0
+        ? this.alerts.countFailedRounds((reason) => void this.alertRounds.push(reason))
+        : undefined;
     try {
       for (;;) {
         if (this.stretch?.whileHeld && !controls.held() && boundedBake()) {
@@ -112,7 +115,7 @@ export class Bake {
       rolledOver = err instanceof RollOver;
       throw err;
     } finally {
-      this.alerts.onFailedRound = undefined;
+      counting?.stop();
       this.stretch?.scope.cancel();
       this.alarm?.scope.cancel();
       status.bake = undefined;

@@ -152,6 +152,36 @@ describe('alerts in a release (time-skipping)', () => {
     expect(status.analysis.failures).toBe(2);
   });
 
+  it('a fail-round alert that fires while nothing analyses counts in the next analysis', async () => {
+    const rule = {
+      name: 'stable-errors',
+      matchers: ['alertname="TollgateErrorRatioHigh"'],
+      action: 'fail-round' as const,
+    };
+    const policy = alerted([{ ...rule, tracks: ['stable'] }], {
+      staging: { bake: '30m' },
+      canary: {
+        analysis: { interval: '1m', failureLimit: 3, checks: [checkoutPolicy().canary!.analysis!.checks![0]!] },
+      },
+    });
+    const { result, status } = await runRelease(server.env, { policy }, async (handle) => {
+      await waitForStatus(handle, (s) => s.stage === 'staging' && s.state === 'baking', {
+        env: server.env,
+        step: '1m',
+      });
+      await send(handle, alert({ track: 'stable', version: '1.0.0' }));
+      const staged = await handle.query(statusQuery);
+      expect(staged.audit.find((e) => e.action === 'alert-firing')?.detail).toContain('for the next analysis');
+      const canary = await waitForStatus(handle, (s) => canaryBaking(s) && s.analysis.failures > 0, {
+        env: server.env,
+        step: '1m',
+      });
+      expect(canary.analysis.failures).toBe(1);
+    });
+    expect(result.outcome).toBe('promoted');
+    expect(status.audit.filter((e) => e.action === 'alert-firing')).toHaveLength(1);
+  });
+
   it("the org's minimum makes a critical canary alert roll back, whatever the service's rules say", async () => {
     const { result, status } = await runRelease(
       server.env,
