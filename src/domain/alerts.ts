@@ -94,7 +94,7 @@ export const alertRuleSchema = z.strictObject({
   }),
   /** All must match (Alertmanager's syntax, e.g. `alertname="TollgateErrorRatioHigh"`, `severity=~"critical|page"`). */
   matchers: z.array(matcherText).min(1).max(20),
-  /** `rollback` at once; `fail-round` counts as a failed analysis round while a bake analyses; `show` in status only. */
+  /** `rollback` at once; `fail-round` counts as a failed round of the current (or next) analysis; `show` in status only. */
   action: z.enum(ALERT_ACTIONS),
   /** The tracks whose alerts the rule acts on: the stable track's alerts never touch a canary unless listed. */
   tracks: z.array(z.enum(ALERT_TRACKS)).min(1).max(3).default(['canary']),

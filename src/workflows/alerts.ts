@@ -45,7 +45,7 @@ export interface AlertReactions {
 
 /**
  * The service's own alerts, one concern: each firing is judged once by the policy's rules — a known error rolls
- * back at once, a `fail-round` alert counts as a failed analysis round while a bake analyses, the rest are shown —
+ * back at once, a `fail-round` alert counts as a failed round of the current (or next) analysis, the rest are shown —
  * and every firing and resolution is in `status` and the audit trail. Nothing an alert says can move a release
  * forward: the worst a forged one can do is what `abort` lets anyone do.
  */
