@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -8,8 +8,7 @@ import type { ReleaseRequestInput } from '../domain/release';
 import type { ReleaseStatus } from '../domain/status';
 import type { releaseWorkflow } from '../workflows';
 import { runReceiver } from '../receiver/main';
-import { PolicyFileError, PolicyStore } from '../config/policies';
-import { DEFAULT_METRIC_NAMES } from '../domain/metric-names';
+import { PolicyStore } from '../config/policies';
 import { AlertRuleOptionsError, renderAlertRules } from '../domain/alert-rules';
 import { printable, printableDeep, printableJson, printableLines } from '../domain/text';
 import { TollgateError } from './errors';
@@ -282,14 +281,7 @@ async function history(client: TollgateClient, service: string, values: Values):
 
 /** The rule file a team loads into its Prometheus: the org's metric names, so the alerts carry its labels. */
 async function alertRulesFile(policyDir: string, rateWindow: string | undefined): Promise<string> {
-  const store = new PolicyStore(policyDir);
-  let names = DEFAULT_METRIC_NAMES;
-  try {
-    if (existsSync(store.orgPath())) names = (await store.org()).metrics;
-  } catch (err) {
-    if (err instanceof PolicyFileError) throw new UsageError(err.message);
-    throw err;
-  }
+  const names = await new PolicyStore(policyDir).metricNames();
   try {
     return renderAlertRules(names, rateWindow !== undefined ? { rateWindow } : {});
   } catch (err) {

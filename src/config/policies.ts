@@ -1,10 +1,13 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { z } from 'zod';
 import { orgPolicySchema, servicePolicySchema, type OrgPolicy, type ServicePolicy } from '../domain/policy';
 import { serviceNameSchema } from '../domain/release';
+import { DEFAULT_METRIC_NAMES, type MetricNames } from '../domain/metric-names';
 import { describeZodError } from '../domain/zod-errors';
+import { ConfigError } from './env';
 
 /** A policy file that is missing, unreadable or invalid; the message names the file and the field. */
 export class PolicyFileError extends Error {
@@ -44,6 +47,21 @@ export class PolicyStore {
 
   org(): Promise<OrgPolicy> {
     return readYaml(this.orgPath(), orgPolicySchema, 'org policy');
+  }
+
+  /**
+   * The org's metric and label names for a process that reads them once at start (the receiver, `alert-rules`):
+   * the defaults without an org file; a broken one is a configuration error naming TOLLGATE_POLICY_DIR.
+   */
+  async metricNames(): Promise<MetricNames> {
+    if (!existsSync(this.orgPath())) return DEFAULT_METRIC_NAMES;
+    try {
+      return (await this.org()).metrics;
+    } catch (err) {
+      if (err instanceof PolicyFileError)
+        throw new ConfigError(`invalid configuration: TOLLGATE_POLICY_DIR: ${err.message}`);
+      throw err;
+    }
   }
 
   async service(service: string): Promise<ServicePolicy> {

@@ -1,11 +1,9 @@
-import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connectionSettings } from '../config/connection';
 import { ConfigError } from '../config/env';
-import { PolicyFileError, PolicyStore } from '../config/policies';
+import { PolicyStore } from '../config/policies';
 import { loadReceiverConfig, type ReceiverConfig } from '../config/receiver-config';
-import { DEFAULT_METRIC_NAMES } from '../domain/metric-names';
 import { createLogger, type Logger } from '../logger';
 import { createReceiverServer } from './server';
 import { TemporalAlertSink, type AlertSink } from './sink';
@@ -18,15 +16,7 @@ const STOP_GRACE_MS = 10_000;
  * release, but a receiver that routed by a half-edited file would signal the wrong releases; restart it instead.
  */
 export async function serviceLabelFrom(policyDir: string): Promise<string> {
-  const store = new PolicyStore(policyDir);
-  if (!existsSync(store.orgPath())) return DEFAULT_METRIC_NAMES.labels.service;
-  try {
-    return (await store.org()).metrics.labels.service;
-  } catch (err) {
-    if (err instanceof PolicyFileError)
-      throw new ConfigError(`invalid configuration: TOLLGATE_POLICY_DIR: ${err.message}`);
-    throw err;
-  }
+  return (await new PolicyStore(policyDir).metricNames()).labels.service;
 }
 
 export interface RunningReceiver {
