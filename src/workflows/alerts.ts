@@ -50,8 +50,6 @@ export interface AlertReactions {
  * forward: the worst a forged one can do is what `abort` lets anyone do.
  */
 export class Alerts {
-  /** Bumped on every new firing or resolution, so waits can wake on it. */
-  epoch = 0;
   /** Set by a bake that analyses, for as long as it runs: where `fail-round` alerts are counted. */
   private onFailedRound: ((reason: string) => void) | undefined;
 
@@ -85,19 +83,17 @@ export class Alerts {
       this.record.refresh();
       return;
     }
-    const before = this.epoch;
-    for (const alert of parsed.data.alerts) this.take(alert);
-    if (this.epoch !== before) this.record.refresh();
+    let changed = false;
+    for (const alert of parsed.data.alerts) changed = this.take(alert) || changed;
+    if (changed) this.record.refresh();
   }
 
-  private take(alert: Alert): void {
+  /** Whether the alert changed what the release shows: a repeat, or an alert of no concern to it, does not. */
+  private take(alert: Alert): boolean {
     const key = firingKey(alert);
     const seen = this.state.seen.find((s) => s.key === key);
-    if (alert.status === 'resolved') {
-      if (seen && !seen.resolved) this.resolved(alert, seen);
-      return;
-    }
-    if (seen) return;
+    if (alert.status === 'resolved') return seen !== undefined && !seen.resolved && this.resolved(alert, seen);
+    if (seen) return false;
     this.state.seen.push({ key, resolved: false });
     if (this.state.seen.length > SEEN_LIMIT) this.state.seen.shift();
     const policy = this.policy();
@@ -108,10 +104,10 @@ export class Alerts {
     });
     if (verdict.action === 'ignore') {
       log.info(`alert ignored (${verdict.why}): ${describeAlert(alert, verdict.track)}`, this.record.logFields());
-      return;
+      return false;
     }
-    this.epoch++;
     this.fired(alert, verdict);
+    return true;
   }
 
   private fired(alert: Alert, verdict: Exclude<AlertVerdict, { action: 'ignore' }>): void {
@@ -148,16 +144,16 @@ export class Alerts {
     return `known error${by}; nothing left to roll back`;
   }
 
-  private resolved(alert: Alert, seen: AlertsState['seen'][number]): void {
+  private resolved(alert: Alert, seen: AlertsState['seen'][number]): boolean {
     seen.resolved = true;
     const shown = this.record.status.alerts ?? [];
     const at = shown.findIndex((a) => a.fingerprint === alert.fingerprint);
-    if (at < 0) return; // never acted on (ignored): nothing to take back
+    if (at < 0) return false; // never acted on (ignored): nothing to take back
     const [view] = shown.splice(at, 1);
-    this.epoch++;
     const described = describeAlert(alert, view!.track);
     this.record.audit({ actor: 'alertmanager', action: 'alert-resolved', accepted: true, detail: described });
     log.info(`resolved: ${described}`, this.record.logFields());
+    return true;
   }
 
   private view(alert: Alert, verdict: { action: FiringAlert['action']; track: AlertTrack; rule?: string }) {
