@@ -10,6 +10,8 @@ export interface ControlView {
   /** Paused by a person. A gate is not a pause: lifting one never lifts the other. */
   paused: boolean;
   baking: boolean;
+  /** Production is watched after the last wave: the only time `rollback` applies. */
+  watching: boolean;
   initiator: string;
   fourEyes: boolean;
   approvers: string[] | undefined;
@@ -51,5 +53,10 @@ export function rejectionFor(name: ControlName, input: unknown, view: ControlVie
       return view.paused ? undefined : 'the release is not paused';
     case 'abort':
       return undefined;
+    case 'rollback':
+      // Going back is never a decision that needs authority: like abort, anyone who may reach the release may.
+      return view.watching
+        ? undefined
+        : 'rollback applies while production is watched after the last wave; before that, abort rolls back';
   }
 }

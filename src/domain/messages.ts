@@ -17,12 +17,15 @@ export const abortInputSchema = z.strictObject({ by: personName, reason });
 export const pauseInputSchema = z.strictObject({ by: personName, reason });
 export const resumeInputSchema = z.strictObject({ by: personName, comment });
 export const promoteInputSchema = z.strictObject({ by: personName, reason });
+/** While production is watched after the last wave: back to the previous version, now. */
+export const rollbackInputSchema = z.strictObject({ by: personName, reason });
 
 export type ApproveInput = z.infer<typeof approveInputSchema>;
 export type AbortInput = z.infer<typeof abortInputSchema>;
 export type PauseInput = z.infer<typeof pauseInputSchema>;
 export type ResumeInput = z.infer<typeof resumeInputSchema>;
 export type PromoteInput = z.infer<typeof promoteInputSchema>;
+export type RollbackInput = z.infer<typeof rollbackInputSchema>;
 
 export const CONTROL_SCHEMAS = {
   approve: approveInputSchema,
@@ -30,6 +33,7 @@ export const CONTROL_SCHEMAS = {
   pause: pauseInputSchema,
   resume: resumeInputSchema,
   promote: promoteInputSchema,
+  rollback: rollbackInputSchema,
 } as const;
 export type ControlName = keyof typeof CONTROL_SCHEMAS;
 export type ControlInput<N extends ControlName> = z.infer<(typeof CONTROL_SCHEMAS)[N]>;
@@ -47,12 +51,14 @@ export const abortSignal = defineSignal<[AbortInput]>('abort');
 export const pauseSignal = defineSignal<[PauseInput]>('pause');
 export const resumeSignal = defineSignal<[ResumeInput]>('resume');
 export const promoteSignal = defineSignal<[PromoteInput]>('promote');
+export const rollbackSignal = defineSignal<[RollbackInput]>('rollback');
 
 export const approveUpdate = defineUpdate<ReleaseStatus, [ApproveInput]>('approve');
 export const abortUpdate = defineUpdate<ReleaseStatus, [AbortInput]>('abort');
 export const pauseUpdate = defineUpdate<ReleaseStatus, [PauseInput]>('pause');
 export const resumeUpdate = defineUpdate<ReleaseStatus, [ResumeInput]>('resume');
 export const promoteUpdate = defineUpdate<ReleaseStatus, [PromoteInput]>('promote');
+export const rollbackUpdate = defineUpdate<ReleaseStatus, [RollbackInput]>('rollback');
 
 /** Every control by name, as a signal and as an update: what the workflow registers and what clients send. */
 export const CONTROL_SIGNALS = {
@@ -61,6 +67,7 @@ export const CONTROL_SIGNALS = {
   pause: pauseSignal,
   resume: resumeSignal,
   promote: promoteSignal,
+  rollback: rollbackSignal,
 } as const satisfies { [N in ControlName]: unknown };
 export const CONTROL_UPDATES = {
   approve: approveUpdate,
@@ -68,4 +75,5 @@ export const CONTROL_UPDATES = {
   pause: pauseUpdate,
   resume: resumeUpdate,
   promote: promoteUpdate,
+  rollback: rollbackUpdate,
 } as const satisfies { [N in ControlName]: unknown };

@@ -71,6 +71,9 @@ function applyOverride(service: ServicePolicy, o: PolicyOverride, issues: Policy
     production: {
       approval: o.production?.approval ?? service.production.approval,
       waves: o.production?.waves ?? service.production.waves,
+      // A request cannot shorten or drop the watch, nor open a rollback window: both are the service's.
+      ...(service.production.watch && { watch: service.production.watch }),
+      ...(service.production.rollbackWindow && { rollbackWindow: service.production.rollbackWindow }),
     },
     approvals: { ...service.approvals, fourEyes: o.approvals?.fourEyes ?? service.approvals.fourEyes },
   };
@@ -210,6 +213,14 @@ export function orgViolations(org: OrgPolicy, p: ServicePolicy, prefix: string):
   // A wave without its own analysis bakes with the canary's, which is checked just above.
   for (const [i, wave] of p.production.waves.entries()) {
     if (wave.analysis) analysisViolations(org, wave.analysis, add, `production.waves[${i}].analysis`);
+  }
+  const watch = p.production.watch;
+  if (watch) analysisViolations(org, watch.analysis, add, 'production.watch.analysis');
+  if (min.productionWatch > 0 && (watch?.duration ?? 0) < min.productionWatch) {
+    add(
+      'production.watch.duration',
+      `the org requires production to be watched for at least ${formatDuration(min.productionWatch)} after the last wave`,
+    );
   }
   if (min.productionApproval && !p.production.approval)
     add('production.approval', 'the org requires approval before production');

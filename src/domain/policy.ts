@@ -202,6 +202,40 @@ const wavesSchema = z
   .refine((waves) => waves.at(-1)?.percent === 100, { message: 'the last wave must reach 100%' });
 
 /**
+ * After the last wave the release stays open and keeps analysing production (Argo Rollouts' and Flagger's users ask
+ * for it: a release that passed canary can still fail at 100%). Checks with `max`/`min` are the service's absolute
+ * SLOs; a check with `baseline` compares production now with the service's own window before the release started,
+ * since no stable population is left to compare with. A failure, a rollback alert or `tollgate rollback` rolls
+ * production back; the release is `promoted` only once the window passed clean.
+ */
+const watchSchema = z.strictObject({
+  duration: durationSchema.refine((ms) => ms > 0, { message: 'a watch lasts longer than 0s; leave it out for none' }),
+  analysis: analysisSchema.prefault({}),
+  /** The previous version stays warm, out of rotation, until the window has passed: rolling back is a traffic switch. */
+  keepPrevious: z.boolean().default(true),
+});
+export type Watch = z.output<typeof watchSchema>;
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Argo Rollouts' `rollbackWindow`: releasing a version this service was recently stable on skips the canary bake
+ * (it has had its traffic cycle); staging, the canary deploy, production's gate and waves still run. With both
+ * bounds set, both must hold.
+ */
+const rollbackWindowSchema = z
+  .strictObject({
+    /** Among the service's last N promoted versions (1: only the one before the current stable one counts). */
+    releases: z.number().int().min(1).max(50).optional(),
+    /** Promoted at most this long ago. */
+    within: durationSchema.refine((ms) => ms <= 366 * DAY_MS, { message: 'expected at most 366d' }).optional(),
+  })
+  .refine((w) => w.releases !== undefined || w.within !== undefined, {
+    message: 'a rollback window needs "releases", "within" or both',
+  });
+export type RollbackWindow = z.output<typeof rollbackWindowSchema>;
+
+/**
  * When a hook runs. Those before a stage, and after a deploy, must pass: a failure rolls back whatever deployed
  * (before staging: nothing). Those after promotion or a rollback are recorded, never change the outcome.
  */
@@ -265,6 +299,8 @@ export const servicePolicySchema = z.strictObject({
     .strictObject({
       approval: z.boolean().default(true),
       waves: wavesSchema.default([{ percent: 100, bake: 0 }]),
+      watch: watchSchema.optional(),
+      rollbackWindow: rollbackWindowSchema.optional(),
     })
     .prefault({}),
   approvals: z
@@ -308,6 +344,8 @@ export const orgPolicySchema = z.strictObject({
       fourEyes: z.boolean().default(false),
       /** Every service's `severity="critical"` canary alerts roll its release back, whatever its own rules say. */
       criticalCanaryAlertsRollBack: z.boolean().default(false),
+      /** Every service watches production for at least this long after its last wave (0: no watch required). */
+      productionWatch: durationSchema.default(0),
     })
     .prefault({}),
   /** The metric and label names the check templates query, for every service. */

@@ -44,7 +44,11 @@ export type Stage = (typeof STAGES)[number];
 /** The track a log line or metric belongs to: canary traffic is labelled apart from production's. */
 export type Track = 'staging' | 'canary' | 'production';
 
-export type Outcome = 'promoted' | 'rolled_back' | 'aborted';
+/**
+ * `rolled_back_after_promotion`: every wave was out, and the watch after them (a breach, an alert, `tollgate rollback`
+ * or an abort) took production back to the previous version.
+ */
+export type Outcome = 'promoted' | 'rolled_back' | 'rolled_back_after_promotion' | 'aborted';
 
 export interface ReleaseResult {
   outcome: Outcome;

@@ -12,6 +12,8 @@ export const RELEASE_STATES = [
   'awaiting-approval',
   'paused',
   'waiting-for-window',
+  /** After the last wave: production is analysed for the watch window before the release counts as promoted. */
+  'watching',
   'rolling-back',
   'done',
 ] as const;
@@ -27,6 +29,8 @@ export interface PeakWindowProgress {
 export interface BakeProgress {
   stage: Stage;
   wave?: number;
+  /** The watch of production after the last wave, not a wave's bake. */
+  watch?: true;
   startedAt: string;
   /** Required baking time (the traffic cycle for the canary, the wave's bake otherwise). */
   cycleMs: number;

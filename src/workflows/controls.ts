@@ -126,6 +126,7 @@ export class Controls {
       gate: this.status.gate?.name,
       paused: this.status.pause !== undefined,
       baking: this.status.bake !== undefined,
+      watching: this.status.bake?.watch === true,
       initiator: this.record.request.initiator,
       fourEyes: policy?.approvals.fourEyes ?? true,
       approvers: policy?.approvals.approvers,

@@ -21,6 +21,7 @@ import {
   type Stage,
 } from '../domain/release';
 import { TollgateService, TollgateVersion } from '../domain/search-attributes';
+import type { ReleaseEvent } from '../providers/notify/types';
 import { printable } from '../domain/text';
 import { activeFreeze, nextAllowedTime } from '../domain/windows';
 import { describeZodError } from '../domain/zod-errors';
@@ -107,6 +108,13 @@ function begin(input: unknown): Carried {
     runs: 1,
   };
 }
+
+const OUTCOME_EVENTS = {
+  promoted: 'promoted',
+  rolled_back: 'rolled-back',
+  rolled_back_after_promotion: 'rolled-back-after-promotion',
+  aborted: 'aborted',
+} as const satisfies Record<ReleaseResult['outcome'], ReleaseEvent>;
 
 /** A wave's analysis judges the share of the fleet the wave put on the new version. */
 const atWave = (analysis: Analysis, percent: number): Analysis => ({
@@ -446,7 +454,7 @@ class Release {
     record.audit({ actor: 'tollgate', action: outcome, accepted: true, detail: reason });
     record.refresh();
     log.info(`release ${outcome}: ${reason}`, record.logFields());
-    return record.notify(outcome === 'rolled_back' ? 'rolled-back' : outcome, reason).then(() => ({
+    return record.notify(OUTCOME_EVENTS[outcome], reason).then(() => ({
       outcome,
       service: carried.request.service,
       version: carried.request.version,

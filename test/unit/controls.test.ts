@@ -5,6 +5,7 @@ const view = (over: Partial<ControlView> = {}): ControlView => ({
   gate: undefined,
   paused: false,
   baking: true,
+  watching: false,
   initiator: 'alice',
   fourEyes: false,
   approvers: undefined,

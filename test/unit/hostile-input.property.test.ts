@@ -234,6 +234,7 @@ const viewArb: fc.Arbitrary<ControlView> = fc.record({
   gate: fc.constantFrom(undefined, 'canary', 'production', 'inconclusive' as const),
   paused: fc.boolean(),
   baking: fc.boolean(),
+  watching: fc.boolean(),
   initiator: fc.oneof(fc.constantFrom('alice', 'bob'), fc.string()),
   fourEyes: fc.boolean(),
   approvers: fc.option(fc.array(fc.oneof(fc.constantFrom('alice', 'bob'), fc.string()), { maxLength: 4 }), {
@@ -780,6 +781,7 @@ describe('hostile input: names and four-eyes', () => {
           gate: 'production',
           paused: false,
           baking: false,
+          watching: false,
           initiator: 'alice',
           fourEyes: true,
           approvers: undefined,

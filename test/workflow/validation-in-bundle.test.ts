@@ -62,6 +62,7 @@ describe('validation inside the shipped bundle (shared, frozen zod)', () => {
         gate: status.gate?.name,
         paused: false,
         baking: false,
+        watching: false,
         initiator: 'alice',
         fourEyes: false,
         approvers: undefined,

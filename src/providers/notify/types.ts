@@ -4,6 +4,9 @@ export const RELEASE_EVENTS = [
   'check-failed',
   'awaiting-approval',
   'rolled-back',
+  /** Every wave is out; production is watched before the release counts as promoted. */
+  'watch-started',
+  'rolled-back-after-promotion',
   'promoted',
   'aborted',
 ] as const;

@@ -198,6 +198,8 @@ const EMOJI: Record<ReleaseEvent, string> = {
   'check-failed': ':rotating_light:',
   'awaiting-approval': ':raised_hand:',
   'rolled-back': ':rewind:',
+  'watch-started': ':eyes:',
+  'rolled-back-after-promotion': ':rewind:',
   promoted: ':white_check_mark:',
   aborted: ':octagonal_sign:',
 };
@@ -215,6 +217,10 @@ export function slackText(n: ReleaseNotification): string {
     'check-failed': 'check failed',
     'awaiting-approval': 'awaiting approval',
     'rolled-back': n.stableVersion ? `rolled back to ${n.stableVersion}` : 'rolled back',
+    'watch-started': 'out on every wave; production watched',
+    'rolled-back-after-promotion': n.stableVersion
+      ? `rolled back to ${n.stableVersion} after reaching all of production`
+      : 'rolled back after reaching all of production',
     promoted: 'promoted',
     aborted: 'aborted',
   };

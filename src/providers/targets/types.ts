@@ -13,6 +13,13 @@ export interface DeployStep {
   /** canary: instances in the canary pool; production: share of the fleet on `version` once the step is done. */
   canaryInstances?: number;
   percent?: number;
+  /**
+   * Canary and production steps of a release whose production is watched: the previous version's instances this
+   * step takes out of rotation keep running, warm, so undoing the step is a traffic switch rather than a cold start.
+   * `retirePrevious` stops them once the watch has passed. A target that cannot keep them does the step cold and
+   * says so in the receipt.
+   */
+  keepPrevious?: true;
 }
 
 export interface DeployReceipt {
@@ -38,6 +45,12 @@ export interface DeploymentTarget {
   stableVersion(service: string): Promise<string | undefined>;
   /** Called once a release is promoted: `version` becomes the service's last known stable version. */
   markStable(service: string, version: string): Promise<void>;
+  /**
+   * Stops what this release's `keepPrevious` steps kept warm (`step.key` is `<releaseId>/retire-previous`): called
+   * once production has been watched clean. Safe to call again, and when nothing was kept. A target that never keeps
+   * anything leaves it out.
+   */
+  retirePrevious?(step: DeployStep, options?: StepOptions): Promise<DeployReceipt>;
   /**
    * Only for a target that sends each service to another one: the target serving `service`, so a release can say
    * where it really deploys (e.g. that it changes nothing, on dry-run). Throws when no target serves it.
