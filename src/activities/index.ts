@@ -183,6 +183,18 @@ export function createActivities({
       return receipt;
     },
 
+    async retirePrevious(step: DeployStep): Promise<DeployReceipt> {
+      const signal = Context.current().cancellationSignal;
+      const receipt = target.retirePrevious
+        ? await heartbeatingWhile(target.retirePrevious(step, { signal }), heartbeatEveryMs)
+        : { key: step.key, applied: false, changes: [] };
+      stepLog(step).info(
+        { key: step.key, applied: receipt.applied, changes: receipt.changes },
+        'retired the previous version',
+      );
+      return receipt;
+    },
+
     async smokeCheck({ context, checks, metricNames }: SmokeCheckInput): Promise<CheckResult[]> {
       // Job and web smoke checks take their own time: heartbeating keeps a long one alive and lets a cancel reach it.
       const { results } = await heartbeatingWhile(
@@ -229,6 +241,7 @@ export function createActivities({
           beat.counters.rounds,
           input.metricNames,
           checkSources(input.context),
+          input.baselineEnd !== undefined ? new Date(input.baselineEnd) : undefined,
         ).finally(() => clearInterval(live));
         const before = beat.counters.requests;
         const { counters, decision, reason } = decide(beat.counters, results, requests, input);
