@@ -86,6 +86,8 @@ export async function analysisRound(
   roundsSoFar = Number.POSITIVE_INFINITY,
   metricNames: MetricNames = DEFAULT_METRIC_NAMES,
   sources: CheckSources = {},
+  /** Baseline samples end here instead of at the round (the watch's before/after comparison). */
+  baselineEnd?: Date,
 ): Promise<{ results: CheckResult[]; requests: number }> {
   const stepSeconds = Math.max(1, Math.round(intervalMs / 1000));
   const ctx = { ...context, stableVersion: context.stableVersion, stepSeconds };
@@ -96,9 +98,9 @@ export async function analysisRound(
     waitsForPrometheus &&
     (await waitForCanaryData(metrics, ctx, metricNames, Math.min(intervalMs, FIRST_DATA_WAIT_MAX_MS)));
   const now = waited ? new Date() : roundAt;
-  const windowFor = (n: number): RangeWindow => ({
-    start: new Date(now.getTime() - (n - 1) * stepSeconds * 1000),
-    end: now,
+  const windowFor = (n: number, end = now): RangeWindow => ({
+    start: new Date(end.getTime() - (n - 1) * stepSeconds * 1000),
+    end,
     stepSeconds,
   });
   const at = now.toISOString();
@@ -112,7 +114,9 @@ export async function analysisRound(
     const window = windowFor(needed);
     const [canary, baseline] = await Promise.all([
       samples(metrics, queries.canary, window),
-      queries.baseline ? samples(metrics, queries.baseline, window) : Promise.resolve([]),
+      queries.baseline
+        ? samples(metrics, queries.baseline, baselineEnd ? windowFor(needed, baselineEnd) : window)
+        : Promise.resolve([]),
     ]);
     return { canary, baseline };
   };

@@ -12,7 +12,9 @@ import type { ExternalRunners } from '../providers/external/types';
 import type { Notifier, ReleaseNotification } from '../providers/notify/types';
 import { DRY_RUN_KIND } from '../providers/targets/dry-run';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
+import { PROMOTED_LOOKUP_LIMIT, type PromotedRelease } from '../domain/rollback-window';
 import { analysisRound, type CheckSources } from './analysis';
+import { listPromoted } from './promoted-releases';
 import { runHook } from './hooks';
 import type {
   AnalysisHeartbeat,
@@ -155,6 +157,21 @@ export function createActivities({
 
     stableVersion(service: string): Promise<string | undefined> {
       return target.stableVersion(service);
+    },
+
+    /**
+     * The service's promoted releases, newest first, from Temporal's visibility (the worker's own namespace): what
+     * a rollback window is judged on. Answers `undefined` with the reason when visibility cannot be read, so the
+     * canary bakes rather than the release failing.
+     */
+    async promotedReleases(service: string): Promise<{ releases: PromotedRelease[] } | { unknown: string }> {
+      try {
+        return { releases: await listPromoted(Context.current().client, service, PROMOTED_LOOKUP_LIMIT) };
+      } catch (err) {
+        const reason = `cannot read the promoted releases of ${service}: ${(err as Error).message}`;
+        logger.warn({ service }, reason);
+        return { unknown: reason };
+      }
     },
 
     /** So a release can record, and say, that it deployed nothing. A service no target serves can never deploy. */

@@ -39,6 +39,8 @@ export interface AnalyzeInput {
   inconclusiveLimit: number;
   /** Report back as soon as the canary has served this many requests (0: no requirement). */
   requestsRequired: number;
+  /** Baseline samples end here (ISO), not at the round: the watch compares production with its own pre-release window. */
+  baselineEnd?: string;
 }
 
 export interface AnalysisSegment {

@@ -34,6 +34,8 @@ usage:
   tollgate pause   <service> --by NAME --reason TEXT
   tollgate resume  <service> --by NAME [--reason TEXT]
   tollgate promote <service> --by NAME --reason TEXT   skip the rest of the current bake
+  tollgate rollback <service> --by NAME --reason TEXT  while production is watched after the last wave: back to
+                                                       the previous version (kept warm: a traffic switch)
   tollgate list [--service NAME] [--state STATE]        releases in flight
   tollgate history <service>                            past releases and their outcomes
   tollgate receiver                                     run the Alertmanager webhook receiver (env TOLLGATE_RECEIVER_*)
@@ -52,6 +54,7 @@ examples:
   tollgate watch checkout
   tollgate approve checkout --by bob --reason "canary looks clean"
   tollgate abort checkout --by alice --reason "support tickets about totals"
+  tollgate rollback checkout --by alice --reason "checkout totals wrong at full traffic"
   tollgate list --state awaiting-approval --json`;
 
 const options = {
@@ -156,7 +159,7 @@ async function watch(client: TollgateClient, service: string, values: Values): P
       // so that whoever starts the next release right after `watch` is not refused as still in flight.
       const { outcome } = await client.result(service);
       if (!values.json) say(`release ${printable(outcome)}`);
-      return outcome === 'promoted' ? EXIT.ok : outcome === 'rolled_back' ? EXIT.rolled_back : EXIT.aborted;
+      return outcome === 'promoted' ? EXIT.ok : outcome === 'aborted' ? EXIT.aborted : EXIT.rolled_back;
     }
     await sleep(values.interval ? Number.parseInt(values.interval, 10) * 1000 || 2000 : 2000);
   }
@@ -194,7 +197,8 @@ function commandFor(values: Values, positionals: string[]): Command {
     case 'abort':
     case 'pause':
     case 'resume':
-    case 'promote': {
+    case 'promote':
+    case 'rollback': {
       const name = need(service, '<service>');
       // approve and resume take an optional note (`comment` on the wire); --reason is accepted for it on every control.
       const note = values.reason ?? values.comment;

@@ -30,11 +30,23 @@ export function renderStatus(status: ReleaseStatus, now = Date.now()): string {
   if (s.pause && !over) lines.push(`>> paused by ${s.pause.by} since ${s.pause.since}: ${s.pause.reason}`);
   for (const r of s.retrying ?? []) lines.push(`>> ${r.activity} failing, attempt ${r.attempt}: ${r.lastError}`);
   if (s.waitingForWindowUntil) lines.push(`>> waiting for a deployment window until ${s.waitingForWindowUntil}`);
+  if (s.watch && !s.watch.passedAt && !over) {
+    const warm = s.watch.keepPrevious ? `; ${s.stableVersion ?? 'the previous version'} kept warm` : '';
+    lines.push(
+      `>> watching production since ${s.watch.startedAt}${warm}`,
+      `   tollgate rollback ${s.service} --by <name> --reason <why>`,
+    );
+  }
+  if (s.rollbackWindow) {
+    lines.push(
+      `rollback window: ${s.version} was stable ${s.rollbackWindow.releasesAgo} release(s) ago; canary bake skipped`,
+    );
+  }
   if (s.bake) {
     const b = s.bake;
     const fraction = b.cycleMs > 0 ? b.elapsedMs / b.cycleMs : 1;
     lines.push(
-      `bake ${bar(fraction)} ${Math.floor(fraction * 100)}%  ${formatDuration(b.elapsedMs)} / ${formatDuration(b.cycleMs)}, ` +
+      `${b.watch ? 'watch' : 'bake'} ${bar(fraction)} ${Math.floor(fraction * 100)}%  ${formatDuration(b.elapsedMs)} / ${formatDuration(b.cycleMs)}, ` +
         `${formatDuration(b.remainingMs)} left   requests ${b.requestsSeen}/${b.requestsRequired}`,
     );
     for (const p of b.peakWindows) lines.push(`  peak ${p.window}: ${p.seen ? 'seen' : 'not yet seen'}`);

@@ -318,6 +318,7 @@ export class TollgateClient {
   pause = (service: string, input: ControlInput<'pause'>) => this.control('pause', service, input);
   resume = (service: string, input: ControlInput<'resume'>) => this.control('resume', service, input);
   promote = (service: string, input: ControlInput<'promote'>) => this.control('promote', service, input);
+  rollback = (service: string, input: ControlInput<'rollback'>) => this.control('rollback', service, input);
 
   /** Releases by visibility query: running ones by default, filtered by service and state. */
   async list(filter: { service?: string; state?: string; closed?: boolean } = {}): Promise<ReleaseSummary[]> {

@@ -24,6 +24,13 @@ export interface BakePlan {
   analysis: Analysis | undefined;
   requestsRequired: number;
   peakWindows: DailyWindow[];
+  /** The watch of production after the last wave. */
+  watch?: true;
+  /**
+   * Baseline checks compare with the service's own samples up to this moment (the release's start) instead of a
+   * stable population over the same window: after the last wave there is none left.
+   */
+  baselineEnd?: string;
 }
 
 /** Everything a bake has learnt so far. Plain data: it crosses continue-as-new as it is. */

@@ -216,8 +216,6 @@ const watchSchema = z.strictObject({
 });
 export type Watch = z.output<typeof watchSchema>;
 
-const DAY_MS = 86_400_000;
-
 /**
  * Argo Rollouts' `rollbackWindow`: releasing a version this service was recently stable on skips the canary bake
  * (it has had its traffic cycle); staging, the canary deploy, production's gate and waves still run. With both
@@ -227,8 +225,8 @@ const rollbackWindowSchema = z
   .strictObject({
     /** Among the service's last N promoted versions (1: only the one before the current stable one counts). */
     releases: z.number().int().min(1).max(50).optional(),
-    /** Promoted at most this long ago. */
-    within: durationSchema.refine((ms) => ms <= 366 * DAY_MS, { message: 'expected at most 366d' }).optional(),
+    /** Stable until at most this long ago (the current stable version always is). */
+    within: durationSchema.optional(),
   })
   .refine((w) => w.releases !== undefined || w.within !== undefined, {
     message: 'a rollback window needs "releases", "within" or both',

@@ -68,6 +68,15 @@ export interface RollbackStatus {
   finishedAt?: string;
 }
 
+export interface WatchStatus {
+  startedAt: string;
+  durationMs: number;
+  /** The previous version is kept warm, out of rotation, for a rollback by traffic switch. */
+  keepPrevious: boolean;
+  /** The window passed clean: the release is promoted. */
+  passedAt?: string;
+}
+
 /** One run of a stage hook, as `status`, the audit trail and the Web UI show it. */
 export interface HookRun {
   hook: string;
@@ -121,6 +130,10 @@ export interface ReleaseStatus {
   /** The service's alerts firing now, as Alertmanager reported them (bounded). Absent until one fires. */
   alerts?: FiringAlert[];
   rollback?: RollbackStatus;
+  /** Production watched after the last wave (policy `production.watch`). Absent until the watch starts. */
+  watch?: WatchStatus;
+  /** The version was stable here recently, so the canary bake was skipped (policy `production.rollbackWindow`). */
+  rollbackWindow?: { releaseId: string; promotedAt: string; stableUntil?: string; releasesAgo: number };
   audit: AuditEntry[];
   /** Entries dropped from the front of `audit` to keep the status small. */
   auditDropped: number;

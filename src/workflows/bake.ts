@@ -81,7 +81,8 @@ export class Bake {
   async run(): Promise<void> {
     const { record, controls, state } = this;
     const status = record.status;
-    controls.state.unpausedState = 'baking';
+    const running = this.plan.watch ? 'watching' : 'baking';
+    controls.state.unpausedState = running;
     let rolledOver = false;
     const counting =
       this.checks.length > 0
@@ -100,7 +101,7 @@ export class Bake {
         if (this.checks.length > 0 && !this.stretch && this.now() >= state.nextSegmentAt) this.startStretch();
         syncClock(state, controls.held(), this.now());
         const waitingFor = this.progress();
-        record.setState(status.pause ? 'paused' : status.gate ? 'awaiting-approval' : 'baking');
+        record.setState(status.pause ? 'paused' : status.gate ? 'awaiting-approval' : running);
         if (controls.state.promoteRequested && !controls.held()) {
           log.info('bake skipped by promote', record.logFields());
           break;
@@ -186,6 +187,7 @@ export class Bake {
     status.bake = {
       stage: plan.stage,
       ...(plan.wave !== undefined && { wave: plan.wave }),
+      ...(plan.watch && { watch: true as const }),
       startedAt: state.startedAt,
       cycleMs: plan.durationMs,
       elapsedMs,
@@ -214,7 +216,7 @@ export class Bake {
       .run(() =>
         analyses.analyze.executeWithOptions(
           {
-            summary: `analyse ${plan.stage}: ${maxRounds} rounds every ${formatDuration(analysis.interval)}`,
+            summary: `analyse ${plan.watch ? 'watch of production' : plan.stage}: ${maxRounds} rounds every ${formatDuration(analysis.interval)}`,
             startToCloseTimeout: maxRounds * analysis.interval + 5 * 60_000,
           },
           [
@@ -228,6 +230,7 @@ export class Bake {
               failureLimit: analysis.failureLimit,
               inconclusiveLimit,
               requestsRequired: plan.requestsRequired,
+              ...(plan.baselineEnd !== undefined && { baselineEnd: plan.baselineEnd }),
               ...(status.policy?.metrics && { metricNames: status.policy.metrics }),
             },
           ],

@@ -19,6 +19,8 @@ import type { RunBound } from './rollover';
 /** What people asked for that the pipeline has yet to act on. Plain data: it crosses continue-as-new. */
 export interface ControlsState {
   abort?: { by: string; reason: string };
+  /** `tollgate rollback` while production was watched. */
+  rollback?: { by: string; reason: string };
   promoteRequested: boolean;
   approvedGate?: GateName;
   /** What a paused release goes back to when it resumes. */
@@ -180,6 +182,11 @@ export class Controls {
         break;
       case 'promote':
         this.state.promoteRequested = true;
+        break;
+      case 'rollback':
+        this.state.rollback = { by: input.by, reason: (input as ControlInput<'rollback'>).reason };
+        this.forward?.cancel();
+        s.state = 'rolling-back';
         break;
     }
     this.record.refresh();

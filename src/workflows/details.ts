@@ -30,11 +30,22 @@ export function renderDetails(status: ReleaseStatus): void {
         (al.summary ? `: ${md(al.summary)}` : ''),
     );
   }
+  if (status.watch && !status.watch.passedAt && status.state !== 'done' && status.state !== 'rolling-back') {
+    lines.push(
+      `👀 every wave is out; production watched${status.watch.keepPrevious ? `, ${md(status.stableVersion ?? 'the previous version')} kept warm` : ''}` +
+        ` — \`tollgate rollback ${md(status.service)}\` or signal \`rollback\` to go back`,
+    );
+  }
+  if (status.rollbackWindow) {
+    lines.push(
+      `⏪ rollback window: stable ${status.rollbackWindow.releasesAgo} release(s) ago, so the canary bake was skipped`,
+    );
+  }
   const bake = status.bake;
   if (bake) {
     const fraction = bake.cycleMs > 0 ? bake.elapsedMs / bake.cycleMs : 1;
     lines.push(
-      `bake ${bar(fraction)} ${Math.floor(fraction * 100)}% — ${formatDuration(bake.elapsedMs)} of ${formatDuration(bake.cycleMs)}, ` +
+      `${bake.watch ? 'watch of production' : 'bake'} ${bar(fraction)} ${Math.floor(fraction * 100)}% — ${formatDuration(bake.elapsedMs)} of ${formatDuration(bake.cycleMs)}, ` +
         `${formatDuration(bake.remainingMs)} left; requests ${bake.requestsSeen}/${bake.requestsRequired}`,
     );
     if (!status.pause && bake.remainingMs > 0) {

@@ -25,7 +25,9 @@ import type { ReleaseEvent } from '../providers/notify/types';
 import { printable } from '../domain/text';
 import { activeFreeze, nextAllowedTime } from '../domain/windows';
 import { describeZodError } from '../domain/zod-errors';
-import { failureMessage, quick, smokeChecks } from './activities';
+import { formatDuration } from '../domain/duration';
+import { describeMatch, inRollbackWindow } from '../domain/rollback-window';
+import { deploys, failureMessage, quick, smokeChecks } from './activities';
 import { Alerts, freshAlerts, type AlertsState } from './alerts';
 import { Bake, ReleaseFailure } from './bake';
 import { Compensation, type CompensationState } from './compensation';
@@ -59,7 +61,7 @@ export interface Carried {
   /** The bake in progress when the run rolled over, by the step it belongs to. */
   bake?: { step: string; state: BakeState };
   /** Set once the release is rolling back: why, and which outcome that ends in. */
-  rollback?: { reason: string; outcome: 'aborted' | 'rolled_back' };
+  rollback?: { reason: string; outcome: 'aborted' | 'rolled_back' | 'rolled_back_after_promotion' };
   runs: number;
 }
 
@@ -115,6 +117,10 @@ const OUTCOME_EVENTS = {
   rolled_back_after_promotion: 'rolled-back-after-promotion',
   aborted: 'aborted',
 } as const satisfies Record<ReleaseResult['outcome'], ReleaseEvent>;
+
+/** What a canary or production step asks of the target while the release's production will be watched. */
+const keepPrevious = (policy: ResolvedPolicy) =>
+  policy.production.watch?.keepPrevious ? { keepPrevious: true as const } : {};
 
 /** A wave's analysis judges the share of the fleet the wave put on the new version. */
 const atWave = (analysis: Analysis, percent: number): Analysis => ({
@@ -192,7 +198,11 @@ class Release {
         await CancellationScope.nonCancellable(() =>
           this.step('hooks:after-promotion', () => this.hooks.run('after-promotion', 'done')),
         );
-        return await this.finish('promoted', `${request.version} serves all production traffic`);
+        const watched = record.status.watch;
+        const clean = watched?.passedAt
+          ? `, watched clean for ${formatDuration(Date.parse(watched.passedAt) - Date.parse(watched.startedAt))}`
+          : '';
+        return await this.finish('promoted', `${request.version} serves all production traffic${clean}`);
       }
     } catch (err) {
       if (err instanceof RollOver) return this.rollOver();
@@ -262,9 +272,11 @@ class Release {
       }));
       record.refresh();
     });
+    await this.rollbackWindow(policy);
     await this.staging(policy);
     await this.canary(policy);
     await this.production(policy);
+    await this.watch(policy);
     await this.step('stable', () =>
       quick.markStable.executeWithOptions({ summary: `mark ${request.version} stable` }, [
         { service: request.service, version: request.version, releaseId: record.releaseId },
@@ -298,13 +310,19 @@ class Release {
     }
     await this.step('hooks:before-canary', () => this.hooks.run('before-canary', 'canary'));
     await this.step('canary', async () => {
-      await this.compensation.deploy(controls, 'canary', { track: 'canary', canaryInstances: policy.canary.poolSize });
+      await this.compensation.deploy(controls, 'canary', {
+        track: 'canary',
+        canaryInstances: policy.canary.poolSize,
+        ...keepPrevious(policy),
+      });
       void record.notify(
         'canary-started',
         `canary of ${version} on ${policy.canary.poolSize} instance(s); bakes for a traffic cycle`,
       );
     });
     await this.afterDeploy('canary', 'canary');
+    // In the rollback window: this version has had its traffic cycle here, not long ago.
+    if (record.status.rollbackWindow) return;
     await this.bake('canary-bake', {
       stage: 'canary',
       durationMs: policy.trafficCycle.duration,
@@ -332,7 +350,11 @@ class Release {
       await this.step(name, async () => {
         await this.waitForWindow(index);
         status.waves[index]!.state = 'deploying';
-        await this.compensation.deploy(controls, name, { track: 'production', percent: wave.percent });
+        await this.compensation.deploy(controls, name, {
+          track: 'production',
+          percent: wave.percent,
+          ...keepPrevious(policy),
+        });
       });
       await this.afterDeploy(name, 'production');
       if (wave.bake > 0) status.waves[index]!.state = 'baking';
@@ -345,6 +367,105 @@ class Release {
         peakWindows: [],
       });
       status.waves[index]!.state = 'done';
+    }
+  }
+
+  /**
+   * A version this service was stable on recently skips the canary bake (Argo Rollouts' rollbackWindow); the
+   * decision and its evidence go into the audit trail. When visibility cannot be read, the canary bakes.
+   */
+  private async rollbackWindow(policy: ResolvedPolicy): Promise<void> {
+    const window = policy.production.rollbackWindow;
+    if (!window) return;
+    const { record } = this;
+    const { service, version } = this.carried.request;
+    await this.step('rollback-window', async () => {
+      const found = await quick.promotedReleases.executeWithOptions({ summary: `promoted releases of ${service}` }, [
+        service,
+      ]);
+      if ('unknown' in found) {
+        record.audit({
+          actor: 'tollgate',
+          action: 'rollback-window',
+          accepted: false,
+          detail: `${found.unknown}; the canary bakes`,
+        });
+        return;
+      }
+      const match = inRollbackWindow(window, version, found.releases, Date.now());
+      if (!match) return;
+      record.status.rollbackWindow = match;
+      const detail = describeMatch(version, match, window);
+      record.audit({ actor: 'tollgate', action: 'rollback-window', accepted: true, detail });
+      log.info(detail, record.logFields());
+      record.refresh();
+    });
+  }
+
+  /**
+   * After the last wave the release stays open and analyses production for the watch window, the previous version
+   * warm: a failure, a rollback alert, an abort or `tollgate rollback` takes production back. Only a window that
+   * passes clean promotes; then what was kept warm is retired.
+   */
+  private async watch(policy: ResolvedPolicy): Promise<void> {
+    const watch = policy.production.watch;
+    if (!watch) return;
+    const { record, carried } = this;
+    const status = record.status;
+    // Once per release: a continued run carries the watch in its status.
+    if (!status.watch) {
+      status.watch = {
+        startedAt: new Date().toISOString(),
+        durationMs: watch.duration,
+        keepPrevious: watch.keepPrevious,
+      };
+      record.setState('watching');
+      const warm = watch.keepPrevious ? `, ${status.stableVersion ?? 'the previous version'} kept warm` : '';
+      void record.notify(
+        'watch-started',
+        `${carried.request.version} serves all production traffic; watched for ${formatDuration(watch.duration)}${warm}`,
+      );
+    }
+    await this.bake('watch', {
+      stage: 'production',
+      watch: true,
+      durationMs: watch.duration,
+      analysis: watch.analysis,
+      requestsRequired: 0,
+      peakWindows: [],
+      baselineEnd: carried.startedAt,
+    });
+    status.watch.passedAt ??= new Date().toISOString();
+    if (watch.keepPrevious) await this.step('retire-previous', () => this.retirePrevious());
+  }
+
+  /**
+   * Stops what the watch kept warm. The watch has passed, so a target that cannot clean up costs spare capacity, not
+   * the release: the failure is recorded and the release goes on to be promoted.
+   */
+  private async retirePrevious(): Promise<void> {
+    const { record } = this;
+    const s = record.status;
+    try {
+      await deploys.retirePrevious.executeWithOptions(
+        { summary: `retire ${s.stableVersion ?? 'previous'} (kept warm)` },
+        [
+          {
+            key: `${record.releaseId}/retire-previous`,
+            releaseId: record.releaseId,
+            service: s.service,
+            version: s.version,
+            stableVersion: s.stableVersion,
+            track: 'production',
+            percent: 100,
+          },
+        ],
+      );
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      const detail = `the previous version kept warm could not be retired: ${failureMessage(err)}`;
+      record.audit({ actor: 'tollgate', action: 'retire-previous', accepted: false, detail });
+      log.error(detail, record.logFields());
     }
   }
 
@@ -428,14 +549,19 @@ class Release {
     // Unknown errors (a deploy that kept failing, a bug) roll back too.
     if (!(err instanceof ReleaseFailure) && !isCancellation(err))
       log.error(`release failed: ${failureMessage(err)}`, record.logFields());
-    const reason = abort
-      ? `aborted by ${abort.by}: ${abort.reason}`
-      : alert !== undefined && isCancellation(err)
-        ? alert
-        : cancelled
-          ? 'workflow cancelled'
-          : failureMessage(err);
-    this.carried.rollback = { reason, outcome: abort || cancelled ? 'aborted' : 'rolled_back' };
+    const rollback = controls.state.rollback;
+    const reason = rollback
+      ? `rolled back by ${rollback.by}: ${rollback.reason}`
+      : abort
+        ? `aborted by ${abort.by}: ${abort.reason}`
+        : alert !== undefined && isCancellation(err)
+          ? alert
+          : cancelled
+            ? 'workflow cancelled'
+            : failureMessage(err);
+    // Every wave was out: whatever took production back, it was after the release reached all of it.
+    const outcome = status.watch ? 'rolled_back_after_promotion' : abort || cancelled ? 'aborted' : 'rolled_back';
+    this.carried.rollback = { reason, outcome };
     status.rollback = { reason, startedAt: new Date().toISOString(), failedAttempts: 0, undone: [] };
     // Nothing waits for an approval, a window or a resume any more: status says what is true.
     status.gate = undefined;

@@ -6,6 +6,7 @@ import type { AnalysisSegment, AnalyzeInput } from '../../src/activities/types';
 import { decide, type CheckResult } from '../../src/domain/analysis';
 import { statusQuery } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
+import type { PromotedRelease } from '../../src/domain/rollback-window';
 import { PolicyStore } from '../../src/config/policies';
 import type { Logger } from '../../src/logger';
 import type { ExternalRunners } from '../../src/providers/external/types';
@@ -76,6 +77,11 @@ export interface HarnessOptions<Target extends DeploymentTarget = DryRunTarget> 
   deploy?: (step: DeployStep, real: (step: DeployStep) => Promise<DeployReceipt>) => Promise<DeployReceipt>;
   /** Stands in for the undo activity, as `deploy` does (`undoFailures` is the simple case). */
   undo?: (step: DeployStep, real: (step: DeployStep) => Promise<DeployReceipt>) => Promise<DeployReceipt>;
+  /**
+   * What visibility answers about the service's promoted releases (the rollback window): the time-skipping server
+   * has no visibility queries, so a test says. Left out: none.
+   */
+  promoted?: PromotedRelease[] | { unknown: string };
 }
 
 const noMetrics: MetricsProvider = {
@@ -111,6 +117,8 @@ export async function releaseHarness<Target extends DeploymentTarget = DryRunTar
   });
   let undoFailuresLeft = opts.undoFailures ?? 0;
   const undoAttempts: string[] = [];
+  const retired: DeployStep[] = [];
+  const promoted = opts.promoted ?? [];
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
@@ -128,9 +136,14 @@ export async function releaseHarness<Target extends DeploymentTarget = DryRunTar
         }
         return real.undo(step);
       },
+      retirePrevious: (step: DeployStep) => {
+        retired.push(step);
+        return real.retirePrevious(step);
+      },
+      promotedReleases: () => Promise.resolve(Array.isArray(promoted) ? { releases: promoted } : promoted),
     },
   });
-  return { worker, taskQueue, target, analyzeCalls, undoAttempts, notifications };
+  return { worker, taskQueue, target, analyzeCalls, undoAttempts, notifications, retired };
 }
 
 export interface ReleaseOptions<Target extends DeploymentTarget = DryRunTarget> extends Omit<

@@ -513,6 +513,7 @@ describe('valid input parses, with defaults applied', () => {
         productionApproval: true,
         fourEyes: false,
         criticalCanaryAlertsRollBack: false,
+        productionWatch: 0,
       },
       metrics: {
         requests: 'tollgate_demo_http_requests_total',
