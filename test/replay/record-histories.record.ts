@@ -17,6 +17,7 @@ import {
   pauseUpdate,
   promoteUpdate,
   resumeSignal,
+  rollbackUpdate,
 } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
 import { execHook, scriptedRunners } from '../helpers/hook-runners';
@@ -240,6 +241,57 @@ describe('record release histories for replay', () => {
         await handle.signal(alertSignal, canaryAlert('TollgateLatencyHigh', 'resolved'));
       },
     );
+    expect(result.outcome).toBe('promoted');
+  });
+});
+
+describe('record releases whose production is watched', () => {
+  const server = timeSkippingForTests();
+  const watched = policy({
+    production: {
+      approval: false,
+      waves: [
+        { percent: 50, bake: '30m' },
+        { percent: 100, bake: '30m' },
+      ],
+      watch: { duration: '1h', analysis: { interval: '5m', checks: [errorsCheck] } },
+      rollbackWindow: { releases: 2 },
+    },
+  });
+  const recordWatched = async (name: string, opts: ReleaseOptions, drive?: Drive<void>) => {
+    const { result, history } = await runRelease(
+      server.env,
+      { policy: watched, ...opts, reason: `replay fixture: ${name}` },
+      drive,
+    );
+    write(name, history);
+    return result;
+  };
+
+  it('a clean watch retires the warm previous version and promotes', async () => {
+    expect((await recordWatched('watch-promoted', {})).outcome).toBe('promoted');
+  });
+
+  it('tollgate rollback in the watch takes production back', async () => {
+    const result = await recordWatched('watch-rollback', {}, async (handle) => {
+      await waitForStatus(handle, (s) => s.state === 'watching', { env: server.env, step: '5m' });
+      await handle.executeUpdate(rollbackUpdate, { args: [{ by: 'bob', reason: 'totals wrong at 100%' }] });
+    });
+    expect(result.outcome).toBe('rolled_back_after_promotion');
+  });
+
+  it('a version stable one release ago skips the canary bake', async () => {
+    const now = Date.now();
+    const result = await recordWatched('rollback-window-skip', {
+      promoted: [
+        { version: '3.0.0', promotedAt: new Date(now - 86_400_000).toISOString(), releaseId: 'release-checkout/r3' },
+        {
+          version: '2.0.0',
+          promotedAt: new Date(now - 3 * 86_400_000).toISOString(),
+          releaseId: 'release-checkout/r2',
+        },
+      ],
+    });
     expect(result.outcome).toBe('promoted');
   });
 });

@@ -57,6 +57,9 @@ describe('replay of recorded release histories', () => {
         'pause-resume-promote.json',
         'rollback-on-failure.json',
         'undo-retries.json',
+        'watch-promoted.json',
+        'watch-rollback.json',
+        'rollback-window-skip.json',
       ]),
     );
   });
