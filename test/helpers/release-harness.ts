@@ -79,7 +79,7 @@ export interface HarnessOptions<Target extends DeploymentTarget = DryRunTarget> 
   undo?: (step: DeployStep, real: (step: DeployStep) => Promise<DeployReceipt>) => Promise<DeployReceipt>;
   /**
    * What visibility answers about the service's promoted releases (the rollback window): the time-skipping server
-   * has no visibility queries, so a test says. Left out: none.
+   * has no visibility queries, so a test says. Left out: the real activity asks the server.
    */
   promoted?: PromotedRelease[] | { unknown: string };
 }
@@ -118,7 +118,7 @@ export async function releaseHarness<Target extends DeploymentTarget = DryRunTar
   let undoFailuresLeft = opts.undoFailures ?? 0;
   const undoAttempts: string[] = [];
   const retired: DeployStep[] = [];
-  const promoted = opts.promoted ?? [];
+  const promoted = opts.promoted;
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
@@ -140,7 +140,9 @@ export async function releaseHarness<Target extends DeploymentTarget = DryRunTar
         retired.push(step);
         return real.retirePrevious(step);
       },
-      promotedReleases: () => Promise.resolve(Array.isArray(promoted) ? { releases: promoted } : promoted),
+      ...(promoted && {
+        promotedReleases: () => Promise.resolve(Array.isArray(promoted) ? { releases: promoted } : promoted),
+      }),
     },
   });
   return { worker, taskQueue, target, analyzeCalls, undoAttempts, notifications, retired };

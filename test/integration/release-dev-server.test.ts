@@ -87,6 +87,53 @@ describe('release workflow on the real dev server', () => {
     });
   });
 
+  it('the rollback window reads promoted releases from visibility: a version stable one release ago skips its canary bake', async () => {
+    const service = `shop-${randomUUID().slice(0, 8)}`;
+    const policyDir = writePolicies({ minimums: { analysisChecks: 0, productionApproval: false } }, [
+      {
+        service,
+        trafficCycle: { duration: '1s' },
+        production: { approval: false, waves: [{ percent: 100 }], rollbackWindow: { releases: 1, within: '1d' } },
+      },
+    ]);
+    const { worker, taskQueue } = await releaseHarness(server.env, { policyDir, stable: { [service]: '1.0.0' } });
+    const tollgate = new TollgateClient(server.env.client, taskQueue);
+    // A request may lengthen the cycle (it only tightens): an hour's canary bake that only the window can skip.
+    const hourLong = { trafficCycle: { duration: '1h' } };
+    await worker.runUntil(async () => {
+      for (const version of ['2.0.0', '3.0.0']) {
+        const handle = await tollgate.start({ service, version, initiator: 'alice' });
+        expect((await handle.result()).outcome).toBe('promoted');
+      }
+      await eventually(
+        () => server.env.client.workflow.count(`WorkflowId = 'release-${service}' AND TollgateStage = 'done'`),
+        (c) => c.count === 2,
+        'both promotions in visibility',
+        patience,
+      );
+      const again = await tollgate.start({ service, version: '2.0.0', initiator: 'alice', policy: hourLong });
+      const result = await again.result();
+      expect(result.outcome).toBe('promoted');
+      const status = await tollgate.status(service);
+      expect(status.rollbackWindow).toMatchObject({ releasesAgo: 1 });
+      expect(status.audit.find((e) => e.action === 'rollback-window')?.detail).toMatch(
+        /2\.0\.0 was stable until .*canary bake is skipped/,
+      );
+
+      // Never stable here: the hour-long bake is not skipped.
+      const fresh = await tollgate.start({ service, version: '2.5.0', initiator: 'alice', policy: hourLong });
+      const baking = await eventually(
+        () => tollgate.status(service),
+        (s) => s.stage === 'canary' && s.state === 'baking',
+        'the canary of a version never stable baking',
+        patience,
+      );
+      expect(baking.rollbackWindow).toBeUndefined();
+      await tollgate.abort(service, { by: 'alice', reason: 'test over' });
+      expect((await fresh.result()).outcome).toBe('aborted');
+    });
+  });
+
   it('refuses malformed requests and messages before anything starts or changes', async () => {
     const tollgate = new TollgateClient(server.env.client, 'unused-queue');
     await expect(tollgate.start({ service: 'Bad Service', version: '1', initiator: 'a' })).rejects.toThrow(/service:/);
