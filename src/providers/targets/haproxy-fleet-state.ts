@@ -22,9 +22,15 @@ const instanceSchema = z.object({
   pid: z.number().int(),
   /** The HAProxy server slot; null for the staging instance, which is not behind the production frontend. */
   slot: z.string().nullable(),
-  /** starting: spawned, not yet enabled; serving: enabled (or staging, up); retiring: drained, about to stop. */
-  status: z.enum(['starting', 'serving', 'retiring']),
+  /**
+   * starting: spawned, not yet enabled; serving: enabled (or staging, up); retiring: drained, about to stop;
+   * warm: out of rotation but running, its slot in HAProxy's drain state (still health-checked), so undoing the step
+   * that replaced it is a switch back rather than a cold start.
+   */
+  status: z.enum(['starting', 'serving', 'retiring', 'warm']),
   startedAt: z.string(),
+  /** Only on a warm instance: the step that kept it, and its release, whose `retirePrevious` stops it. */
+  kept: z.object({ by: z.string(), releaseId: z.string(), since: z.string() }).optional(),
 });
 export type Instance = z.infer<typeof instanceSchema>;
 
@@ -55,7 +61,19 @@ const stateSchema = z.object({
 export type FleetState = z.infer<typeof stateSchema>;
 
 export type ActionName =
-  'start' | 'enable' | 'drain' | 'disable' | 'stop' | 'adopt' | 'step-applied' | 'step-undone' | 'mark-stable';
+  | 'start'
+  | 'enable'
+  | 'drain'
+  | 'disable'
+  | 'stop'
+  | 'adopt'
+  | 'step-applied'
+  | 'step-undone'
+  | 'mark-stable'
+  /** An instance taken out of rotation and left running (slot drained); `switch-back` puts it in rotation again. */
+  | 'keep-warm'
+  | 'switch-back'
+  | 'retire-previous';
 export interface Action {
   action: ActionName;
   /** The step key the action belongs to ("reconcile" or "mark-stable:<version>" for the target's own work). */
