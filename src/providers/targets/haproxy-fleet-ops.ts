@@ -46,12 +46,46 @@ export interface FleetOpsConfig {
 }
 
 export interface ReconcileReport {
+  /** Live instances taken over as they were, warm ones included (their slot put back in drain). */
   adopted: string[];
   restarted: string[];
-  /** Half-started instances from an interrupted step, stopped: re-applying the step starts them properly. */
+  /**
+   * Half-started instances from an interrupted step, stopped: re-applying the step starts them properly. Also warm
+   * instances whose process is gone: nothing is serving there, so undo starts that version cold instead.
+   */
   dropped: string[];
   /** Retirements an interrupted step left half done, finished. */
   retired: string[];
+}
+
+/** Who kept a warm instance: the step (its key) and its release, whose `retirePrevious` stops it. */
+export interface Keeper {
+  by: string;
+  releaseId: string;
+}
+
+/** A fleet member to take out of rotation on undo, and the version it goes back to. */
+export interface Reversal {
+  current: Instance;
+  target: string;
+}
+
+/**
+ * Whether a step may keep the instance it is replacing warm. Warm instances hold their server slot, and every later
+ * replacement needs a free one: so keep it only if a slot stays free after its successor takes one, or if it is the
+ * fleet's last member on another version (nothing of this release needs a slot after it).
+ */
+export function canKeepWarm(freeSlots: number, outdatedMembers: number): boolean {
+  return freeSlots >= 2 || (freeSlots >= 1 && outdatedMembers <= 1);
+}
+
+/**
+ * The order in which undo reuses warm instances: those kept by the step being undone (the very processes it took out
+ * of rotation), then by its release, then any other.
+ */
+export function warmPreference(keeper: Keeper): (a: Instance, b: Instance) => number {
+  const rank = (i: Instance) => (i.kept?.by === keeper.by ? 0 : i.kept?.releaseId === keeper.releaseId ? 1 : 2);
+  return (a, b) => rank(a) - rank(b);
 }
 
 /**
@@ -79,15 +113,31 @@ export class FleetOps {
   }
 
   /**
-   * Starts `version` in a free slot, enables it once HAProxy sees it UP, then drains and stops `old`. The new instance
-   * becomes a member in the same save that marks `old` retiring: a worker killed between the two would otherwise leave
-   * both serving, one member too many that no later step takes out (a retried step counts it as done).
+   * Starts `version` in a free slot, enables it once HAProxy sees it UP, then drains and stops `old` — or, with a
+   * `keep`er, drains it and leaves it running, warm. The new instance becomes a member in the same save that marks
+   * `old` retiring (or warm): a worker killed between the two would otherwise leave both serving, one member too many
+   * that no later step takes out (a retried step counts it as done).
    */
-  async replace(state: FleetState, old: Instance | undefined, version: string, track: InstanceTrack, key: string) {
+  async replace(
+    state: FleetState,
+    old: Instance | undefined,
+    version: string,
+    track: InstanceTrack,
+    key: string,
+    keep?: Keeper,
+  ) {
     const slot = await this.freeSlot(state);
-    const started = await this.start(state, { version, track, slot, key, replaces: old });
-    if (old) await this.retire(state, old, key);
+    const started = await this.start(state, { version, track, slot, key, replaces: old, keep });
+    if (old && keep) await this.keepWarm(old, key);
+    else if (old) await this.retire(state, old, key);
     return started;
+  }
+
+  /** Server slots no instance holds, ready for a new one (HAProxy has them in maintenance). */
+  async freeSlots(state: FleetState): Promise<string[]> {
+    const claimed = new Set(state.instances.map((i) => i.slot));
+    const stats = await this.runtime.serverStats(this.cfg.backend);
+    return stats.filter((s) => !claimed.has(s.name) && s.status.startsWith('MAINT')).map((s) => s.name);
   }
 
   /** The staging instance lives on its own fixed port, so it is stopped before its successor starts. */
@@ -106,8 +156,9 @@ export class FleetOps {
       key: string;
       id?: string;
       port?: number;
-      /** The instance this one takes over from: retiring from the moment this one serves. */
+      /** The instance this one takes over from: retiring (or warm, with a keeper) from the moment this one serves. */
       replaces?: Instance | undefined;
+      keep?: Keeper | undefined;
     },
   ): Promise<Instance> {
     const id = spec.id ?? `${this.cfg.service}-${state.nextInstance++}`;
@@ -150,35 +201,128 @@ export class FleetOps {
       throw err;
     }
     instance.status = 'serving';
-    if (spec.replaces) spec.replaces.status = 'retiring';
+    if (spec.replaces && spec.keep) {
+      spec.replaces.status = 'warm';
+      spec.replaces.kept = { ...spec.keep, since: new Date().toISOString() };
+    } else if (spec.replaces) spec.replaces.status = 'retiring';
     await this.store.save(state);
     this.log.info({ ...describe(instance) }, 'instance serving');
     return instance;
   }
 
   /** Drain (no new requests, in-flight ones finish), disable, then SIGTERM: no request is cut. */
-  async retire(state: FleetState, instance: Instance, key: string): Promise<void> {
-    instance.status = 'retiring';
+  retire(state: FleetState, instance: Instance, key: string): Promise<void> {
+    return this.retireAll(state, [instance], key);
+  }
+
+  /** `retire` for several instances at once: they drain together, so ten take about as long as one. */
+  async retireAll(state: FleetState, instances: readonly Instance[], key: string): Promise<void> {
+    if (instances.length === 0) return;
+    for (const instance of instances) instance.status = 'retiring';
     await this.store.save(state);
-    if (instance.slot !== null) {
-      const slot = instance.slot;
-      await this.runtime.setServerState(this.cfg.backend, slot, 'drain');
-      await this.store.record({ action: 'drain', key, ...describe(instance) });
-      const drained = await waitUntil(
-        async () => (await this.slotStat(slot))?.currentSessions === 0,
-        this.cfg.timeouts.drainMs,
-        50,
-      );
-      if (!drained) this.log.warn({ ...describe(instance) }, 'drain timed out; disabling with requests in flight');
-      await this.runtime.setServerState(this.cfg.backend, slot, 'maint');
-      await this.store.record({ action: 'disable', key, ...describe(instance) });
+    const slotted = instances.filter((i): i is Instance & { slot: string } => i.slot !== null);
+    await Promise.all(
+      slotted.map(async (instance) => {
+        await this.runtime.setServerState(this.cfg.backend, instance.slot, 'drain');
+        await this.store.record({ action: 'drain', key, ...describe(instance) });
+      }),
+    );
+    const busy = await this.waitDrained(slotted.map((i) => i.slot));
+    for (const instance of slotted.filter((i) => busy.has(i.slot))) {
+      this.log.warn({ ...describe(instance) }, 'drain timed out; disabling with requests in flight');
     }
-    const hows = await Promise.all((await pidsOf(instance)).map((pid) => stopProcess(pid, this.cfg.timeouts.stopMs)));
-    const how = hows[0] ?? 'absent';
-    await this.store.record({ action: 'stop', key, ...describe(instance) });
-    state.instances = state.instances.filter((i) => i !== instance);
+    await Promise.all(
+      slotted.map(async (instance) => {
+        await this.runtime.setServerState(this.cfg.backend, instance.slot, 'maint');
+        await this.store.record({ action: 'disable', key, ...describe(instance) });
+      }),
+    );
+    await Promise.all(
+      instances.map(async (instance) => {
+        const hows = await Promise.all(
+          (await pidsOf(instance)).map((pid) => stopProcess(pid, this.cfg.timeouts.stopMs)),
+        );
+        await this.store.record({ action: 'stop', key, ...describe(instance) });
+        this.log.info({ ...describe(instance), how: hows[0] ?? 'absent' }, 'instance stopped');
+      }),
+    );
+    state.instances = state.instances.filter((i) => !instances.includes(i));
     await this.store.save(state);
-    this.log.info({ ...describe(instance), how }, 'instance stopped');
+  }
+
+  /**
+   * Takes a warm instance (already marked so in the state) out of rotation without stopping it: drain, not maint, so
+   * HAProxy keeps health-checking it and a switch back needs no wait for a first check. Waits for its in-flight
+   * requests as retire does, so that once the step is done the old version really serves nothing.
+   */
+  async keepWarm(instance: Instance, key: string): Promise<void> {
+    const slot = instance.slot;
+    if (slot === null) return;
+    await this.runtime.setServerState(this.cfg.backend, slot, 'drain');
+    await this.store.record({ action: 'keep-warm', key, ...describe(instance) });
+    if ((await this.waitDrained([slot])).size > 0) {
+      this.log.warn({ ...describe(instance) }, 'drain timed out; the warm instance still finishes its requests');
+    }
+    this.log.info({ ...describe(instance), keptBy: instance.kept?.by }, 'instance kept warm');
+  }
+
+  /**
+   * Undo by traffic switch: for each reversal, a warm instance of its target version (labelled stable: a label cannot
+   * change without a restart) goes back into rotation and the current one retires. All warm slots are set ready first,
+   * then every replaced instance drains at once, so the switch takes about one drain whatever its size. Returns the
+   * switches made; reversals left without a usable warm instance are for the caller to undo cold.
+   */
+  async switchBack(
+    state: FleetState,
+    reversals: readonly Reversal[],
+    keeper: Keeper,
+  ): Promise<{ switched: (Reversal & { warm: Instance })[]; cold: Reversal[] }> {
+    const key = keeper.by;
+    const targets = new Set(reversals.map((r) => r.target));
+    const eligible = state.instances.filter(
+      (i) => i.status === 'warm' && i.track === 'stable' && i.slot !== null && targets.has(i.version),
+    );
+    if (eligible.length === 0) return { switched: [], cold: [...reversals] };
+    const stats = new Map((await this.runtime.serverStats(this.cfg.backend)).map((st) => [st.name, st]));
+    const usable = await Promise.all(eligible.map((i) => this.warmIsUsable(i, stats.get(i.slot ?? ''))));
+    for (const dead of eligible.filter((_, n) => !usable[n])) {
+      this.log.warn(
+        { ...describe(dead) },
+        'warm instance is gone or not healthy; dropped, undo starts its version cold',
+      );
+      await this.forget(state, dead, key);
+    }
+    const pool = eligible.filter((_, n) => usable[n]).sort(warmPreference(keeper));
+    const picked: (Reversal & { warm: Instance })[] = [];
+    const cold: Reversal[] = [];
+    for (const reversal of reversals) {
+      const index = pool.findIndex((i) => i.version === reversal.target);
+      const warm = index < 0 ? undefined : pool.splice(index, 1)[0];
+      if (warm) picked.push({ ...reversal, warm });
+      else cold.push(reversal);
+    }
+    // Ready before the save: a worker killed in between leaves the instance warm in the state, and reconcile drains
+    // its slot again. A slot that fails to come back UP is put back in drain and its reversal done cold.
+    const ready = await Promise.all(picked.map(({ warm }) => this.ready(warm)));
+    const switched = picked.filter((_, n) => ready[n]);
+    cold.push(...picked.filter((_, n) => !ready[n]));
+    if (switched.length === 0) return { switched, cold };
+    for (const { warm, current } of switched) {
+      warm.status = 'serving';
+      delete warm.kept;
+      current.status = 'retiring';
+      await this.store.record({ action: 'switch-back', key, ...describe(warm) });
+    }
+    await this.store.save(state);
+    await this.retireAll(
+      state,
+      switched.map((s) => s.current),
+      key,
+    );
+    for (const { warm, current } of switched) {
+      this.log.info({ ...describe(warm), replaced: current.id }, 'warm instance switched back into rotation');
+    }
+    return { switched, cold };
   }
 
   /**
@@ -189,6 +333,29 @@ export class FleetOps {
     const table = await processTable();
     const pids = (await Promise.all(state.instances.map((i) => pidsOf(i, table)))).flat();
     await Promise.all(pids.map((pid) => stopProcess(pid, this.cfg.timeouts.stopMs)));
+  }
+
+  /**
+   * Every warm instance's slot in drain at its own address. Reconcile does it after a restart; every operation does it
+   * too, since a step that failed between marking an instance warm and draining its slot leaves it in rotation.
+   */
+  async holdWarm(state: FleetState, key: string): Promise<void> {
+    const warm = state.instances.filter((i) => i.status === 'warm' && i.slot !== null);
+    if (warm.length === 0) return;
+    const stats = new Map((await this.runtime.serverStats(this.cfg.backend)).map((st) => [st.name, st]));
+    for (const instance of warm) {
+      const slot = instance.slot ?? '';
+      const stat = stats.get(slot);
+      if (!stat) continue;
+      if (stat.addr !== `${this.cfg.host}:${instance.port}`) {
+        await this.runtime.setServerAddr(this.cfg.backend, slot, this.cfg.host, instance.port);
+      }
+      // DRAIN (or "DRAIN 1/2" while checks settle) is a drained slot; anything else may take requests.
+      if (!stat.status.startsWith('DRAIN')) {
+        await this.runtime.setServerState(this.cfg.backend, slot, 'drain');
+        await this.store.record({ action: 'keep-warm', key, ...describe(instance) });
+      }
+    }
   }
 
   /** Re-adopts live instances, restarts dead ones in place, finishes interrupted retirements. */
@@ -203,12 +370,16 @@ export class FleetOps {
       if (instance.status === 'retiring') {
         await this.retire(state, instance, key);
         report.retired.push(instance.id);
-      } else if (instance.status === 'starting') {
+      } else if (instance.status === 'starting' || (instance.status === 'warm' && !alive)) {
+        // A warm instance is never restarted: a cold start is what keeping it was meant to avoid, and undo does that.
         await this.forget(state, instance, key);
         report.dropped.push(instance.id);
+      } else if (instance.status === 'warm') {
+        await this.store.record({ action: 'adopt', key, ...describe(instance) });
+        report.adopted.push(instance.id);
       } else if (alive) {
         const stat = instance.slot === null ? undefined : stats.get(instance.slot);
-        if (stat && (stat.addr !== `${this.cfg.host}:${instance.port}` || !isEnabled(stat))) {
+        if (stat && (stat.addr !== `${this.cfg.host}:${instance.port}` || !inRotation(stat))) {
           await this.enable(instance, key);
         }
         await this.store.record({ action: 'adopt', key, ...describe(instance) });
@@ -218,6 +389,7 @@ export class FleetOps {
         report.restarted.push(instance.id);
       }
     }
+    await this.holdWarm(state, key);
     // A slot taking traffic that no instance claims would be an invisible fleet member: take it out.
     const claimed = new Set(state.instances.map((i) => i.slot));
     for (const stat of stats.values()) {
@@ -242,6 +414,45 @@ export class FleetOps {
     await this.store.record({ action: 'stop', key, ...describe(dead) });
     const port = dead.slot === null ? this.cfg.stagingPort : undefined;
     await this.start(state, { version: dead.version, track: dead.track, slot: dead.slot, key, id: dead.id, port });
+  }
+
+  /** Can this warm instance take traffic again at once: its process ours and healthy, HAProxy seeing it UP? */
+  private async warmIsUsable(instance: Instance, stat: ServerStat | undefined): Promise<boolean> {
+    if (stat?.addr !== `${this.cfg.host}:${instance.port}`) return false;
+    if (!(await isOurInstance(instance.pid, instance.id))) return false;
+    return (await httpStatus(this.healthUrl(instance.port), 2_000)) === 200;
+  }
+
+  /** Puts a warm slot back in rotation; false (and the slot drained again) if HAProxy does not see it UP in time. */
+  private async ready(instance: Instance): Promise<boolean> {
+    const slot = instance.slot;
+    if (slot === null) return false;
+    await this.runtime.setServerState(this.cfg.backend, slot, 'ready');
+    const up = await waitUntil(
+      async () => (await this.slotStat(slot))?.status.startsWith('UP') ?? false,
+      this.cfg.timeouts.upMs,
+      50,
+    );
+    if (!up) {
+      await this.runtime.setServerState(this.cfg.backend, slot, 'drain');
+      this.log.warn({ ...describe(instance) }, 'warm instance did not come back UP; undoing cold instead');
+    }
+    return up;
+  }
+
+  /** Waits until none of `slots` has a request in flight, within the drain timeout; the slots still busy after it. */
+  private async waitDrained(slots: readonly string[]): Promise<Set<string>> {
+    let busy = new Set(slots);
+    await waitUntil(
+      async () => {
+        const stats = new Map((await this.runtime.serverStats(this.cfg.backend)).map((st) => [st.name, st]));
+        busy = new Set(slots.filter((slot) => stats.get(slot)?.currentSessions !== 0));
+        return busy.size === 0;
+      },
+      this.cfg.timeouts.drainMs,
+      50,
+    );
+    return busy;
   }
 
   private async enable(instance: Instance, key: string): Promise<void> {
@@ -279,16 +490,17 @@ export class FleetOps {
   }
 
   private async freeSlot(state: FleetState): Promise<string> {
-    const claimed = new Set(state.instances.map((i) => i.slot));
-    const stats = await this.runtime.serverStats(this.cfg.backend);
-    const free = stats.find((s) => !claimed.has(s.name) && s.status.startsWith('MAINT'));
-    if (!free) {
+    const [free] = await this.freeSlots(state);
+    if (free === undefined) {
+      const claimed = new Set(state.instances.map((i) => i.slot));
+      const warm = state.instances.filter((i) => i.status === 'warm').length;
       throw new FleetCapacityError(
-        `backend ${this.cfg.backend} has no free server slot (${stats.length} slots, ${claimed.size} in use): ` +
+        `backend ${this.cfg.backend} has no free server slot (${claimed.size} in use` +
+          `${warm > 0 ? `, ${warm} by warm instances that retirePrevious stops` : ''}): ` +
           'declare at least fleetSize + 1 "server <name> <addr> disabled" slots',
       );
     }
-    return free.name;
+    return free;
   }
 
   private async allocatePort(state: FleetState): Promise<number> {
@@ -316,6 +528,11 @@ export class FleetOps {
 
 function isEnabled(stat: ServerStat): boolean {
   return !stat.status.startsWith('MAINT');
+}
+
+/** Taking new requests: neither in maintenance nor drained. */
+function inRotation(stat: ServerStat): boolean {
+  return isEnabled(stat) && !stat.status.startsWith('DRAIN');
 }
 
 /**

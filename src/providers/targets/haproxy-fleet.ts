@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import { serviceNameSchema } from '../../domain/release';
 import type { Logger } from '../../logger';
-import { FleetOps, type ReconcileReport } from './haproxy-fleet-ops';
+import { FleetOps, canKeepWarm, type Keeper, type ReconcileReport, type Reversal } from './haproxy-fleet-ops';
 import { FleetStateStore, type FleetState, type StepRecord } from './haproxy-fleet-state';
 import { HaproxyRuntime } from './haproxy-runtime';
 import type { DeployReceipt, DeploymentTarget, DeployStep } from './types';
@@ -19,6 +19,13 @@ import type { DeployReceipt, DeploymentTarget, DeployStep } from './types';
  *   compare new against old until the release is promoted;
  * - `markStable(service, version)`: those instances are relabelled `stable` by a rolling (drained) restart;
  * - undo and bootstrap start `stable` instances.
+ *
+ * A canary or production step with `keepPrevious` keeps each instance it replaces running, warm: out of rotation
+ * (its slot drained, still health-checked) and no longer a fleet member. Undoing the step switches a warm instance of
+ * the version it goes back to into rotation again instead of starting one; `retirePrevious` stops those the release
+ * kept. The default 2 × fleetSize slots hold a whole fleet warm; with fewer, an instance that would take the last free
+ * slot a later replacement needs is stopped as usual, and the receipt says so. Only warm instances labelled `stable`
+ * are switched back to (the label is on the process's command line).
  *
  * A step key applied once is never applied again, also after `undo`: a late attempt of an apply activity must
  * not redeploy a version that was rolled back. (The dry-run target lets a key apply again after undo.)
@@ -142,10 +149,19 @@ export class HaproxyFleetTarget implements DeploymentTarget {
         }
         const onVersion = this.ops.fleet(state).filter((i) => i.version === step.version).length;
         const outdated = this.ops.fleet(state).filter((i) => i.version !== step.version);
+        const keeper: Keeper = { by: step.key, releaseId: step.releaseId };
         for (const old of outdated.slice(0, Math.max(0, size - onVersion))) {
-          const started = await this.ops.replace(state, old, step.version, 'canary', step.key);
+          let keep: Keeper | undefined;
+          let note = '';
+          if (step.keepPrevious) {
+            const left = this.ops.fleet(state).filter((i) => i.version !== step.version).length;
+            keep = canKeepWarm((await this.ops.freeSlots(state)).length, left) ? keeper : undefined;
+            note = keep ? `; ${old.id} kept warm` : `; ${old.id} stopped: no free server slot to keep it warm`;
+            if (!keep) this.log.warn({ key: step.key, instance: old.id }, 'no free server slot to keep it warm');
+          }
+          const started = await this.ops.replace(state, old, step.version, 'canary', step.key, keep);
           record.replaced.push({ instance: started.id, staging: false, fromVersion: old.version });
-          record.changes.push(`${old.id} ${old.version} → ${started.id} ${step.version} (canary)`);
+          record.changes.push(`${old.id} ${old.version} → ${started.id} ${step.version} (canary${note})`);
           await this.store.save(state);
         }
       }
@@ -180,10 +196,21 @@ export class HaproxyFleetTarget implements DeploymentTarget {
       );
       const revert = record.size === undefined && fleetEntries.length === 0 ? 0 : Math.max(0, candidates.length - keep);
       const fallback = fleetEntries.find((e) => e.fromVersion)?.fromVersion ?? null;
+      const reversals: Reversal[] = [];
       for (const current of candidates.slice(0, revert)) {
         const target =
           step.stableVersion ?? fleetEntries.find((e) => e.instance === current.id)?.fromVersion ?? fallback;
-        if (!target || target === current.version) continue;
+        if (target && target !== current.version) reversals.push({ current, target });
+      }
+      // Warm instances first (a traffic switch), then cold starts for what no warm instance covers.
+      const { switched, cold } = await this.ops.switchBack(state, reversals, {
+        by: step.key,
+        releaseId: step.releaseId,
+      });
+      for (const { current, warm, target } of switched) {
+        changes.push(`${current.id} ${current.version} → ${warm.id} ${target} (stable, switched back from warm)`);
+      }
+      for (const { current, target } of cold) {
         const started = await this.ops.replace(state, current, target, 'stable', step.key);
         changes.push(`${current.id} ${current.version} → ${started.id} ${target} (stable)`);
       }
@@ -221,9 +248,43 @@ export class HaproxyFleetTarget implements DeploymentTarget {
         await this.store.record({ action: 'mark-stable', key, version });
       }
       for (const instance of this.ops.fleet(state).filter((i) => i.version === version && i.track !== 'stable')) {
+        if ((await this.ops.freeSlots(state)).length === 0) await this.makeRoom(state, version, key);
         await this.ops.replace(state, instance, version, 'stable', key);
       }
     });
+  }
+
+  /**
+   * Stops what the release's `keepPrevious` steps kept warm (step.key is `<releaseId>/retire-previous`): the slot is
+   * drained already, so this is maint and SIGTERM, all at once. Nothing left to stop is a no-op.
+   */
+  retirePrevious(step: DeployStep): Promise<DeployReceipt> {
+    this.checkService(step.service);
+    return this.exclusive(async (state) => {
+      const kept = state.instances.filter((i) => i.status === 'warm' && i.kept?.releaseId === step.releaseId);
+      if (kept.length === 0) return { key: step.key, applied: false, changes: [] };
+      await this.ops.retireAll(state, kept, step.key);
+      await this.store.record({ action: 'retire-previous', key: step.key, version: step.version });
+      const changes = kept.map((i) => `${i.id} ${i.version} stopped (kept warm by ${i.kept?.by ?? step.releaseId})`);
+      return { key: step.key, applied: true, changes };
+    });
+  }
+
+  /**
+   * markStable relabels by a rolling restart, one free slot at a time. It runs once the release is promoted, when its
+   * warm instances can never be switched back to; the workflow retires them first, but if they still hold every slot,
+   * one of those kept for this version's steps makes room rather than the promotion failing.
+   */
+  private async makeRoom(state: FleetState, version: string, key: string): Promise<void> {
+    const spare = state.instances.find(
+      (i) => i.status === 'warm' && i.kept && state.steps[i.kept.by]?.version === version,
+    );
+    if (!spare) return;
+    this.log.warn(
+      { instance: spare.id, keptBy: spare.kept?.by },
+      'no free server slot to relabel: retiring a warm instance',
+    );
+    await this.ops.retire(state, spare, key);
   }
 
   /**
@@ -270,6 +331,7 @@ export class HaproxyFleetTarget implements DeploymentTarget {
       this.store.withLock(async () => {
         const state = await this.store.load();
         if (opts.reconcile && !this.reconciled) this.reconciled = await this.ops.reconcile(state);
+        else if (opts.reconcile) await this.ops.holdWarm(state, 'reconcile');
         return fn(state);
       }, this.options.timeouts.lockMs),
     );
