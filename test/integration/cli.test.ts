@@ -187,6 +187,51 @@ describe('tollgate CLI against the dev server', () => {
     });
   });
 
+  it('rollback: refused before the watch with the reason, then takes production back; watch exits 10', async () => {
+    const service = `till-${randomUUID().slice(0, 6)}`;
+    const policyDir = writePolicies({ minimums: { analysisChecks: 1, productionApproval: false } }, [
+      {
+        service,
+        trafficCycle: { duration: '1s' },
+        canary: { analysis: { interval: '1s', checks: [errorsCheck] } },
+        production: {
+          approval: false,
+          waves: [{ percent: 100 }],
+          watch: { duration: '1h', analysis: { interval: '1m', checks: [errorsCheck] } },
+        },
+      },
+    ]);
+    const { worker, taskQueue, target } = await releaseHarness(server.env, { policyDir });
+    const conn = { TEMPORAL_ADDRESS: server.env.address, TOLLGATE_TASK_QUEUE: taskQueue, USER: 'alice' };
+    await worker.runUntil(async () => {
+      expect((await tollgate(['start', service, '2.0.0'], conn)).code).toBe(0);
+      const watching = await untilState(service, 'watching', conn);
+      expect(JSON.parse(watching.out)).toMatchObject({ watch: { keepPrevious: true } });
+      const shown = await tollgate(['status', service], conn);
+      expect(shown.out).toContain(`tollgate rollback ${service} --by <name> --reason <why>`);
+      const noReason = await tollgate(['rollback', service, '--by', 'bob'], conn);
+      expect(noReason.code).toBe(2);
+      expect(noReason.err).toMatch(/reason/);
+      const rolled = await tollgate(['rollback', service, '--by', 'bob', '--reason', 'totals wrong at 100%'], conn);
+      expect(rolled.code).toBe(0);
+      expect(rolled.out).toContain('rollback: accepted');
+      const watched = await tollgate(['watch', service], conn);
+      expect(watched.code).toBe(10);
+      expect(watched.out).toContain('rolled_back_after_promotion');
+      expect(target.actions.map((a) => `${a.action} ${a.key.split('/').pop()}`)).toEqual([
+        'apply staging',
+        'apply canary',
+        'apply wave-1',
+        'undo wave-1',
+        'undo canary',
+        'undo staging',
+      ]);
+      const after = await tollgate(['rollback', service, '--by', 'bob', '--reason', 'again'], conn);
+      expect(after.code).not.toBe(0);
+      expect(after.err).toMatch(/has ended/);
+    });
+  });
+
   it('prints nothing a release carries raw: search attributes, a terminate reason, versions in history', async () => {
     const service = `evil-${randomUUID().slice(0, 6)}`;
     const hostile = '\u001b[2J\u001b]52;c;cm0gLXJmIH4=\u0007\u009b8m\u202e';
