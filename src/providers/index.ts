@@ -119,6 +119,12 @@ export class RoutingTarget implements DeploymentTarget {
     this.targetFor(step.service).undo(step, options);
   stableVersion = (service: string) => this.targetFor(service).stableVersion(service);
   markStable = (service: string, version: string) => this.targetFor(service).markStable(service, version);
+  retirePrevious = (step: DeployStep, options?: StepOptions): Promise<DeployReceipt> => {
+    const target = this.targetFor(step.service);
+    return target.retirePrevious
+      ? target.retirePrevious(step, options)
+      : Promise.resolve({ key: step.key, applied: false, changes: [] });
+  };
 }
 
 /**

@@ -139,3 +139,25 @@ describe('kind: kubernetes', () => {
     await expect(createTarget(file, logger())).rejects.toThrow('a kubernetes target serves one service');
   });
 });
+
+it("forwards retirePrevious to the service's own target, and answers for one that keeps nothing warm", async () => {
+  const target = await createTarget(
+    await targetsFile({ services: { checkout: fleet }, default: { kind: 'dry-run' } }),
+    logger(),
+  );
+  const step = (service: string) => ({
+    key: `release-${service}/run/retire-previous`,
+    releaseId: `release-${service}/run`,
+    service,
+    version: '2.0.0',
+    stableVersion: '1.0.0',
+    track: 'production' as const,
+    percent: 100,
+  });
+  const fleetTarget = target.targetFor!('checkout');
+  const receipt = { key: 'k', applied: true, changes: ['checkout-3 1.0.0 stopped (kept warm)'] };
+  const spy = jest.spyOn(fleetTarget, 'retirePrevious' as never).mockResolvedValue(receipt as never);
+  await expect(target.retirePrevious!(step('checkout'))).resolves.toBe(receipt);
+  expect(spy).toHaveBeenCalledWith(step('checkout'), undefined);
+  await expect(target.retirePrevious!(step('payments'))).resolves.toMatchObject({ applied: false, changes: [] });
+});
