@@ -369,6 +369,8 @@ Watch and steer it (another terminal):
   npx tollgate watch ${SERVICE}
   npx tollgate approve ${SERVICE} --by bob          # production needs approval, by someone other than "demo"
   npx tollgate abort ${SERVICE} --by bob --reason "looks wrong"
+  npx tollgate rollback ${SERVICE} --by bob --reason "totals wrong"   # in the minute production is watched after
+                                                  # the last wave: back to the warm previous version in about a second
   ${relative(process.cwd(), requireBinary(TEMPORAL_CLI)) || 'temporal'} workflow signal --workflow-id release-${SERVICE} --name pause --input '{"by":"bob","reason":"lunch"}'
 
 A fresh demo releases the bad build ${BAD_VERSION} (20% errors) first: its canary's TollgateErrorRatioHigh alert
