@@ -5,6 +5,8 @@ import {
   driftOf,
   exposureFor,
   heldExposure,
+  NOT_KEPT_WARM,
+  previousWarmth,
   readLedger,
   stamped,
   trackDeployment,
@@ -58,6 +60,28 @@ describe('exposureFor', () => {
       stableReplicas: 10,
       canaryWeight: 30,
     });
+  });
+});
+
+describe('previousWarmth', () => {
+  const previous = { deployment: 'Deployment shop/checkout', version: '1.0.0' };
+  const gateway = { fleetSize: 4, traffic: 'gatewayAPI' as const };
+
+  it('with the Gateway API, names the stable pods kept and the weight left to them at every step', () => {
+    const at = (percent: number) =>
+      previousWarmth('gatewayAPI', exposureFor({ track: 'production', percent }, gateway), previous);
+    expect(at(100)).toBe('Deployment shop/checkout keeps 4 pod(s) of 1.0.0 warm (weight 0%)');
+    expect(at(50)).toBe('Deployment shop/checkout keeps 4 pod(s) of 1.0.0 warm (weight 50%)');
+    const canary = exposureFor({ track: 'canary', canaryInstances: 1 }, { ...gateway, canaryWeight: 2.5 });
+    expect(previousWarmth('gatewayAPI', canary, { ...previous, version: undefined })).toBe(
+      'Deployment shop/checkout keeps 4 pod(s) of its pre-release version warm (weight 97.5%)',
+    );
+  });
+
+  it('with replicas, says the step ran cold and what would keep it warm', () => {
+    const exposure = exposureFor({ track: 'production', percent: 100 }, { fleetSize: 4, traffic: 'replicas' });
+    expect(previousWarmth('replicas', exposure, previous)).toBe(NOT_KEPT_WARM);
+    expect(NOT_KEPT_WARM).toMatch(/not kept warm.*use traffic: gatewayAPI/);
   });
 });
 

@@ -98,6 +98,27 @@ export function exposureFor(
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
+/** What a `traffic: replicas` step with `keepPrevious` says: why it ran as it always does. */
+export const NOT_KEPT_WARM =
+  'previous version not kept warm: traffic: replicas moves requests by pods; use traffic: gatewayAPI to keep it warm';
+
+/**
+ * What a `keepPrevious` step says of the previous version. With the Gateway API the stable Deployment keeps all N pods
+ * through every step and the route's weights carry the split, so it is warm by construction and undoing a step is a
+ * weight change. With `replicas` every Ready pod behind the Service takes requests: a pod kept is a pod in rotation,
+ * so there is no way to keep one out of it without editing the team's Service, and the step runs cold.
+ */
+export function previousWarmth(
+  traffic: TrafficMode,
+  exposure: Exposure,
+  previous: { deployment: string; version: string | undefined },
+): string {
+  if (traffic === 'replicas') return NOT_KEPT_WARM;
+  const weight = round(100 - (exposure.canaryWeight ?? 0));
+  const version = previous.version ?? 'its pre-release version';
+  return `${previous.deployment} keeps ${exposure.stableReplicas} pod(s) of ${version} warm (weight ${weight}%)`;
+}
+
 /** The widest exposure the release's still-applied steps hold (steps only widen it), or none. */
 export function heldExposure(ledger: Ledger, without?: string): Exposure | undefined {
   let widest: Exposure | undefined;

@@ -13,6 +13,7 @@ import {
   heldExposure,
   isLabelValue,
   nameOf,
+  previousWarmth,
   readLedger,
   retarget,
   stamped,
@@ -165,6 +166,25 @@ export class KubernetesTarget implements DeploymentTarget {
     );
   }
 
+  /**
+   * Nothing to stop in either traffic mode. With the Gateway API the previous version's warm pods are the stable
+   * Deployment's own: `markStable`, called right after, rolls them onto the new version and removes the canary, so
+   * scaling them down in between would gain nothing and leave the route's stable backend empty until then. With
+   * `replicas` nothing was kept.
+   */
+  retirePrevious(step: DeployStep): Promise<DeployReceipt> {
+    this.checkService(step.service);
+    const previous = step.stableVersion ?? 'the pre-release version';
+    const changes =
+      this.options.traffic === 'gatewayAPI'
+        ? [
+            `nothing to stop: ${this.stableLabel()} kept ${previous} warm on its own pods; ` +
+              `promotion rolls them onto ${step.version} and removes the canary`,
+          ]
+        : ['nothing to stop: the previous version was not kept warm (traffic: replicas moves requests by pods)'];
+    return Promise.resolve({ key: step.key, applied: false, changes });
+  }
+
   private async applyExposure(step: DeployStep): Promise<DeployReceipt> {
     const stable = await this.readStable();
     const ledger = await this.ledgerFor(stable, step.releaseId);
@@ -187,6 +207,13 @@ export class KubernetesTarget implements DeploymentTarget {
       );
     ledger.steps[step.key] = { status: 'applied', exposure };
     const changes = await this.converge(stable, ledger, exposure, step, { strict: true });
+    if (step.keepPrevious)
+      changes.push(
+        previousWarmth(this.options.traffic, exposure, {
+          deployment: this.stableLabel(),
+          version: step.stableVersion,
+        }),
+      );
     return { key: step.key, applied: entry === undefined, changes };
   }
 
