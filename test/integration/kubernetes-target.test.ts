@@ -1,6 +1,6 @@
 import type { V1Deployment } from '@kubernetes/client-node';
-import { ANNOTATION, readLedger } from '../../src/providers/targets/kubernetes-objects';
-import type { KubernetesOptionsInput } from '../../src/providers/targets/kubernetes';
+import { ANNOTATION, NOT_KEPT_WARM, readLedger } from '../../src/providers/targets/kubernetes-objects';
+import type { KubernetesOptionsInput, KubernetesTarget } from '../../src/providers/targets/kubernetes';
 import type { DeployStep } from '../../src/providers/targets/types';
 import {
   createRoute,
@@ -59,6 +59,9 @@ async function failure(attempt: Promise<unknown>): Promise<{ type: string | unde
 }
 
 const replicas = async (name: string) => (await read(name))?.spec?.replicas;
+/** The UIDs of the service's pods on `track` (every track: undefined): a pod started anew has a new one. */
+const podUids = async (t: KubernetesTarget, service: string, track?: string) =>
+  (await t.api.listPods('shop', `app=${service}${track ? `,track=${track}` : ''}`)).map((p) => p.metadata!.uid!).sort();
 const imageOf = (d: V1Deployment | undefined) => d?.spec?.template.spec?.containers[0]?.image;
 
 describe('traffic: replicas', () => {
@@ -173,6 +176,36 @@ describe('traffic: replicas', () => {
     expect(await replicas('search')).toBe(FLEET);
   });
 
+  it('runs keepPrevious steps cold and says so; retiring the previous version has nothing to stop', async () => {
+    await applyStable('basket');
+    const t = target('basket');
+    const at = (name: string, over: Partial<DeployStep>) =>
+      step('basket', 'release-basket/run-1', name, {
+        track: 'production',
+        version: '1.1.0',
+        keepPrevious: true,
+        ...over,
+      });
+    const canary = await t.apply(at('canary', { track: 'canary', canaryInstances: 2 }));
+    expect(canary.changes).toContain(NOT_KEPT_WARM);
+    expect([await replicas('basket-canary'), await replicas('basket')]).toEqual([2, 8]);
+    const full = await t.apply(at('wave-1', { percent: 100 }));
+    expect(full.changes).toContain(NOT_KEPT_WARM);
+    expect([await replicas('basket-canary'), await replicas('basket')]).toEqual([FLEET, 0]);
+
+    const generation = (await read('basket'))?.metadata?.generation;
+    const retired = await t.retirePrevious(at('retire-previous', { percent: 100 }));
+    expect(retired).toEqual({
+      key: 'release-basket/run-1/retire-previous',
+      applied: false,
+      changes: ['nothing to stop: the previous version was not kept warm (traffic: replicas moves requests by pods)'],
+    });
+    expect((await read('basket'))?.metadata?.generation).toBe(generation);
+    await t.markStable('basket', '1.1.0');
+    expect(imageOf(await read('basket'))).toBe('registry.example.com/basket:1.1.0');
+    expect(await read('basket-canary')).toBeUndefined();
+  });
+
   it('rides out an API server restart in the middle of a step', async () => {
     await applyStable('cart');
     const t = target('cart');
@@ -219,5 +252,91 @@ describe('traffic: gatewayAPI', () => {
     expect(await weights()).toEqual([100, 0]);
     expect(await read('ledger-canary')).toBeUndefined();
     expect((await read('ledger'))?.metadata?.annotations?.[ANNOTATION.release]).toBeDefined();
+  });
+
+  describe('keepPrevious', () => {
+    const gateway = (service: string) =>
+      target(service, {
+        traffic: 'gatewayAPI',
+        httpRoute: { name: service, stableBackend: `${service}-stable`, canaryBackend: `${service}-canary` },
+      });
+    const at = (service: string, name: string, over: Partial<DeployStep>) =>
+      step(service, `release-${service}/run-1`, name, {
+        track: 'production',
+        version: '1.1.0',
+        keepPrevious: true,
+        ...over,
+      });
+
+    it('keeps every stable pod warm; undoing the 100% step moves weights and shrinks the canary, starting no pod', async () => {
+      await applyStable('orders');
+      await createRoute(cluster.shop.plane, 'orders');
+      const t = gateway('orders');
+      const weights = () => routeWeights(cluster.shop, 'orders');
+      const specBefore = (await read('orders'))?.spec;
+      const stablePods = await podUids(t, 'orders', 'stable');
+      expect(stablePods).toHaveLength(FLEET);
+
+      const canary = await t.apply(at('orders', 'canary', { track: 'canary', canaryInstances: 1 }));
+      expect(canary.changes).toContain('Deployment shop/orders keeps 10 pod(s) of 1.0.0 warm (weight 90%)');
+      await t.apply(at('orders', 'wave-1', { percent: 50 }));
+      const full = await t.apply(at('orders', 'wave-2', { percent: 100 }));
+      expect(full.changes).toContain('Deployment shop/orders keeps 10 pod(s) of 1.0.0 warm (weight 0%)');
+      expect(await weights()).toEqual([0, 10_000]);
+      expect((await read('orders'))?.status?.availableReplicas).toBe(FLEET);
+
+      // Undo: the route goes back to 50%, the canary to 5 pods; no pod of either track is new.
+      const podsAtFull = await podUids(t, 'orders');
+      await t.undo(at('orders', 'wave-2', { percent: 100 }));
+      expect(await weights()).toEqual([5_000, 5_000]);
+      expect(await replicas('orders-canary')).toBe(5);
+      expect(podsAtFull).toEqual(expect.arrayContaining(await podUids(t, 'orders')));
+      expect(await podUids(t, 'orders', 'stable')).toEqual(stablePods);
+      expect((await read('orders'))?.spec).toEqual(specBefore);
+
+      await t.undo(at('orders', 'wave-1', { percent: 50 }));
+      await t.undo(at('orders', 'canary', { track: 'canary', canaryInstances: 1 }));
+      expect(await weights()).toEqual([100, 0]);
+      expect(await read('orders-canary')).toBeUndefined();
+      expect(await podUids(t, 'orders', 'stable')).toEqual(stablePods);
+      expect((await read('orders'))?.spec).toEqual(specBefore);
+    });
+
+    it('retires nothing: the warm pods are the stable Deployment’s own, which promotion rolls onto the new version', async () => {
+      await applyStable('invoices');
+      await createRoute(cluster.shop.plane, 'invoices');
+      const t = gateway('invoices');
+      const weights = () => routeWeights(cluster.shop, 'invoices');
+      await t.apply(at('invoices', 'canary', { track: 'canary', canaryInstances: 1 }));
+      await t.apply(at('invoices', 'wave-1', { percent: 100 }));
+      const generations = [
+        (await read('invoices'))?.metadata?.generation,
+        (await read('invoices-canary'))?.metadata?.generation,
+      ];
+
+      const retire = at('invoices', 'retire-previous', { percent: 100 });
+      const retired = await t.retirePrevious(retire);
+      expect(retired).toEqual({
+        key: 'release-invoices/run-1/retire-previous',
+        applied: false,
+        changes: [
+          'nothing to stop: Deployment shop/invoices kept 1.0.0 warm on its own pods; ' +
+            'promotion rolls them onto 1.1.0 and removes the canary',
+        ],
+      });
+      expect(await t.retirePrevious(retire)).toEqual(retired);
+      expect([
+        (await read('invoices'))?.metadata?.generation,
+        (await read('invoices-canary'))?.metadata?.generation,
+      ]).toEqual(generations);
+      expect(await weights()).toEqual([0, 10_000]);
+
+      await t.markStable('invoices', '1.1.0');
+      const promoted = await read('invoices');
+      expect(imageOf(promoted)).toBe('registry.example.com/invoices:1.1.0');
+      expect(promoted?.status?.availableReplicas).toBe(FLEET);
+      expect(await weights()).toEqual([10_000, 0]);
+      expect(await read('invoices-canary')).toBeUndefined();
+    });
   });
 });
