@@ -211,6 +211,10 @@ class Release {
     try {
       await CancellationScope.nonCancellable(async () => {
         await this.compensation.undoAll();
+        // Undo switched back to what was kept warm; anything it did not need is stopped rather than left running.
+        if (carried.policy?.production.watch?.keepPrevious && this.compensation.anyDeployed) {
+          await this.step('retire-previous', () => this.retirePrevious());
+        }
         if (this.compensation.anyDeployed) {
           await this.step('hooks:after-rollback', () => this.hooks.run('after-rollback', this.record.status.stage));
         }
@@ -440,8 +444,8 @@ class Release {
   }
 
   /**
-   * Stops what the watch kept warm. The watch has passed, so a target that cannot clean up costs spare capacity, not
-   * the release: the failure is recorded and the release goes on to be promoted.
+   * Stops what the release kept warm: after a clean watch, or what a rollback did not switch back to. A target that
+   * cannot clean up costs spare capacity, not the outcome: the failure is recorded and the release goes on.
    */
   private async retirePrevious(): Promise<void> {
     const { record } = this;
