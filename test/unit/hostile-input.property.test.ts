@@ -292,6 +292,9 @@ describe('hostile input: every input is accepted or refused field by field, noth
         const valid = CONTROL_SCHEMAS[name].safeParse(payload).success;
         if (!valid) expect(answer).toMatch(new RegExp(`^invalid ${name}: `));
         if (answer === undefined) expect(valid).toBe(true);
+        // Going back after the last wave is only ever a decision about a watched production.
+        if (name === 'rollback' && answer === undefined)
+          expect(view.watching && view.state !== 'done' && view.state !== 'rolling-back').toBe(true);
       }),
       RUNS,
     );
