@@ -300,6 +300,14 @@ describe('traffic: gatewayAPI', () => {
       expect(await read('orders-canary')).toBeUndefined();
       expect(await podUids(t, 'orders', 'stable')).toEqual(stablePods);
       expect((await read('orders'))?.spec).toEqual(specBefore);
+
+      // After the rollback the release retires what it kept: the undo already switched back to it, so nothing.
+      const generation = (await read('orders'))?.metadata?.generation;
+      expect((await t.retirePrevious(at('orders', 'retire-previous', { percent: 100 }))).changes).toEqual([
+        'nothing to stop: Deployment shop/orders kept 1.0.0 warm on its own pods; ' +
+          'no step of this release stands, they serve as before it',
+      ]);
+      expect((await read('orders'))?.metadata?.generation).toBe(generation);
     });
 
     it('retires nothing: the warm pods are the stable Deployment’s own, which promotion rolls onto the new version', async () => {

@@ -185,6 +185,7 @@ describe('production watched after the last wave', () => {
     const specBefore = (await read('orders'))?.spec;
     const podsBefore = await stableUids(k8s, 'orders');
     const record = recorded('orders', { route: true });
+    const retire = jest.spyOn(k8s, 'retirePrevious');
     const { result } = await runRelease(server.env, {
       target: k8s,
       policy: watched('orders', [50, 100]),
@@ -219,6 +220,12 @@ describe('production watched after the last wave', () => {
     expect(await stableImage('orders')).toBe('registry.example.com/orders:1.0.0');
     expect(await routeWeights(cluster.shop, 'orders')).toEqual([100, 0]);
     expect(await read('orders-canary')).toBeUndefined();
+    // The rollback then retires what was kept: the undo switched back to it, nothing is left to stop.
+    expect(retire).toHaveBeenCalledTimes(1);
+    await expect(retire.mock.results[0]?.value).resolves.toMatchObject({
+      applied: false,
+      changes: [expect.stringMatching(/kept 1\.0\.0 warm on its own pods; no step of this release stands/)],
+    });
   });
 
   it('gatewayAPI: a clean watch promotes; nothing to retire, the stable Deployment is rolled onto the new version', async () => {

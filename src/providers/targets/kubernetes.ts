@@ -168,21 +168,32 @@ export class KubernetesTarget implements DeploymentTarget {
 
   /**
    * Nothing to stop in either traffic mode. With the Gateway API the previous version's warm pods are the stable
-   * Deployment's own: `markStable`, called right after, rolls them onto the new version and removes the canary, so
-   * scaling them down in between would gain nothing and leave the route's stable backend empty until then. With
-   * `replicas` nothing was kept.
+   * Deployment's own. After a clean watch `markStable`, called right after, rolls them onto the new version and removes
+   * the canary, so scaling them down in between would gain nothing and leave the route's stable backend empty until
+   * then; after a rollback the undo has already switched back to them and removed the canary. With `replicas` nothing
+   * was kept. Only reads: the ledger tells the two cases apart, for the receipt.
    */
-  retirePrevious(step: DeployStep): Promise<DeployReceipt> {
+  async retirePrevious(step: DeployStep): Promise<DeployReceipt> {
     this.checkService(step.service);
-    const previous = step.stableVersion ?? 'the pre-release version';
-    const changes =
-      this.options.traffic === 'gatewayAPI'
-        ? [
-            `nothing to stop: ${this.stableLabel()} kept ${previous} warm on its own pods; ` +
-              `promotion rolls them onto ${step.version} and removes the canary`,
-          ]
-        : ['nothing to stop: the previous version was not kept warm (traffic: replicas moves requests by pods)'];
-    return Promise.resolve({ key: step.key, applied: false, changes });
+    const receipt = (line: string) => ({ key: step.key, applied: false, changes: [`nothing to stop: ${line}`] });
+    if (this.options.traffic === 'replicas')
+      return receipt('the previous version was not kept warm (traffic: replicas moves requests by pods)');
+    const stable = await this.api.getDeployment(this.options.namespace, this.options.deployment);
+    if (!stable) return receipt(`${this.stableLabel()} is gone`);
+    const kept = `${this.stableLabel()} kept ${step.stableVersion ?? 'its pre-release version'} warm on its own pods`;
+    let ledger: Ledger | undefined;
+    try {
+      ledger = readLedger(stable);
+    } catch {
+      // An edited ledger cannot say which case this is; what there is to stop is the same in both.
+      return receipt(kept);
+    }
+    const standing = ledger?.releaseId === step.releaseId && heldExposure(ledger) !== undefined;
+    return receipt(
+      standing
+        ? `${kept}; promotion rolls them onto ${step.version} and removes the canary`
+        : `${kept}; no step of this release stands, they serve as before it`,
+    );
   }
 
   private async applyExposure(step: DeployStep): Promise<DeployReceipt> {
