@@ -47,8 +47,8 @@ export interface DeploymentTarget {
   markStable(service: string, version: string): Promise<void>;
   /**
    * Stops what this release's `keepPrevious` steps kept warm (`step.key` is `<releaseId>/retire-previous`): called
-   * once production has been watched clean. Safe to call again, and when nothing was kept. A target that never keeps
-   * anything leaves it out.
+   * once production has been watched clean, and after a rollback for whatever the switch back did not need. Safe to
+   * call again, and when nothing was kept. A target that never keeps anything leaves it out.
    */
   retirePrevious?(step: DeployStep, options?: StepOptions): Promise<DeployReceipt>;
   /**
