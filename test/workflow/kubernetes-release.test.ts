@@ -1,7 +1,9 @@
 import { rollbackUpdate } from '../../src/domain/messages';
 import { NOT_KEPT_WARM } from '../../src/providers/targets/kubernetes-objects';
 import type { DeployReceipt, DeployStep } from '../../src/providers/targets/types';
-import { checkoutPolicy, errorsCheck } from '../helpers/policies';
+import { TollgateClient } from '../../src/client/tollgate-client';
+import type { ServicePolicyInput } from '../../src/domain/policy';
+import { checkoutPolicy, errorsCheck, writePolicies } from '../helpers/policies';
 import {
   createRoute,
   createStable,
@@ -11,8 +13,8 @@ import {
   STAGING_NAMESPACE,
 } from '../helpers/kubernetes';
 import { shopForTests } from '../helpers/kubernetes-suite';
-import { waitForStatus } from '../helpers/release-handle';
-import { failing, healthy, runRelease } from '../helpers/release-harness';
+import { canaryBaking, waitForStatus } from '../helpers/release-handle';
+import { failing, healthy, releaseHarness, runRelease } from '../helpers/release-harness';
 import { timeSkippingForTests } from '../helpers/temporal';
 import type { KubernetesOptionsInput, KubernetesTarget } from '../../src/providers/targets/kubernetes';
 
@@ -296,5 +298,71 @@ describe('production watched after the last wave', () => {
     expect(stable?.spec).toEqual(specBefore);
     expect(stable?.status?.availableReplicas).toBe(FLEET);
     expect(await read('basket-canary')).toBeUndefined();
+  });
+});
+
+describe('rollback window and supersede on Kubernetes', () => {
+  const hourCanary = (service: string, extra: Partial<ServicePolicyInput['production']> = {}) =>
+    checkoutPolicy({
+      service,
+      trafficCycle: { duration: '6h' },
+      canary: { poolSize: 1, analysis: { interval: '1m', checks: [errorsCheck] } },
+      production: { approval: false, waves: [{ percent: 100 }], ...extra },
+    });
+
+  it('a version stable one release ago skips its canary bake, and still goes out through canary and production', async () => {
+    await applyStable('wallet');
+    const { result, status, analyzeCalls } = await runRelease(server.env, {
+      target: target('wallet'),
+      policy: hourCanary('wallet', { rollbackWindow: { releases: 1 } }),
+      promoted: [
+        {
+          version: '1.0.0',
+          promotedAt: new Date(Date.now() - 3_600_000).toISOString(),
+          releaseId: 'release-wallet/r3',
+        },
+        {
+          version: '2.0.0',
+          promotedAt: new Date(Date.now() - 86_400_000).toISOString(),
+          releaseId: 'release-wallet/r2',
+        },
+      ],
+    });
+    expect(result).toMatchObject({ outcome: 'promoted', stableVersion: '2.0.0' });
+    expect(status.rollbackWindow).toMatchObject({ releaseId: 'release-wallet/r2', releasesAgo: 1 });
+    expect(analyzeCalls.filter((c) => c.context.stage === 'canary')).toHaveLength(0);
+    expect(status.deployedSteps.map((k) => k.split('/').pop())).toEqual(['staging', 'canary', 'wave-1']);
+    expect((await read('wallet'))?.spec?.template.spec?.containers[0]?.image).toBe('registry.example.com/wallet:2.0.0');
+    expect(await read('wallet-canary')).toBeUndefined();
+  });
+
+  it('start --supersede aborts the canary in flight (its Deployment removed, stable as it was) and starts the next', async () => {
+    await applyStable('coupon');
+    const specBefore = (await read('coupon'))?.spec;
+    const policyDir = writePolicies({ minimums: { productionApproval: false } }, [hourCanary('coupon')]);
+    const { worker, taskQueue } = await releaseHarness(server.env, { target: target('coupon'), policyDir });
+    const tollgate = new TollgateClient(server.env.client, taskQueue);
+    await worker.runUntil(async () => {
+      const first = await tollgate.start({ service: 'coupon', version: '2.0.0', initiator: 'alice' });
+      await waitForStatus(first, canaryBaking, { env: server.env, step: '10m' });
+      expect((await read('coupon-canary'))?.spec?.replicas).toBe(1);
+      const { handle: second, ended } = await tollgate.supersede({
+        service: 'coupon',
+        version: '2.0.1',
+        initiator: 'alice',
+        reason: 'hotfix',
+      });
+      expect(ended).toMatchObject({ outcome: 'aborted', reason: 'aborted by alice: superseded by 2.0.1: hotfix' });
+      await waitForStatus(second, canaryBaking, { env: server.env, step: '10m' });
+      const canary = await read('coupon-canary');
+      expect(canary?.spec?.template.spec?.containers[0]?.image).toBe('registry.example.com/coupon:2.0.1');
+      expect((await read('coupon'))?.spec?.replicas).toBe(FLEET - 1);
+      const status = await tollgate.status('coupon');
+      expect(status.audit[0]).toMatchObject({ action: 'start', detail: 'supersedes 2.0.0 (aborted): hotfix' });
+      await tollgate.abort('coupon', { by: 'alice', reason: 'test over' });
+      expect((await second.result()).outcome).toBe('aborted');
+    });
+    expect((await read('coupon'))?.spec).toEqual(specBefore);
+    expect(await read('coupon-canary')).toBeUndefined();
   });
 });
