@@ -16,7 +16,7 @@ import { renderList, renderStatus } from './render';
 import { TollgateClient } from './tollgate-client';
 
 /**
- * Exit codes: 0 ok / promoted, 1 error, 2 bad usage or input, 10 rolled back, 11 aborted, 12 ended without an
+ * Exit codes: 0 ok / promoted, 1 error, 2 bad usage or input, 10 rolled back (before or after promotion), 11 aborted, 12 ended without an
  * outcome (the workflow failed, was terminated or timed out).
  */
 const EXIT = { ok: 0, error: 1, usage: 2, rolled_back: 10, aborted: 11, ended: 12 } as const;
@@ -27,8 +27,8 @@ usage:
   tollgate start <service> <version> [--reason TEXT] [--policy FILE] [--initiator NAME] [--supersede]
                                         --supersede: abort the release in flight (its rollback included), then start
   tollgate status <service>
-  tollgate watch <service>              live view; exits when the release ends: 0 promoted, 10 rolled back,
-                                        11 aborted, 12 failed or terminated
+  tollgate watch <service>              live view; exits when the release ends: 0 promoted, 10 rolled back
+                                        (also after promotion), 11 aborted, 12 failed or terminated
   tollgate approve <service> --by NAME [--reason TEXT]
   tollgate abort   <service> --by NAME --reason TEXT
   tollgate pause   <service> --by NAME --reason TEXT
