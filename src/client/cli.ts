@@ -16,8 +16,8 @@ import { renderList, renderStatus } from './render';
 import { TollgateClient } from './tollgate-client';
 
 /**
- * Exit codes: 0 ok / promoted, 1 error, 2 bad usage or input, 10 rolled back (before or after promotion), 11 aborted, 12 ended without an
- * outcome (the workflow failed, was terminated or timed out).
+ * Exit codes: 0 ok / promoted, 1 error, 2 bad usage or input, 10 rolled back (before or after promotion), 11 aborted,
+ * 12 ended without an outcome (the workflow failed, was terminated or timed out).
  */
 const EXIT = { ok: 0, error: 1, usage: 2, rolled_back: 10, aborted: 11, ended: 12 } as const;
 
