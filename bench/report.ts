@@ -15,6 +15,7 @@ import type { AbortResult, ApproveResult } from './reaction';
 import type { BreachResult, BreachTrial } from './breach';
 import { heartbeatSection } from './report-heartbeats';
 import { alertsSection } from './alerts-report';
+import { rollbackSection } from './rollback-report';
 import { externalSection } from './external';
 import { kubernetesSection } from './kubernetes';
 import { medianRange, num, summarize, type Summary } from './stats';
@@ -693,6 +694,7 @@ export const SECTION_KEYS = [
   'kubernetes',
   'external',
   'alerts',
+  'rollback',
 ] as const;
 export type SectionKey = (typeof SECTION_KEYS)[number];
 
@@ -717,6 +719,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
     kubernetes: () => kubernetesSection(report.kubernetes, goals, findings),
     external: () => externalSection(report.external, report, goals, findings),
     alerts: () => alertsSection(report.alerts, report, goals, findings),
+    rollback: () => rollbackSection(report.rollback, report, goals, findings),
   }[key];
   const text = render();
   const n = SECTION_KEYS.indexOf(key) + 1;
@@ -728,7 +731,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
   };
 }
 
-const GOALS_HEADING = '## Goals (issues 7 and 12–15)';
+const GOALS_HEADING = '## Goals (issues 7 and 12–16)';
 const FINDINGS_HEADING = '## Findings';
 const RERUN_PREFIX = 'Re-run alone since, each stamped under its heading: ';
 const goalsBlock = (rows: string[]) =>

@@ -13,6 +13,7 @@ import { runKubernetesBench, type KubernetesResult } from './kubernetes';
 import { runHistoryBench, type HistoryResult } from './history';
 import { machine, versions } from './machine';
 import { runReactionBench, type ReactionResult } from './reaction';
+import { runRollbackBench, type RollbackResult } from './rollback';
 import { renderPartial, renderReport, SECTION_KEYS, spliceReport, type SectionKey } from './report';
 import { startDevServer } from './servers';
 import { runStartupBench, type StartupResult } from './startup';
@@ -21,7 +22,7 @@ import { runStartupBench, type StartupResult } from './startup';
  * `npm run bench`: every figure in one invocation, each section bounded in wall time, written to BENCHMARKS.md.
  * Knobs (environment): BENCH_QUICK=1 runs a few repetitions of everything (a smoke test of the bench, figures not
  * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_SECTIONS
- * (history,startup,reaction,concurrency,heartbeats,kubernetes,external,alerts), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
+ * (history,startup,reaction,concurrency,heartbeats,kubernetes,external,alerts,rollback), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
  * file) for a partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency
  * worker's workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS naming only some
  * sections (e.g. history, or heartbeats) rewrites only theirs in BENCHMARKS.md — their text, goals and findings — and
@@ -33,14 +34,17 @@ const concurrencyLevels = (process.env.BENCH_CONCURRENCY ?? '100,1000').split(',
 /** A concurrency run's wall-time bound: start-up burst, steady window, then describing and terminating every release. */
 const concurrencyBoundMs = (releases: number) => (releases >= 1000 ? 240_000 : 120_000);
 // 210 s of it for the reaction section's approve → deploy and breach → rollback parts (≈ 160 s in a run); 180 s for
-// the external-target section (≈ 60 s in a run); 360 s for the alerts section (its own bound).
+// the external-target section (≈ 60 s in a run); 360 s for the alerts section (its own bound); 600 s for the rollback
+// section (its own bound).
 const ALERTS_BOUND_MS = 360_000;
+const ROLLBACK_BOUND_MS = 600_000;
 const BUDGET_MS = Number(
   process.env.BENCH_BUDGET_MS ??
     435_000 +
       600_000 +
       180_000 +
       ALERTS_BOUND_MS +
+      ROLLBACK_BOUND_MS +
       concurrencyLevels.reduce((sum, n) => sum + concurrencyBoundMs(n), 0),
 );
 const maxCached = process.env.BENCH_MAX_CACHED_WORKFLOWS ? Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) : undefined;
@@ -70,6 +74,7 @@ export interface BenchReport {
   kubernetes: SectionOutcome<KubernetesResult>;
   external: SectionOutcome<ExternalResult>;
   alerts: SectionOutcome<AlertsResult>;
+  rollback: SectionOutcome<RollbackResult>;
   totalMs: number;
 }
 
@@ -172,6 +177,17 @@ async function main(): Promise<void> {
       webhookTrials: quick ? 20 : 200,
       batch: 25,
       deadline: until(ALERTS_BOUND_MS),
+      log,
+    }),
+  );
+
+  // Its own dev server, Prometheus and the 10-instance demo fleet.
+  report.rollback = await section('rollback', () =>
+    runRollbackBench({
+      releaseCode,
+      trialsPerMode: quick ? 1 : 5,
+      breachTrialsPerMode: quick ? 1 : 3,
+      deadline: until(ROLLBACK_BOUND_MS),
       log,
     }),
   );
