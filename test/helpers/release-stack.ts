@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { temporal } from '@temporalio/proto';
@@ -216,4 +217,35 @@ export async function startStack(infra: SharedInfra, o: StackOptions): Promise<R
     await teardown().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * A test file's lifecycle on shared infrastructure: the dev server and Prometheus started once for the file, one
+ * stack (fleet, load, worker) per test, torn down after it whether it passed or not. `stack(name, …)` names the
+ * service `<name>-<random>`.
+ */
+export function stackPerTest() {
+  let infra: SharedInfra | undefined;
+  let current: ReleaseStack | undefined;
+  beforeAll(async () => {
+    infra = await startSharedInfra();
+  }, 60_000);
+  afterEach(async () => {
+    await current?.teardown();
+    current = undefined;
+  }, 60_000);
+  afterAll(async () => {
+    await infra?.close();
+  }, 30_000);
+  return {
+    infra: (): SharedInfra => infra!,
+    async stack(
+      name: string,
+      options: (service: string) => Omit<StackOptions, 'service'>,
+    ): Promise<{ stack: ReleaseStack; service: string }> {
+      const service = `${name}-${randomUUID().slice(0, 6)}`;
+      current = await startStack(infra!, { service, ...options(service) });
+      return { stack: current, service };
+    },
+  };
 }

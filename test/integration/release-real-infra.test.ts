@@ -1,16 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { LoadReport } from '../../demo/load';
 import { abortUpdate, approveUpdate } from '../../src/domain/messages';
 import { STABLE, fleetProblems, versionsServing } from '../helpers/fleet';
 import { FLEET_ORG, fleetPolicy } from '../helpers/policies';
 import { canaryBaking, waitForStatus } from '../helpers/release-handle';
-import {
-  SCRAPE_SECONDS,
-  startSharedInfra,
-  startStack,
-  type ReleaseStack,
-  type SharedInfra,
-} from '../helpers/release-stack';
+import { SCRAPE_SECONDS, stackPerTest, type ReleaseStack } from '../helpers/release-stack';
 
 /**
  * Real releases end to end: the Temporal dev server, an in-process worker with the real activities, a real HAProxy
@@ -60,32 +53,13 @@ const policy = (service: string, canaryApproval = false) =>
     waveAnalysis,
   });
 
-let infra: SharedInfra;
-let stack: ReleaseStack | undefined;
-
-beforeAll(async () => {
-  infra = await startSharedInfra();
-}, 60_000);
-
-afterEach(async () => {
-  await stack?.teardown();
-  stack = undefined;
-}, 60_000);
-
-afterAll(async () => {
-  await infra?.close();
-}, 30_000);
-
-async function newStack(name: string, canaryApproval = false): Promise<{ stack: ReleaseStack; service: string }> {
-  const service = `${name}-${randomUUID().slice(0, 6)}`;
-  stack = await startStack(infra, {
-    service,
+const suite = stackPerTest();
+const newStack = (name: string, canaryApproval = false) =>
+  suite.stack(name, (service) => ({
     org: ORG,
     policy: policy(service, canaryApproval),
     load: { baseRps: 40, peakRps: 60, cycleMs: CYCLE_MS, maxDurationMs: 180_000 },
-  });
-  return { stack, service };
-}
+  }));
 
 /** What serves behind the frontend right now, by the x-version header of real answers (errors as "500:<version>"). */
 const sample = (s: ReleaseStack, n = 100) => versionsServing(s.fleet.frontendUrl, n, 4);
@@ -241,7 +215,7 @@ test('with Prometheus gone mid-bake the release pauses for a human, and an abort
   const { value, result, rolloutMs } = await s.release('1.1.0', async (handle) => {
     await waitForStatus(handle, canaryBaking, { timeoutMs: 30_000 }, 'canary bake');
     await new Promise((r) => setTimeout(r, INTERVAL_MS / 2));
-    await infra.stopPrometheus();
+    await suite.infra().stopPrometheus();
     const paused = await waitForStatus(
       handle,
       (st) => st.state === 'awaiting-approval' && st.gate?.name === 'inconclusive',
@@ -307,7 +281,7 @@ test('an HAProxy admin socket gone during the canary deploy fails the deploy aft
 
 /** Label sets of the service's request counters as stored in Prometheus. */
 async function seriesLabels(service: string): Promise<Record<string, string>[]> {
-  const url = new URL('/api/v1/series', infra.prometheus().url);
+  const url = new URL('/api/v1/series', suite.infra().prometheus().url);
   url.searchParams.set('match[]', `tollgate_demo_http_requests_total{service="${service}"}`);
   url.searchParams.set('start', String(Date.now() / 1000 - 60));
   const body = (await (await fetch(url)).json()) as { status: string; data: Record<string, string>[] };

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { LoadReport } from '../../demo/load';
 import { TollgateError } from '../../src/client/errors';
 import { TollgateClient } from '../../src/client/tollgate-client';
@@ -9,7 +8,7 @@ import type { Action, FleetState, Instance } from '../../src/providers/targets/h
 import { FLEET_SIZE, NEXT, STABLE, fleetProblems, versionsServing } from '../helpers/fleet';
 import { FLEET_ORG, fleetPolicy } from '../helpers/policies';
 import { canaryBaking, waitForStatus } from '../helpers/release-handle';
-import { startSharedInfra, startStack, type ReleaseStack, type SharedInfra } from '../helpers/release-stack';
+import { stackPerTest, type ReleaseStack } from '../helpers/release-stack';
 
 /**
  * Production watched after the last wave, end to end: the Temporal dev server, an in-process worker with the real
@@ -41,32 +40,13 @@ function policy(service: string, watchMs: number): ServicePolicyInput {
   };
 }
 
-let infra: SharedInfra;
-let stack: ReleaseStack | undefined;
-
-beforeAll(async () => {
-  infra = await startSharedInfra();
-}, 60_000);
-
-afterEach(async () => {
-  await stack?.teardown();
-  stack = undefined;
-}, 60_000);
-
-afterAll(async () => {
-  await infra?.close();
-}, 30_000);
-
-async function newStack(name: string, watchMs: number): Promise<{ stack: ReleaseStack; service: string }> {
-  const service = `${name}-${randomUUID().slice(0, 6)}`;
-  stack = await startStack(infra, {
-    service,
+const suite = stackPerTest();
+const newStack = (name: string, watchMs: number) =>
+  suite.stack(name, (service) => ({
     org: FLEET_ORG,
     policy: policy(service, watchMs),
     load: { baseRps: 40, peakRps: 60, cycleMs: CYCLE_MS, maxDurationMs: 150_000 },
-  });
-  return { stack, service };
-}
+  }));
 
 const watching = (s: ReleaseStatus) => s.state === 'watching';
 const members = (state: FleetState) => state.instances.filter((i) => i.slot !== null && i.status === 'serving');
@@ -137,7 +117,7 @@ test('a version that passes the canary but breaches the watch SLO is rolled back
 
 test('TollgateClient.rollback in the watch of a good version takes production back by a warm switch', async () => {
   const { stack: s, service } = await newStack('manual', 60_000);
-  const tollgate = new TollgateClient(infra.env.client, s.taskQueue);
+  const tollgate = new TollgateClient(suite.infra().env.client, s.taskQueue);
   const before = members(await s.fleet.target.readState());
   const { value, result, status } = await s.release(NEXT, async (handle) => {
     await waitForStatus(handle, canaryBaking, { timeoutMs: 30_000 }, 'canary bake');
