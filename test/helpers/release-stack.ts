@@ -16,7 +16,7 @@ import { workflowBundle } from './bundles';
 import { compileDemo, quietLogger, removeDir, startDemoFleet, tempStateDir, type DemoFleet } from './fleet';
 import { writePolicies } from './policies';
 import { startPrometheus, type PrometheusOptions, type RunningPrometheus } from './prometheus';
-import { startRelease, type Drive } from './release-handle';
+import { brief, resultWithin, startRelease, tryStatus, type Drive } from './release-handle';
 import { taskQueueForTest } from './temporal';
 import { startDevServer } from './temporal-servers';
 
@@ -28,6 +28,8 @@ import { startDevServer } from './temporal-servers';
  */
 
 export const SCRAPE_SECONDS = 1;
+/** Under the suites' 120 s test timeouts, so a release that never ends fails with where it stands, not jest's timeout. */
+const RELEASE_END_MS = 100_000;
 
 export interface SharedInfra {
   env: TestWorkflowEnvironment;
@@ -200,7 +202,11 @@ export async function startStack(infra: SharedInfra, o: StackOptions): Promise<R
             reason: 'integration test',
           });
           const value = await drive(handle);
-          const result = await handle.result();
+          const result = await resultWithin(handle, RELEASE_END_MS);
+          if (!result) {
+            const where = brief(await tryStatus(handle));
+            throw new Error(`the release of ${version} did not end within ${RELEASE_END_MS / 1000} s: ${where}`);
+          }
           return { value, result, status: await handle.query(statusQuery), history: await handle.fetchHistory() };
         });
         return { ...rolledOut, rolloutMs: Date.now() - started };
