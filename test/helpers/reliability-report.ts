@@ -2,12 +2,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join, resolve } from 'node:path';
 
 /**
- * RELIABILITY.md, from the latest results each suite left in test-results/reliability: the fault scenarios of
- * the reliability suite and the hostile-input classes of the property and workflow tests.
+ * RELIABILITY.md, from the latest results each suite left in test/reliability/results: the fault scenarios of the
+ * reliability suite and the hostile-input classes of the property and workflow tests. The results are committed with
+ * the report: running one suite replaces its own results and renders the report from everyone's, where results kept
+ * only in the working tree made a fresh checkout's first single-suite run drop every other suite's rows.
  */
 
 const ROOT = resolve(__dirname, '..', '..');
-const RESULTS_DIR = join(ROOT, 'test-results', 'reliability');
+const RESULTS_DIR = join(ROOT, 'test', 'reliability', 'results');
 export const FULL = process.env.RELIABILITY_FULL === '1';
 export const SEED = Number(process.env.RELIABILITY_SEED ?? 20_240_601);
 
