@@ -417,21 +417,22 @@ export class KubernetesTarget implements DeploymentTarget {
 
   /**
    * The controller writes a Deployment's status while it rolls out, which moves its resourceVersion: on a conflict
-   * the write goes again on the fresh object, but only if its spec (generation) is still the one the step read.
+   * the write goes again on the fresh object, but only if its spec (generation) is still the one the step read. A
+   * rollout in progress can move it again between the read and the write, so a few conflicts in a row are expected.
    */
   private async replace(namespace: string, body: V1Deployment): Promise<V1Deployment> {
-    try {
-      return await this.api.replaceDeployment(namespace, body);
-    } catch (err) {
-      if (!(err instanceof KubernetesApiError && err.code === 409)) throw err;
+    const read = Number(body.metadata!.annotations?.[ANNOTATION.generation] ?? 0);
+    let attempt = body;
+    for (let conflicts = 0; ; conflicts++) {
+      try {
+        return await this.api.replaceDeployment(namespace, attempt);
+      } catch (err) {
+        if (!(err instanceof KubernetesApiError && err.code === 409) || conflicts >= CONFLICT_RETRIES) throw err;
+      }
       const fresh = await this.api.getDeployment(namespace, body.metadata!.name!);
-      const read = Number(body.metadata!.annotations?.[ANNOTATION.generation] ?? 0);
       if (!fresh || (fresh.metadata?.generation ?? 0) + 1 < read)
         throw new KubernetesStepError(`${nameOf(body)} changed while the step ran`, 'KubernetesDrift');
-      return this.api.replaceDeployment(namespace, {
-        ...body,
-        metadata: { ...body.metadata, resourceVersion: fresh.metadata?.resourceVersion },
-      });
+      attempt = { ...body, metadata: { ...body.metadata, resourceVersion: fresh.metadata?.resourceVersion } };
     }
   }
 
@@ -551,6 +552,9 @@ export class KubernetesTarget implements DeploymentTarget {
     return run;
   }
 }
+
+/** Status-only writes by the controller that a write may meet in a row before the step fails (and is retried). */
+const CONFLICT_RETRIES = 5;
 
 /** A rollout that failed for good fails the step without retries: the release rolls back with Kubernetes' reason. */
 async function failStep<T>(fn: () => Promise<T>): Promise<T> {
