@@ -10,6 +10,7 @@ import { HaproxyFleetTarget } from '../../src/providers/targets/haproxy-fleet';
 import type { FileSdTarget } from '../../src/providers/targets/haproxy-fleet-state';
 import { HaproxySocketError } from '../../src/providers/targets/haproxy-runtime';
 import type { DeployStep } from '../../src/providers/targets/types';
+import { eventually } from '../helpers/until';
 import {
   NEXT,
   STABLE,
@@ -224,6 +225,13 @@ describe('a restarted worker (a new target over the same state dir)', () => {
     orphan.unref();
     const pid = orphan.pid!;
     try {
+      // Until it has exec'd, the child's command line is still its parent's: no id to find it by yet.
+      await eventually(
+        () => commandLineOf(pid) ?? [],
+        (argv) => argv.includes(id),
+        'the orphan running with its id',
+        { timeoutMs: 10_000, everyMs: 20 },
+      );
       const report = await plantAndReconcile({ id, port: 59_999, pid: 0, status: 'starting' });
       expect(report.dropped).toEqual([id]);
       expect(await isAlive(pid)).toBe(false);
