@@ -161,8 +161,8 @@ export function createActivities({
 
     /**
      * The service's promoted releases, newest first, from Temporal's visibility (the worker's own namespace): what
-     * a rollback window is judged on. Answers `undefined` with the reason when visibility cannot be read, so the
-     * canary bakes rather than the release failing.
+     * a rollback window is judged on. Answers `{ unknown: reason }` when visibility cannot be read, so the canary
+     * bakes rather than the release failing.
      */
     async promotedReleases(service: string): Promise<{ releases: PromotedRelease[] } | { unknown: string }> {
       try {

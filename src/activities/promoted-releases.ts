@@ -23,5 +23,6 @@ export async function listPromoted(client: Client, service: string, limit: numbe
     });
     if (found.length >= limit) break;
   }
-  return found.sort((a, b) => Date.parse(b.promotedAt) - Date.parse(a.promotedAt));
+  // In visibility's order (newest first); the rollback window sorts what it judges itself.
+  return found;
 }

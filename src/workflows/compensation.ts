@@ -1,4 +1,4 @@
-import { log } from '@temporalio/workflow';
+import { isCancellation, log } from '@temporalio/workflow';
 import type { DeployStep } from '../providers/targets/types';
 import { deploys, failureMessage, undos } from './activities';
 import type { Controls } from './controls';
@@ -35,20 +35,47 @@ export class Compensation {
     const s = record.status;
     await controls.whileUnpaused();
     record.setState('deploying');
-    const full: DeployStep = {
-      key: `${record.releaseId}/${name}`,
-      releaseId: record.releaseId,
-      service: s.service,
-      version: s.version,
-      stableVersion: s.stableVersion,
-      ...step,
-    };
+    const full = this.named(name, step);
     this.state.deployed.push(full);
     const receipt = await deploys.deploy.executeWithOptions({ summary: `deploy ${name}: ${s.version}` }, [full]);
     // Shown as deployed only once it has been.
     s.deployedSteps.push(full.key);
     log.info(`deployed ${name}`, { ...record.logFields(), changes: receipt.changes, applied: receipt.applied });
     return full;
+  }
+
+  /**
+   * Stops what the release's `keepPrevious` steps kept warm: after a clean watch, or what a rollback did not switch
+   * back to. A target that cannot clean up costs spare capacity, not the outcome: the failure is recorded and the
+   * release goes on.
+   */
+  async retirePrevious(): Promise<void> {
+    const { record } = this;
+    try {
+      await deploys.retirePrevious.executeWithOptions(
+        { summary: `retire ${record.status.stableVersion ?? 'previous'} (kept warm)` },
+        [this.named('retire-previous', { track: 'production', percent: 100 })],
+      );
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      const detail = `the previous version kept warm could not be retired: ${failureMessage(err)}`;
+      record.audit({ actor: 'tollgate', action: 'retire-previous', accepted: false, detail });
+      log.error(detail, record.logFields());
+    }
+  }
+
+  /** The release's step `name`: its idempotency key and what it deploys over. */
+  private named(name: string, step: Omit<DeployStep, 'key' | 'releaseId' | 'service' | 'version' | 'stableVersion'>) {
+    const { record } = this;
+    const s = record.status;
+    return {
+      key: `${record.releaseId}/${name}`,
+      releaseId: record.releaseId,
+      service: s.service,
+      version: s.version,
+      stableVersion: s.stableVersion,
+      ...step,
+    } satisfies DeployStep;
   }
 
   /** The step deployed as `name`, from this run or an earlier one. */

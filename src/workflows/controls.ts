@@ -168,7 +168,11 @@ export class Controls {
         }
         break;
       case 'abort':
-        this.state.abort = { by: input.by, reason: (input as ControlInput<'abort'>).reason };
+      case 'rollback':
+        this.state[name === 'abort' ? 'abort' : 'rollback'] = {
+          by: input.by,
+          reason: (input as ControlInput<'abort'>).reason,
+        };
         this.forward?.cancel();
         s.state = 'rolling-back';
         break;
@@ -182,11 +186,6 @@ export class Controls {
         break;
       case 'promote':
         this.state.promoteRequested = true;
-        break;
-      case 'rollback':
-        this.state.rollback = { by: input.by, reason: (input as ControlInput<'rollback'>).reason };
-        this.forward?.cancel();
-        s.state = 'rolling-back';
         break;
     }
     this.record.refresh();

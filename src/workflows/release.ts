@@ -27,7 +27,7 @@ import { activeFreeze, nextAllowedTime } from '../domain/windows';
 import { describeZodError } from '../domain/zod-errors';
 import { formatDuration } from '../domain/duration';
 import { describeMatch, inRollbackWindow } from '../domain/rollback-window';
-import { deploys, failureMessage, quick, smokeChecks } from './activities';
+import { failureMessage, quick, smokeChecks } from './activities';
 import { Alerts, freshAlerts, type AlertsState } from './alerts';
 import { Bake, ReleaseFailure } from './bake';
 import { Compensation, type CompensationState } from './compensation';
@@ -211,11 +211,11 @@ class Release {
     try {
       await CancellationScope.nonCancellable(async () => {
         await this.compensation.undoAll();
-        // Undo switched back to what was kept warm; anything it did not need is stopped rather than left running.
-        if (carried.policy?.production.watch?.keepPrevious && this.compensation.anyDeployed) {
-          await this.step('retire-previous', () => this.retirePrevious());
-        }
         if (this.compensation.anyDeployed) {
+          // Undo switched back to what was kept warm; anything it did not need is stopped rather than left running.
+          if (carried.policy?.production.watch?.keepPrevious) {
+            await this.step('retire-previous', () => this.compensation.retirePrevious());
+          }
           await this.step('hooks:after-rollback', () => this.hooks.run('after-rollback', this.record.status.stage));
         }
       });
@@ -440,37 +440,7 @@ class Release {
       baselineEnd: carried.startedAt,
     });
     status.watch.passedAt ??= new Date().toISOString();
-    if (watch.keepPrevious) await this.step('retire-previous', () => this.retirePrevious());
-  }
-
-  /**
-   * Stops what the release kept warm: after a clean watch, or what a rollback did not switch back to. A target that
-   * cannot clean up costs spare capacity, not the outcome: the failure is recorded and the release goes on.
-   */
-  private async retirePrevious(): Promise<void> {
-    const { record } = this;
-    const s = record.status;
-    try {
-      await deploys.retirePrevious.executeWithOptions(
-        { summary: `retire ${s.stableVersion ?? 'previous'} (kept warm)` },
-        [
-          {
-            key: `${record.releaseId}/retire-previous`,
-            releaseId: record.releaseId,
-            service: s.service,
-            version: s.version,
-            stableVersion: s.stableVersion,
-            track: 'production',
-            percent: 100,
-          },
-        ],
-      );
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      const detail = `the previous version kept warm could not be retired: ${failureMessage(err)}`;
-      record.audit({ actor: 'tollgate', action: 'retire-previous', accepted: false, detail });
-      log.error(detail, record.logFields());
-    }
+    if (watch.keepPrevious) await this.step('retire-previous', () => this.compensation.retirePrevious());
   }
 
   /** The after-deploy hooks of the step deployed as `name` (a smoke or short load test): a failure rolls back. */
