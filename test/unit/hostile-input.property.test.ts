@@ -189,7 +189,24 @@ const servicePolicyArb = fc.oneof(
         fc.record({ duration: durationArb, peakWindows: or(fc.array(windowArb)) }, { requiredKeys: [] }),
       ),
       canary: or(fc.record({ analysis: or(analysisArb), approval: or(fc.boolean()) }, { requiredKeys: [] })),
-      production: or(fc.record({ approval: or(fc.boolean()), waves: wavesArb }, { requiredKeys: [] })),
+      production: or(
+        fc.record(
+          {
+            approval: or(fc.boolean()),
+            waves: wavesArb,
+            watch: or(
+              fc.record(
+                { duration: durationArb, analysis: or(analysisArb), keepPrevious: or(fc.boolean()) },
+                { requiredKeys: [] },
+              ),
+            ),
+            rollbackWindow: or(
+              fc.record({ releases: or(fc.integer({ min: -1, max: 60 })), within: durationArb }, { requiredKeys: [] }),
+            ),
+          },
+          { requiredKeys: [] },
+        ),
+      ),
       windows: or(fc.record({ allowed: or(fc.array(windowArb, { maxLength: 3 })) }, { requiredKeys: [] })),
     },
     { requiredKeys: [] },
@@ -213,6 +230,7 @@ const orgPolicyArb = fc.oneof(
             maxAnalysisInterval: durationArb,
             productionApproval: or(fc.boolean()),
             fourEyes: or(fc.boolean()),
+            productionWatch: durationArb,
           },
           { requiredKeys: [] },
         ),
