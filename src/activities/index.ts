@@ -14,6 +14,7 @@ import { DRY_RUN_KIND } from '../providers/targets/dry-run';
 import type { DeploymentTarget, DeployReceipt, DeployStep } from '../providers/targets/types';
 import { PROMOTED_LOOKUP_LIMIT, type PromotedRelease } from '../domain/rollback-window';
 import { analysisRound, type CheckSources } from './analysis';
+import { verifyIdentityToken } from './identity-token';
 import { listPromoted } from './promoted-releases';
 import { runHook } from './hooks';
 import type {
@@ -164,6 +165,9 @@ export function createActivities({
      * a rollback window is judged on. Answers `{ unknown: reason }` when visibility cannot be read, so the canary
      * bakes rather than the release failing.
      */
+    /** A CI pipeline's OIDC token, checked against its issuer's keys, which the result carries into the history. */
+    verifyIdentityToken,
+
     async promotedReleases(service: string): Promise<{ releases: PromotedRelease[] } | { unknown: string }> {
       try {
         return { releases: await listPromoted(Context.current().client, service, PROMOTED_LOOKUP_LIMIT) };

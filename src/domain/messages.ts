@@ -2,6 +2,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { AlertSignal } from './alerts';
 import type { ReleaseStatus } from './status';
+import { signedSchema } from './signing-policy';
 import { freeText, personName } from './text';
 
 /**
@@ -12,13 +13,15 @@ import { freeText, personName } from './text';
 const reason = freeText(2000).min(1, 'a reason is required');
 const comment = freeText(2000).optional();
 
-export const approveInputSchema = z.strictObject({ by: personName, comment });
-export const abortInputSchema = z.strictObject({ by: personName, reason });
-export const pauseInputSchema = z.strictObject({ by: personName, reason });
-export const resumeInputSchema = z.strictObject({ by: personName, comment });
-export const promoteInputSchema = z.strictObject({ by: personName, reason });
+const signed = signedSchema.optional();
+
+export const approveInputSchema = z.strictObject({ by: personName, comment, signed });
+export const abortInputSchema = z.strictObject({ by: personName, reason, signed });
+export const pauseInputSchema = z.strictObject({ by: personName, reason, signed });
+export const resumeInputSchema = z.strictObject({ by: personName, comment, signed });
+export const promoteInputSchema = z.strictObject({ by: personName, reason, signed });
 /** While production is watched after the last wave: back to the previous version, now. */
-export const rollbackInputSchema = z.strictObject({ by: personName, reason });
+export const rollbackInputSchema = z.strictObject({ by: personName, reason, signed });
 
 export type ApproveInput = z.infer<typeof approveInputSchema>;
 export type AbortInput = z.infer<typeof abortInputSchema>;

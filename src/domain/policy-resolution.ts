@@ -1,5 +1,7 @@
 import { ORG_CRITICAL_CANARY_RULE } from './alerts';
 import { formatDuration } from './duration';
+import { sameIdentity } from './identity';
+import { SIGNED_APPROVALS } from './signing-policy';
 import type { Analysis, Check, OrgPolicy, PolicyOverride, ResolvedPolicy, ServicePolicy } from './policy';
 
 export interface PolicyIssue {
@@ -225,7 +227,41 @@ export function orgViolations(org: OrgPolicy, p: ServicePolicy, prefix: string):
   if (min.productionApproval && !p.production.approval)
     add('production.approval', 'the org requires approval before production');
   if (min.fourEyes && !p.approvals.fourEyes) add('approvals.fourEyes', 'the org requires four-eyes approval');
+  signingViolations(org, p, add);
   return issues;
+}
+
+const listing = (names: readonly string[]) => names.join(', ').replace(/, ([^,]*)$/, ' and $1');
+
+/** Signatures that could never be given, or that the org requires and the service does not ask for. */
+function signingViolations(org: OrgPolicy, p: ServicePolicy, add: (path: string, message: string) => void) {
+  const { signers, machines, signing, approvers } = p.approvals;
+  for (const [i, signer] of signers.entries()) {
+    const orgs = org.signers.find((s) => sameIdentity(s.name, signer.name));
+    if (orgs)
+      add(`approvals.signers[${i}].name`, `"${signer.name}" is one of the org's signers; their keys are kept there`);
+  }
+  const required = new Set(signing.require);
+  if (org.minimums.requireSignedApprovals) {
+    const missing = SIGNED_APPROVALS.filter((a) => !required.has(a));
+    if (missing.length > 0)
+      add(
+        'approvals.signing.require',
+        `the org requires signed ${listing(SIGNED_APPROVALS)} (missing: ${listing(missing)})`,
+      );
+  }
+  const everyone = [...org.signers, ...signers];
+  const controls = signing.require.filter((a) => a !== 'start');
+  if (controls.length > 0 && everyone.length === 0)
+    add('approvals.signers', `signed ${listing(controls)} need at least one signer, here or in the org's signers`);
+  if (required.has('start') && everyone.length === 0 && machines.length === 0)
+    add('approvals.signing.require', 'a signed start needs a signer or a machine in approvals');
+  if ((required.has('approve') || required.has('promote')) && approvers) {
+    for (const [i, approver] of approvers.entries()) {
+      if (!everyone.some((s) => sameIdentity(s.name, approver)))
+        add(`approvals.approvers[${i}]`, `${approver} has no key in the signers, so could never sign an approval`);
+    }
+  }
 }
 
 export interface PolicySources {
@@ -253,8 +289,13 @@ export function resolvePolicy(
   return withOrgRules(org, { ...merged, metrics: org.metrics, sources: { ...sources, override: true } });
 }
 
-/** The org's alert rules join the service's: a rule can only strengthen what an alert does, never weaken it. */
+/**
+ * What the org adds to every release: its alert rules join the service's (a rule can only strengthen what an alert
+ * does), and its signers the service's, so the keys that verify a release are in its history with its policy.
+ */
 function withOrgRules(org: OrgPolicy, policy: ResolvedPolicy): ResolvedPolicy {
-  if (!org.minimums.criticalCanaryAlertsRollBack) return policy;
-  return { ...policy, alerts: { rules: [...policy.alerts.rules, { ...ORG_CRITICAL_CANARY_RULE }] } };
+  const signers = org.signers.length > 0 ? [...org.signers, ...policy.approvals.signers] : policy.approvals.signers;
+  const withSigners = { ...policy, approvals: { ...policy.approvals, signers } };
+  if (!org.minimums.criticalCanaryAlertsRollBack) return withSigners;
+  return { ...withSigners, alerts: { rules: [...policy.alerts.rules, { ...ORG_CRITICAL_CANARY_RULE }] } };
 }

@@ -12,6 +12,7 @@ import {
 } from './external';
 import { JSON_PATH_MAX_LENGTH, jsonPathProblem } from './json-path';
 import { metricNamesSchema, type MetricNames } from './metric-names';
+import { machineSchema, signersSchema, signingSchema } from './signing-policy';
 import { freeText, lowerCaseName, personName, uniquelyNamed } from './text';
 
 /**
@@ -306,6 +307,11 @@ export const servicePolicySchema = z.strictObject({
       fourEyes: z.boolean().default(false),
       /** When set, only these people may approve or promote. */
       approvers: z.array(personName).max(200).optional(),
+      /** People who may sign controls, with their public keys; the org's signers are added to them. */
+      signers: signersSchema.default([]),
+      /** CI pipelines that may start a release with an OIDC token. */
+      machines: uniquelyNamed(machineSchema, 'machine', 50).default([]),
+      signing: signingSchema.prefault({}),
     })
     .prefault({}),
   windows: z
@@ -344,8 +350,12 @@ export const orgPolicySchema = z.strictObject({
       criticalCanaryAlertsRollBack: z.boolean().default(false),
       /** Every service watches production for at least this long after its last wave (0: no watch required). */
       productionWatch: durationSchema.default(0),
+      /** Every service signs each decision that lets a release go further: start, approve, promote and resume. */
+      requireSignedApprovals: z.boolean().default(false),
     })
     .prefault({}),
+  /** People who may sign controls for every service, with their keys: the org's directory of approvers. */
+  signers: signersSchema.default([]),
   /** The metric and label names the check templates query, for every service. */
   metrics: metricNamesSchema.prefault({}),
 });

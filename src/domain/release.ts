@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { policyOverrideSchema } from './policy';
+import { MAX_IDENTITY_TOKEN_CHARS } from './identity-token';
+import { signedSchema } from './signing-policy';
 import { freeText, lowerCaseName, personName } from './text';
 
 /** Service names become workflow IDs (`release-<service>`), search attributes and file names. */
@@ -22,6 +24,10 @@ export const releaseRequestSchema = z
     initiator: personName,
     reason: freeText(2000).optional(),
     policy: policyOverrideSchema.optional(),
+    /** The initiator's signature over this start (workflow, run `new`, action start, target the version). */
+    signed: signedSchema.optional(),
+    /** A CI pipeline's OIDC ID token, checked against the issuers the service's policy lists as machines. */
+    identityToken: z.string().min(1).max(MAX_IDENTITY_TOKEN_CHARS).optional(),
   })
   .superRefine((request, ctx) => {
     // Refused here, with a field to blame, rather than by Temporal's payload limit (2 MiB) with a gRPC error.

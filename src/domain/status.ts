@@ -50,6 +50,8 @@ export interface AuditEntry {
   action: string;
   accepted: boolean;
   detail?: string;
+  /** The actor proved it: the fingerprint of the key that signed, or the CI identity's token issuer. */
+  proof?: string;
 }
 
 export interface WaveStatus {
@@ -109,7 +111,10 @@ export interface ReleaseStatus {
   releaseId: string;
   service: string;
   version: string;
+  /** Who started the release: once proven (a signed start or a CI token), the identity the policy lists. */
   initiator: string;
+  /** How the start was proven: the signing key's fingerprint, or the CI token's issuer and subject. */
+  startProof?: string;
   reason?: string;
   stableVersion: string | undefined;
   stage: Stage;

@@ -1,7 +1,7 @@
 import type { CancellationScope } from '@temporalio/workflow';
-import { log, setHandler, type SignalDefinition } from '@temporalio/workflow';
+import { log, setHandler, workflowInfo, type SignalDefinition } from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
-import { rejectionFor, type ControlView } from '../domain/controls';
+import { decideControl, type ControlView, type Decision, type SigningView } from '../domain/controls';
 import {
   CONTROL_SCHEMAS,
   CONTROL_SIGNALS,
@@ -25,6 +25,8 @@ export interface ControlsState {
   approvedGate?: GateName;
   /** What a paused release goes back to when it resumes. */
   unpausedState: ReleaseState;
+  /** Nonces of accepted signatures still inside the skew window (older ones are refused by their timestamp). */
+  nonces?: { nonce: string; at: string }[];
 }
 
 export const freshControls = (): ControlsState => ({ promoteRequested: false, unpausedState: 'baking' });
@@ -123,16 +125,46 @@ export class Controls {
 
   private view(): ControlView {
     const policy = this.policy();
+    const signing = this.signing();
     return {
       state: this.status.state,
+      stage: this.status.stage,
       gate: this.status.gate?.name,
       paused: this.status.pause !== undefined,
       baking: this.status.bake !== undefined,
       watching: this.status.bake?.watch === true,
-      initiator: this.record.request.initiator,
+      initiator: this.status.initiator,
       fourEyes: policy?.approvals.fourEyes ?? true,
       approvers: policy?.approvals.approvers,
+      ...(signing && { signing }),
     };
+  }
+
+  /** Only for a policy with signers or signatures required (policies resolved before signing have neither). */
+  private signing(): SigningView | undefined {
+    const approvals = this.policy()?.approvals;
+    const signers = approvals?.signers ?? [];
+    const require = approvals?.signing?.require ?? [];
+    if (!approvals?.signing || (signers.length === 0 && require.length === 0)) return undefined;
+    const info = workflowInfo();
+    return {
+      workflowId: info.workflowId,
+      runId: info.runId,
+      now: Date.now(),
+      require,
+      signers,
+      maxSkewMs: approvals.signing.maxSkew,
+      seenNonces: new Set((this.state.nonces ?? []).map((n) => n.nonce)),
+    };
+  }
+
+  /** A signature is good once: its nonce is kept for as long as its timestamp would still be accepted. */
+  private spend(nonce: string, at: string): void {
+    const maxSkew = this.policy()?.approvals.signing?.maxSkew ?? 0;
+    const oldest = Date.now() - maxSkew;
+    const kept = (this.state.nonces ?? []).filter((n) => Date.parse(n.at) >= oldest);
+    kept.push({ nonce, at });
+    this.state.nonces = kept;
   }
 
   /**
@@ -152,12 +184,20 @@ export class Controls {
     this.status.analysis.inconclusive = 0;
   }
 
-  private apply<N extends ControlName>(name: N, input: ControlInput<N>): void {
+  private apply<N extends ControlName>(name: N, decision: Decision<N> & { ok: true }): void {
     const s = this.status;
+    const { input, actor: by, proof } = decision;
     this.epoch++;
+    if (proof) this.spend(proof.nonce, proof.at);
     const detail = 'reason' in input ? input.reason : 'comment' in input ? input.comment : undefined;
-    this.record.audit({ actor: input.by, action: name, accepted: true, ...(detail !== undefined && { detail }) });
-    log.info(`${name} by ${input.by}`, { ...this.record.logFields(), actor: input.by, detail });
+    this.record.audit({
+      actor: by,
+      action: name,
+      accepted: true,
+      ...(detail !== undefined && { detail }),
+      ...(proof && { proof: proof.fingerprint }),
+    });
+    log.info(`${name} by ${by}`, { ...this.record.logFields(), actor: by, detail, proof: proof?.fingerprint });
     switch (name) {
       case 'approve':
         // Approving inconclusive analysis means "carry on baking with the evidence so far"; health is still required.
@@ -170,14 +210,14 @@ export class Controls {
       case 'abort':
       case 'rollback':
         this.state[name === 'abort' ? 'abort' : 'rollback'] = {
-          by: input.by,
+          by,
           reason: (input as ControlInput<'abort'>).reason,
         };
         this.forward?.cancel();
         s.state = 'rolling-back';
         break;
       case 'pause':
-        s.pause = { by: input.by, reason: (input as ControlInput<'pause'>).reason, since: new Date().toISOString() };
+        s.pause = { by, reason: (input as ControlInput<'pause'>).reason, since: new Date().toISOString() };
         break;
       case 'resume':
         // Before the hardening, the inconclusive gate came with a pause of its own and resume lifted both.
@@ -199,25 +239,28 @@ export class Controls {
   ): void {
     // A signal cannot answer its sender: a refusal is audited, from what can be read of the payload safely.
     setHandler(signal, (payload: unknown) => {
-      const rejection = rejectionFor(name, payload, this.view());
-      if (rejection) {
-        this.record.audit({ actor: claimedActor(payload), action: name, accepted: false, detail: rejection });
-        log.warn(`${name} signal rejected: ${rejection}`, this.record.logFields());
+      const decision = decideControl(name, payload, this.view());
+      if (!decision.ok) {
+        this.record.audit({ actor: claimedActor(payload), action: name, accepted: false, detail: decision.reason });
+        log.warn(`${name} signal rejected: ${decision.reason}`, this.record.logFields());
         this.record.refresh();
         return;
       }
-      this.apply(name, CONTROL_SCHEMAS[name].parse(payload) as ControlInput<N>);
+      this.apply(name, decision);
     });
     setHandler(
       update,
       (payload: unknown) => {
-        this.apply(name, CONTROL_SCHEMAS[name].parse(payload) as ControlInput<N>);
+        // Decided again, not trusted from the validator: the same view, so the same answer, with its identity.
+        const decision = decideControl(name, payload, this.view());
+        if (!decision.ok) throw new Error(decision.reason);
+        this.apply(name, decision);
         return { ...this.status, state: this.answerState() };
       },
       {
         validator: (payload: unknown) => {
-          const rejection = rejectionFor(name, payload, this.view());
-          if (rejection) throw new Error(rejection);
+          const decision = decideControl(name, payload, this.view());
+          if (!decision.ok) throw new Error(decision.reason);
         },
       },
     );

@@ -27,6 +27,9 @@ import { activeFreeze, nextAllowedTime } from '../domain/windows';
 import { describeZodError } from '../domain/zod-errors';
 import { formatDuration } from '../domain/duration';
 import { describeMatch, inRollbackWindow } from '../domain/rollback-window';
+import { proofProblem } from '../domain/controls';
+import { claimsProblem } from '../domain/identity-token';
+import { START_RUN } from '../domain/signing-policy';
 import { failureMessage, quick, smokeChecks } from './activities';
 import { Alerts, freshAlerts, type AlertsState } from './alerts';
 import { Bake, ReleaseFailure } from './bake';
@@ -244,6 +247,12 @@ class Release {
       throw ApplicationFailure.nonRetryable(failureMessage(err), 'InvalidPolicy');
     }
     record.status.policy = carried.policy;
+    try {
+      await this.proveStart(carried.policy);
+    } catch (err) {
+      if (isCancellation(err)) return cancelled();
+      throw err;
+    }
     if (carried.hardened) {
       try {
         record.status.target = await quick.describeTarget.executeWithOptions(
@@ -255,8 +264,66 @@ class Release {
         throw ApplicationFailure.nonRetryable(failureMessage(err), 'NoTarget');
       }
     }
-    void record.notify('release-started', `release of ${request.version} started by ${request.initiator}`);
+    void record.notify('release-started', `release of ${request.version} started by ${record.status.initiator}`);
     return undefined;
+  }
+
+  /**
+   * Who started the release, proven when the request carries a proof (and required to be when the policy asks):
+   * a person's signature over the start, or a CI pipeline's OIDC token, whose issuer's keys an activity fetches so
+   * they are in the history. A proof that fails refuses the release before anything is deployed.
+   */
+  private async proveStart(policy: ResolvedPolicy): Promise<void> {
+    const { record, carried } = this;
+    const { request } = carried;
+    const approvals = policy.approvals;
+    const required = approvals.signing?.require.includes('start') ?? false;
+    const refuse = (reason: string) => ApplicationFailure.nonRetryable(`start refused: ${reason}`, 'UnprovenStart');
+    let proven: { identity: string; proof: string } | undefined;
+    if (request.signed) {
+      const checked = proofProblem(
+        'start',
+        request.initiator,
+        request.signed,
+        { workflowId: workflowInfo().workflowId, runId: START_RUN, target: request.version },
+        {
+          workflowId: workflowInfo().workflowId,
+          runId: START_RUN,
+          now: Date.parse(carried.startedAt),
+          require: approvals.signing?.require ?? [],
+          signers: approvals.signers ?? [],
+          maxSkewMs: approvals.signing?.maxSkew ?? 0,
+          seenNonces: new Set(),
+        },
+      );
+      if (!checked || 'reason' in checked) throw refuse(checked?.reason ?? 'unsigned');
+      carried.controls.nonces = [{ nonce: checked.proof.nonce, at: checked.proof.at }];
+      proven = { identity: checked.identity, proof: checked.proof.fingerprint };
+    } else if (request.identityToken) {
+      const machines = approvals.machines ?? [];
+      if (machines.length === 0) throw refuse('an identity token was sent, but this service lists no machines');
+      const result = await quick.verifyIdentityToken.executeWithOptions(
+        { summary: `verify the CI identity token for ${request.service}` },
+        [{ token: request.identityToken, machines, at: carried.startedAt }],
+      );
+      const { verdict } = result;
+      if (!verdict.ok) throw refuse(verdict.reason);
+      // The claims the policy restricts are judged here too, where the policy that allowed them is in force.
+      const machine = machines.find((m) => m.name === verdict.machine);
+      const problem = machine ? claimsProblem(machine, verdict.claims) : `no machine named ${verdict.machine}`;
+      if (problem) throw refuse(problem);
+      proven = { identity: verdict.machine, proof: `${result.issuer} ${printable(verdict.subject, 200)}` };
+    } else if (required) {
+      throw refuse(
+        'this service requires a proven start: sign it (tollgate start --sign-key …) or send a CI identity token',
+      );
+    }
+    if (!proven) return;
+    record.status.initiator = proven.identity;
+    record.status.startProof = proven.proof;
+    const start = record.status.audit.find((e) => e.action === 'start');
+    if (start) Object.assign(start, { actor: proven.identity, proof: proven.proof });
+    record.refresh();
   }
 
   /** staging → canary (a traffic cycle) → production, wave by wave; a continued run skips the steps done. */

@@ -2,6 +2,7 @@ import { rejectionFor, type ControlView } from '../../src/domain/controls';
 
 const view = (over: Partial<ControlView> = {}): ControlView => ({
   state: 'baking',
+  stage: 'canary',
   gate: undefined,
   paused: false,
   baking: true,

@@ -249,6 +249,7 @@ const controlPayloadArb = fc.oneof(
 
 const viewArb: fc.Arbitrary<ControlView> = fc.record({
   state: fc.constantFrom(...RELEASE_STATES),
+  stage: fc.constantFrom('staging', 'canary', 'production', 'done' as const),
   gate: fc.constantFrom(undefined, 'canary', 'production', 'inconclusive' as const),
   paused: fc.boolean(),
   baking: fc.boolean(),
@@ -799,6 +800,7 @@ describe('hostile input: names and four-eyes', () => {
         const by = letters.join('');
         const view: ControlView = {
           state: 'awaiting-approval',
+          stage: 'production',
           gate: 'production',
           paused: false,
           baking: false,

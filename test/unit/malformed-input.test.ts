@@ -495,7 +495,7 @@ describe('valid input parses, with defaults applied', () => {
         analysis: { interval: 60_000, checks: [], failureLimit: 3, inconclusiveLimit: 3 },
       },
       production: { approval: true, waves: [{ percent: 100, bake: 0 }] },
-      approvals: { fourEyes: false },
+      approvals: { fourEyes: false, signers: [], machines: [], signing: { require: [], maxSkew: 300_000 } },
       windows: { allowed: [], freezes: [] },
       hooks: [],
       alerts: { rules: [] },
@@ -514,7 +514,9 @@ describe('valid input parses, with defaults applied', () => {
         fourEyes: false,
         criticalCanaryAlertsRollBack: false,
         productionWatch: 0,
+        requireSignedApprovals: false,
       },
+      signers: [],
       metrics: {
         requests: 'tollgate_demo_http_requests_total',
         requestDuration: 'tollgate_demo_http_request_duration_seconds',

@@ -114,7 +114,7 @@ describe('resolvePolicy: tighten-only overrides', () => {
       windows: { allowed: [{ start: '09:00', end: '17:00' }] },
     });
     const resolved = resolve({ approvals: { fourEyes: true } }, s);
-    expect(resolved.approvals).toEqual({ fourEyes: true, approvers: ['bob'] });
+    expect(resolved.approvals).toMatchObject({ fourEyes: true, approvers: ['bob'], signers: [], machines: [] });
     expect(resolved.windows.allowed).toHaveLength(1);
   });
 

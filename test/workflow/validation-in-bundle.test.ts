@@ -59,6 +59,7 @@ describe('validation inside the shipped bundle (shared, frozen zod)', () => {
       expect(status.gate?.name).toBe('canary');
       const view = {
         state: status.state,
+        stage: status.stage,
         gate: status.gate?.name,
         paused: false,
         baking: false,
