@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -13,6 +13,9 @@ import { AlertRuleOptionsError, renderAlertRules } from '../domain/alert-rules';
 import { printable, printableDeep, printableJson, printableLines } from '../domain/text';
 import { TollgateError } from './errors';
 import { renderList, renderStatus } from './render';
+import { exportRelease } from './history-export';
+import { renderVerifyReport, verifyHistory } from './history-verify';
+import { signerFromKeyFile } from './signer';
 import { TollgateClient } from './tollgate-client';
 
 /**
@@ -26,6 +29,8 @@ const HELP = `tollgate — start, watch and steer releases (staging → canary f
 usage:
   tollgate start <service> <version> [--reason TEXT] [--policy FILE] [--initiator NAME] [--supersede]
                                         --supersede: abort the release in flight (its rollback included), then start
+                                        [--identity-token FILE]: a CI pipeline's OIDC token (or env
+                                        TOLLGATE_IDENTITY_TOKEN holding the token)
   tollgate status <service>
   tollgate watch <service>              live view; exits when the release ends: 0 promoted, 10 rolled back
                                         (also after promotion), 11 aborted, 12 failed or terminated
@@ -37,7 +42,11 @@ usage:
   tollgate rollback <service> --by NAME --reason TEXT  while production is watched after the last wave: back to
                                                        the previous version (kept warm: a traffic switch)
   tollgate list [--service NAME] [--state STATE]        releases in flight
-  tollgate history <service>                            past releases and their outcomes
+  tollgate history <service> [--export FILE]            past releases and their outcomes; --export writes the latest
+                                                        release's full history (every run) for --verify
+  tollgate history --verify FILE                        offline: re-checks every signature in an exported history
+                                                        and says which decisions are proven (exit 0 when all are)
+  tollgate signer --by NAME --sign-key FILE             prints the policy entry (approvals.signers) for your key
   tollgate receiver                                     run the Alertmanager webhook receiver (env TOLLGATE_RECEIVER_*)
   tollgate alert-rules [--rate-window 2m]               print Tollgate's Prometheus alert rules, in the org's metric
                                                         names (env TOLLGATE_POLICY_DIR, default policies)
@@ -47,12 +56,14 @@ options:
   --address HOST:PORT    Temporal frontend (env TEMPORAL_ADDRESS, default 127.0.0.1:7233)
   --namespace NAME       (env TEMPORAL_NAMESPACE, default "default")
   --task-queue NAME      (env TOLLGATE_TASK_QUEUE, default tollgate-releases)
+  --sign-key FILE        sign starts and controls (env TOLLGATE_SIGNING_KEY): an SSH private key, or its .pub
+                         with the key in ssh-agent (ssh-keygen -Y sign), or a PKCS#8 Ed25519 PEM key file
   TLS and API keys come from the same environment variables as the worker (TEMPORAL_TLS_*, TEMPORAL_API_KEY).
 
 examples:
   tollgate start checkout 1.4.2 --reason "fix rounding in tax totals"
   tollgate watch checkout
-  tollgate approve checkout --by bob --reason "canary looks clean"
+  tollgate approve checkout --by bob --reason "canary looks clean" --sign-key ~/.ssh/id_ed25519
   tollgate abort checkout --by alice --reason "support tickets about totals"
   tollgate rollback checkout --by alice --reason "checkout totals wrong at full traffic"
   tollgate list --state awaiting-approval --json`;
@@ -73,6 +84,10 @@ const options = {
   interval: { type: 'string' },
   'rate-window': { type: 'string' },
   supersede: { type: 'boolean' },
+  'sign-key': { type: 'string' },
+  'identity-token': { type: 'string' },
+  export: { type: 'string' },
+  verify: { type: 'string' },
 } as const;
 
 class UsageError extends Error {}
@@ -84,13 +99,24 @@ function need(value: string | undefined, what: string): string {
   return value;
 }
 
-function readPolicy(path: string): unknown {
-  let text: string;
+function readFileFor(what: string, path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UsageError(`cannot read policy file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new UsageError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
+}
+
+/** A CI pipeline's token, from a file or the environment; trimmed, as files end with a newline. */
+function identityToken(values: Values): string | undefined {
+  const token = values['identity-token']
+    ? readFileFor('identity token', values['identity-token'])
+    : process.env.TOLLGATE_IDENTITY_TOKEN;
+  return token?.trim() || undefined;
+}
+
+function readPolicy(path: string): unknown {
+  const text = readFileFor('policy file', path);
   try {
     return parseYaml(text) as unknown;
   } catch (err) {
@@ -179,7 +205,8 @@ function commandFor(values: Values, positionals: string[]): Command {
         ...(values.reason !== undefined && { reason: values.reason }),
         ...(values.policy !== undefined && { policy: readPolicy(values.policy) as never }),
       };
-      return (client) => start(client, request, values);
+      const token = identityToken(values);
+      return (client) => start(client, token ? { ...request, identityToken: token } : request, values);
     }
     case 'status': {
       const name = need(service, '<service>');
@@ -226,6 +253,15 @@ function commandFor(values: Values, positionals: string[]): Command {
       };
     case 'history': {
       const name = need(service, '<service>');
+      if (values.export) {
+        const file = values.export;
+        return async (client) => {
+          const exported = await exportRelease(client.client, client.handle(name).workflowId);
+          writeFileSync(file, `${JSON.stringify(exported)}\n`);
+          say(`wrote ${exported.runs.length} run(s) of ${exported.workflowId} to ${file}`);
+          return EXIT.ok;
+        };
+      }
       return (client) => history(client, name, values);
     }
   }
@@ -283,6 +319,19 @@ async function history(client: TollgateClient, service: string, values: Values):
   return EXIT.ok;
 }
 
+async function verifyFile(path: string, values: Values): Promise<number> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileFor('exported history', path)) as unknown;
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`${path} is not JSON: ${(err as Error).message}`);
+  }
+  const report = await verifyHistory(doc);
+  print(values, renderVerifyReport(report), report);
+  return report.ok ? EXIT.ok : EXIT.error;
+}
+
 /** The rule file a team loads into its Prometheus: the org's metric names, so the alerts carry its labels. */
 async function alertRulesFile(policyDir: string, rateWindow: string | undefined): Promise<string> {
   const names = await new PolicyStore(policyDir).metricNames();
@@ -317,9 +366,30 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(await alertRulesFile(process.env.TOLLGATE_POLICY_DIR || 'policies', values['rate-window']));
     return EXIT.ok;
   }
+  // Offline: an exported history is all it needs, so it runs where the cluster cannot be reached.
+  if (positionals[0] === 'history' && values.verify) {
+    if (positionals.length > 1)
+      throw new UsageError('tollgate history --verify FILE takes no service; see tollgate --help');
+    return verifyFile(values.verify, values);
+  }
+  if (positionals[0] === 'signer') {
+    const by = need(values.by, '--by <name>');
+    const key = await signerFromKeyFile(
+      need(values['sign-key'] ?? process.env.TOLLGATE_SIGNING_KEY, '--sign-key FILE'),
+    ).publicKey();
+    print(
+      values,
+      `# add to approvals.signers (service policy) or signers (org policy):\n- name: ${JSON.stringify(by)}\n  keys: [${JSON.stringify(key)}]`,
+      { name: by, keys: [key] },
+    );
+    return EXIT.ok;
+  }
   const command = commandFor(values, positionals);
+  const signKey = values['sign-key'] ?? process.env.TOLLGATE_SIGNING_KEY;
+  const signer = signKey ? signerFromKeyFile(signKey) : undefined;
   const env = parseEnv(connectionEnvSchema, overrides);
   const client = await TollgateClient.connect(connectionSettings(env), env.TOLLGATE_TASK_QUEUE);
+  client.signer = signer;
   try {
     return await command(client);
   } finally {

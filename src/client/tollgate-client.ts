@@ -29,7 +29,10 @@ import {
 } from '../domain/status';
 import type { ConnectionSettings } from '../config/connection';
 import type { releaseWorkflow } from '../workflows';
+import { controlTarget } from '../domain/controls';
+import { START_RUN } from '../domain/signing-policy';
 import { TollgateError } from './errors';
+import { signDecision, type StatementSigner } from './signer';
 
 /**
  * Retries what fails only while a release hands over to a new run (continue-as-new): the server refuses updates
@@ -91,6 +94,9 @@ export function projectBake(status: ReleaseStatus, now: number): ReleaseStatus {
 
 /** The typed way to start and steer releases; the `tollgate` CLI is a thin shell over it. */
 export class TollgateClient {
+  /** Signs every start and control this client sends, as its person (see src/client/signer.ts). */
+  signer: StatementSigner | undefined;
+
   constructor(
     readonly client: Client,
     readonly taskQueue = 'tollgate-releases',
@@ -122,11 +128,20 @@ export class TollgateClient {
       throw new TollgateError(`invalid release request: ${describeZodError(parsed.error)}`, 'invalid-input');
     const request = parsed.data;
     const workflowId = releaseWorkflowId(request.service);
+    const signed = this.signer
+      ? await signDecision(this.signer, {
+          workflowId,
+          runId: START_RUN,
+          action: 'start',
+          target: request.version,
+          by: request.initiator,
+        })
+      : undefined;
     try {
       return await this.client.workflow.start('releaseWorkflow', {
         taskQueue: this.taskQueue,
         workflowId,
-        args: [input],
+        args: [signed ? { ...input, signed } : input],
         // One release per service: Temporal's own workflow-ID rule, not a home-made lock.
         workflowIdConflictPolicy: 'FAIL',
         typedSearchAttributes: [
@@ -292,9 +307,10 @@ export class TollgateClient {
     const parsed = CONTROL_SCHEMAS[name].safeParse(input);
     if (!parsed.success) throw new TollgateError(`invalid ${name}: ${describeZodError(parsed.error)}`, 'invalid-input');
     try {
+      const payload = this.signer ? await this.signControl(name, service, parsed.data as ControlInput<N>) : parsed.data;
       await handingOver(() =>
         this.handle(service).executeUpdate(CONTROL_UPDATES[name] as (typeof CONTROL_UPDATES)['approve'], {
-          args: [parsed.data as ControlInput<'approve'>],
+          args: [payload as ControlInput<'approve'>],
         }),
       );
     } catch (err) {
@@ -311,6 +327,26 @@ export class TollgateClient {
     // The update answers from inside the workflow task that applied it, before the release moved on in that same
     // task (an approved gate is already deploying): the status read after it shows where the release is now.
     return this.status(service);
+  }
+
+  /**
+   * Signs what this control decides as the release stands now: its run, and the gate or stage it applies to. If the
+   * release moves on before the control arrives, the workflow refuses it as signed for another gate: sign again.
+   */
+  private async signControl<N extends ControlName>(
+    name: N,
+    service: string,
+    input: ControlInput<N>,
+  ): Promise<ControlInput<N>> {
+    const handle = this.handle(service);
+    const [status, description] = await Promise.all([handle.query(statusQuery), handle.describe()]);
+    const target = controlTarget(name, {
+      gate: status.gate?.name,
+      stage: status.stage,
+      watching: status.bake?.watch === true,
+    });
+    const decision = { workflowId: handle.workflowId, runId: description.runId, action: name, target, by: input.by };
+    return { ...input, signed: await signDecision(this.signer!, decision) };
   }
 
   approve = (service: string, input: ControlInput<'approve'>) => this.control('approve', service, input);

@@ -7,6 +7,11 @@ import { markdownText as md, progressBar } from '../domain/text';
 const bar = (fraction: number) => progressBar(fraction, 20);
 /** The latest hook runs shown; `status` has them all. */
 const SHOWN_HOOK_RUNS = 10;
+/** What people decided, with who and how it was proven: the latest shown, `status` and the history have all. */
+const PEOPLES_DECISIONS = new Set(['approve', 'promote', 'resume', 'pause', 'abort', 'rollback']);
+const SHOWN_DECISIONS = 10;
+/** A key's fingerprint as code, so it reads (and copies) as ssh-keygen prints it; any other proof is escaped text. */
+const proofText = (proof: string) => (/^SHA256:[A-Za-z0-9+/]+$/.test(proof) ? `\`${proof}\`` : md(proof));
 const hookLine = (h: HookRun) =>
   `**${md(h.hook)}** (${h.at}${h.step ? ` ${md(h.step.split('/').pop() ?? '')}` : ''}): ${h.outcome} — ${md(h.reason)}`;
 
@@ -20,6 +25,9 @@ export function renderDetails(status: ReleaseStatus): void {
       (status.outcome ? `, outcome **${status.outcome}**` : ''),
     `stable version: ${status.stableVersion !== undefined ? md(status.stableVersion) : 'none yet'}`,
   ];
+  lines.push(
+    `started by ${md(status.initiator)}${status.startProof ? ` — proven: ${proofText(status.startProof)}` : ' (not proven)'}`,
+  );
   if (status.target?.dryRun) lines.push(`**dry run**: target ${md(status.target.kind)} deploys nothing`);
   if (status.gate) lines.push(`⏸ awaiting approval (${status.gate.name}): ${md(status.gate.message)}`);
   if (status.pause) lines.push(`⏸ paused by ${md(status.pause.by)}: ${md(status.pause.reason)}`);
@@ -71,6 +79,14 @@ export function renderDetails(status: ReleaseStatus): void {
       lines.push(
         `- **${md(c.check)}**${c.critical ? ' (critical)' : ''}: ${c.verdict}${numbers ? ` (${numbers})` : ''} — ${md(c.reason)}`,
       );
+    }
+  }
+  const decisions = status.audit.filter((e) => e.accepted && PEOPLES_DECISIONS.has(e.action));
+  if (decisions.length > 0) {
+    lines.push('', 'decisions:', '');
+    for (const e of decisions.slice(-SHOWN_DECISIONS)) {
+      const proof = e.proof ? `signed, key ${proofText(e.proof)}` : 'not signed';
+      lines.push(`- ${e.at} **${e.action}** by **${md(e.actor)}** (${proof})`);
     }
   }
   if (status.waves.length > 1)

@@ -6,6 +6,7 @@ import type { AnalysisSegment, AnalyzeInput } from '../../src/activities/types';
 import { decide, type CheckResult } from '../../src/domain/analysis';
 import { statusQuery } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
+import type { ReleaseRequestInput } from '../../src/domain/release';
 import type { PromotedRelease } from '../../src/domain/rollback-window';
 import { PolicyStore } from '../../src/config/policies';
 import type { Logger } from '../../src/logger';
@@ -159,6 +160,8 @@ export interface ReleaseOptions<Target extends DeploymentTarget = DryRunTarget> 
   /** The org's policy; by default it lets the service's policy decide on production approval. */
   org?: Record<string, unknown>;
   reason?: string;
+  /** Laid over the request alice starts with: another initiator, a signature, an identity token. */
+  request?: Partial<ReleaseRequestInput>;
 }
 
 /**
@@ -180,6 +183,7 @@ export async function withRelease<T, Target extends DeploymentTarget = DryRunTar
       version: opts.version ?? '2.0.0',
       initiator: 'alice',
       ...(opts.reason !== undefined && { reason: opts.reason }),
+      ...opts.request,
     });
     try {
       return { value: await drive(handle), handle, ...harness };
