@@ -302,10 +302,15 @@ class Release {
     } else if (request.identityToken) {
       const machines = approvals.machines ?? [];
       if (machines.length === 0) throw refuse('an identity token was sent, but this service lists no machines');
-      const result = await quick.verifyIdentityToken.executeWithOptions(
-        { summary: `verify the CI identity token for ${request.service}` },
-        [{ token: request.identityToken, machines, at: carried.startedAt }],
-      );
+      const result = await quick.verifyIdentityToken
+        .executeWithOptions({ summary: `verify the CI identity token for ${request.service}` }, [
+          { token: request.identityToken, machines, at: carried.startedAt },
+        ])
+        .catch((err: unknown) => {
+          // Retried for minutes already (the issuer down): the start cannot be proven, so nothing is deployed.
+          if (isCancellation(err)) throw err;
+          throw refuse(`the token's issuer could not be reached: ${failureMessage(err)}`);
+        });
       const { verdict } = result;
       if (!verdict.ok) throw refuse(verdict.reason);
       // The claims the policy restricts are judged here too, where the policy that allowed them is in force.

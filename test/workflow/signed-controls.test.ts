@@ -1,10 +1,13 @@
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { signDecision, signerFromKeyFile, type Decision, type StatementSigner } from '../../src/client/signer';
 import { CONTROL_SIGNALS, CONTROL_UPDATES, statusQuery, type ControlName } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
@@ -278,3 +281,111 @@ function fingerprintOf(line: string): string {
   if (!parsed.ok) throw new Error(parsed.reason);
   return parsed.value.fingerprint;
 }
+
+describe('a CI pipeline starts a release with its OIDC token (time-skipping, real loopback issuer)', () => {
+  const server = timeSkippingForTests();
+  let issuer: { url: string; requests: string[]; close: () => Promise<void> };
+  let key: CryptoKey;
+  beforeAll(async () => {
+    const pair = await generateKeyPair('RS256');
+    key = pair.privateKey;
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'ci-1', alg: 'RS256', use: 'sig' };
+    const requests: string[] = [];
+    const http = createServer((req, res) => {
+      requests.push(req.url ?? '');
+      const body =
+        req.url === '/.well-known/openid-configuration'
+          ? { issuer: url, jwks_uri: `${url}/.well-known/jwks` }
+          : req.url === '/.well-known/jwks'
+            ? { keys: [jwk] }
+            : undefined;
+      res.writeHead(body ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(body ?? {}));
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    issuer = {
+      url,
+      requests,
+      close: () => new Promise<void>((resolve) => http.close(() => resolve())),
+    };
+  });
+  afterAll(() => issuer.close());
+
+  const ciPolicy = () =>
+    policy({
+      approvals: {
+        fourEyes: true,
+        signers,
+        machines: [
+          {
+            name: 'checkout-ci',
+            issuer: issuer.url,
+            audience: 'tollgate',
+            claims: { repository: 'acme/checkout', ref: 'refs/heads/main', environment: 'production' },
+          },
+        ],
+        signing: { require: ['start', 'approve', 'promote', 'resume'] },
+      },
+    });
+
+  /** A GitHub-Actions-like ID token, valid at the test server's clock (which time-skipping moves ahead). */
+  const token = async (claims: Record<string, string> = {}, audience = 'tollgate') => {
+    const now = Math.floor((await server.env.currentTimeMs()) / 1000);
+    return new SignJWT({ repository: 'acme/checkout', ref: 'refs/heads/main', environment: 'production', ...claims })
+      .setProtectedHeader({ alg: 'RS256', kid: 'ci-1' })
+      .setIssuer(issuer.url)
+      .setAudience(audience)
+      .setSubject('repo:acme/checkout:environment:production')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 300)
+      .sign(key);
+  };
+
+  it('a token from the listed pipeline proves the start, with the keys that verified it in the history', async () => {
+    const { value: status, handle } = await withRelease(
+      server.env,
+      { policy: ciPolicy(), request: { initiator: 'ci', identityToken: await token() } },
+      (h) => waitForStatus(h, (s) => s.gate?.name === 'canary', { env: server.env, step: '1m' }),
+    );
+    expect(status.initiator).toBe('checkout-ci');
+    expect(status.startProof).toBe(`${issuer.url} repo:acme/checkout:environment:production`);
+    expect(status.audit[0]).toMatchObject({ actor: 'checkout-ci', action: 'start', proof: status.startProof });
+    expect(issuer.requests).toEqual(['/.well-known/openid-configuration', '/.well-known/jwks']);
+    // The activity's result, with the issuer's keys, is what an offline check re-verifies the token with.
+    const { events } = await handle.fetchHistory();
+    const completed = (events ?? []).filter((e) => e.activityTaskCompletedEventAttributes);
+    const results = completed.map((e) =>
+      Buffer.from(e.activityTaskCompletedEventAttributes!.result!.payloads![0]!.data!).toString('utf8'),
+    );
+    expect(results.some((r) => r.includes('"kid":"ci-1"') && r.includes('"machine":"checkout-ci"'))).toBe(true);
+  });
+
+  it('a token for another branch, audience or issuer refuses the start and deploys nothing', async () => {
+    const refused = async (identityToken: string) => {
+      const err = await runRelease(server.env, {
+        policy: ciPolicy(),
+        request: { initiator: 'ci', identityToken },
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      return ((err as WorkflowFailedError).cause as Error).message;
+    };
+    expect(await refused(await token({ ref: 'refs/heads/feature' }))).toMatch(
+      /start refused: .*claim ref is "refs\/heads\/feature", not "refs\/heads\/main"/,
+    );
+    const other = await new SignJWT({ repository: 'acme/checkout' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'ci-1' })
+      .setIssuer('https://token.actions.githubusercontent.com')
+      .setAudience('tollgate')
+      .setSubject('x')
+      .setExpirationTime('5m')
+      .sign(key);
+    const before = issuer.requests.length;
+    expect(await refused(other)).toMatch(/start refused: .*token\.actions\.githubusercontent\.com/);
+    expect(issuer.requests).toHaveLength(before); // nothing fetched for an issuer the policy does not list
+    expect(await refused(await token({}, 'someone-else'))).toMatch(/start refused: .*audience/);
+    expect(await refused('not.a.token')).toMatch(/start refused/);
+  });
+});
