@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { decideControl, type ControlView } from '../../src/domain/controls';
 import {
   controlStatement,
   parseOpenSshKey,
@@ -114,5 +115,70 @@ describe('signatures on hostile input: nothing throws, nothing is accepted', () 
       RUNS,
     );
     tally('a valid SSHSIG signature with one byte flipped', RUNS.numRuns);
+  });
+});
+
+describe('decideControl with signatures required: only the exact signed decision is accepted', () => {
+  const view: ControlView = {
+    state: 'awaiting-approval',
+    stage: 'production',
+    gate: 'production',
+    paused: false,
+    baking: false,
+    watching: false,
+    initiator: 'alice',
+    fourEyes: true,
+    approvers: undefined,
+    signing: {
+      workflowId: control.workflowId,
+      runId: control.runId,
+      now: NOW,
+      require: ['start', 'approve', 'promote', 'resume'],
+      signers: rules.signers,
+      maxSkewMs: rules.maxSkewMs,
+      seenNonces: new Set(),
+    },
+  };
+  const signed = {
+    workflowId: control.workflowId,
+    runId: control.runId,
+    target: control.target,
+    at: control.at,
+    nonce: control.nonce,
+    signature,
+  };
+
+  it('any payload, and the valid one with any field changed, is refused without throwing', () => {
+    expect(decideControl('approve', { by: 'bob', signed }, view)).toMatchObject({ ok: true, actor: 'bob' });
+    const field = fc.constantFrom(...(Object.keys(signed) as (keyof typeof signed)[]), 'by' as const);
+    const mutated = fc
+      .tuple(field, fc.oneof(hostileString, fc.constantFrom('BOB', 'bоb', 'alice', 'canary')))
+      .filter(([f, v]) => (f === 'by' ? v !== 'bob' : v !== signed[f]));
+    let bypasses = 0;
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.anything(),
+          fc.record({ by: fc.oneof(fc.constant('bob'), hostileString), signed: fc.anything() }),
+          mutated.map(([f, v]) => (f === 'by' ? { by: v, signed } : { by: 'bob', signed: { ...signed, [f]: v } })),
+        ),
+        fc.constantFrom('approve', 'promote', 'resume', 'abort', 'pause', 'rollback' as const),
+        (payload, name) => {
+          const decision = decideControl(name, payload, view);
+          if (decision.ok && (name === 'approve' || name === 'promote' || name === 'resume')) bypasses++;
+          if (name === 'approve' || name === 'promote' || name === 'resume') expect(decision.ok).toBe(false);
+        },
+      ),
+      RUNS,
+    );
+    tally('signed controls with any field of a valid signature changed (go-further decisions)', RUNS.numRuns, bypasses);
+  });
+
+  it('the valid signature once spent is refused as a replay', () => {
+    const spent = { ...view, signing: { ...view.signing!, seenNonces: new Set([control.nonce]) } };
+    expect(decideControl('approve', { by: 'bob', signed }, spent)).toEqual({
+      ok: false,
+      reason: `approve refused: nonce ${control.nonce} was already used: a signature is good once`,
+    });
   });
 });
