@@ -22,10 +22,12 @@ const SIGN_TIMEOUT_MS = 60_000; // a hardware key may wait for a touch
 
 function run(command: string, args: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = execFile(command, args, { timeout: SIGN_TIMEOUT_MS, maxBuffer: 64 * 1024 }, (err, stdout, stderr) => {
+    // The environment is passed explicitly: ssh-agent is found through SSH_AUTH_SOCK in it.
+    const options = { timeout: SIGN_TIMEOUT_MS, maxBuffer: 64 * 1024, env: process.env };
+    const child = execFile(command, args, options, (err, stdout, stderr) => {
       if (err) {
-        const why = stderr.trim().split('\n').at(-1) ?? (err as Error).message;
-        reject(new TollgateError(`${command} ${args[0] ?? ''} failed: ${why}`, 'invalid-input'));
+        const why = stderr.trim().split('\n').at(-1) || (err as Error).message;
+        reject(new TollgateError(`${command} ${args.join(' ')} failed: ${why}`, 'invalid-input'));
       } else resolve(stdout);
     });
     child.stdin?.end(input ?? '');
