@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -319,7 +319,13 @@ async function history(client: TollgateClient, service: string, values: Values):
   return EXIT.ok;
 }
 
+/** Far above a long release's history (a month-long one is a few MiB), far below what would exhaust memory. */
+const MAX_EXPORT_BYTES = 128 * 1024 * 1024;
+
 async function verifyFile(path: string, values: Values): Promise<number> {
+  const size = statSync(path, { throwIfNoEntry: false })?.size;
+  if (size !== undefined && size > MAX_EXPORT_BYTES)
+    throw new UsageError(`${path} is ${size} bytes: an exported history is at most ${MAX_EXPORT_BYTES}`);
   let doc: unknown;
   try {
     doc = JSON.parse(readFileFor('exported history', path)) as unknown;
@@ -329,7 +335,7 @@ async function verifyFile(path: string, values: Values): Promise<number> {
   }
   const report = await verifyHistory(doc);
   print(values, renderVerifyReport(report), report);
-  return report.ok ? EXIT.ok : EXIT.error;
+  return report.summary.ok ? EXIT.ok : EXIT.error;
 }
 
 /** The rule file a team loads into its Prometheus: the org's metric names, so the alerts carry its labels. */

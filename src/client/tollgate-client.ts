@@ -92,6 +92,14 @@ export function projectBake(status: ReleaseStatus, now: number): ReleaseStatus {
   return { ...status, bake: { ...bake, elapsedMs, remainingMs, requestsSeen, waitingFor } };
 }
 
+/** The innermost reason a connection failed (the server's "16 UNAUTHENTICATED: …"), never quoting the API key. */
+function whyNot(err: unknown, apiKey: string | undefined): string {
+  const messages: string[] = [];
+  for (let e: unknown = err; e instanceof Error && messages.length < 5; e = e.cause) messages.push(e.message);
+  const text = [...new Set(messages)].join(': ') || String(err);
+  return apiKey ? text.split(apiKey).join('[redacted]') : text;
+}
+
 /** The typed way to start and steer releases; the `tollgate` CLI is a thin shell over it. */
 export class TollgateClient {
   /** Signs every start and control this client sends, as its person (see src/client/signer.ts). */
@@ -103,16 +111,21 @@ export class TollgateClient {
   ) {}
 
   static async connect(settings: ConnectionSettings, taskQueue?: string): Promise<TollgateClient> {
-    let connection: Connection;
+    // Lazy, so a connection that fails can be closed: its channel would otherwise stay open in a caller that retries.
+    const connection = Connection.lazy({
+      address: settings.address,
+      ...(settings.tls !== undefined && { tls: settings.tls }),
+      ...(settings.apiKey && { apiKey: settings.apiKey }),
+      connectTimeout: '5s',
+    });
     try {
-      connection = await Connection.connect({
-        address: settings.address,
-        ...(settings.tls !== undefined && { tls: settings.tls }),
-        ...(settings.apiKey && { apiKey: settings.apiKey }),
-        connectTimeout: '5s',
-      });
+      await connection.ensureConnected();
     } catch (err) {
-      throw new TollgateError(`cannot reach Temporal at ${settings.address}: ${(err as Error).message}`, 'unreachable');
+      await connection.close().catch(() => undefined);
+      throw new TollgateError(
+        `cannot reach Temporal at ${settings.address}: ${whyNot(err, settings.apiKey)}`,
+        'unreachable',
+      );
     }
     return new TollgateClient(new Client({ connection, namespace: settings.namespace }), taskQueue);
   }

@@ -41,7 +41,14 @@ export const connectionEnvSchema = z
     TEMPORAL_TLS_CA_PATH: optional(nonEmpty),
     TEMPORAL_TLS_SERVER_NAME: optional(nonEmpty),
     TEMPORAL_TLS: optional(z.enum(['true', 'false'])),
-    TEMPORAL_API_KEY: optional(nonEmpty),
+    /** Sent as an HTTP header: a key pasted with a line break or a stray character would be echoed by gRPC's refusal. */
+    TEMPORAL_API_KEY: z.preprocess(
+      (v) => (typeof v === 'string' ? v.trim() || undefined : v),
+      z
+        .string()
+        .regex(/^[\x21-\x7e]+$/, 'must be one line of printable ASCII (no spaces, tabs, line breaks or accents)')
+        .optional(),
+    ),
   })
   .superRefine((env, ctx) => {
     if (Boolean(env.TEMPORAL_TLS_CERT_PATH) !== Boolean(env.TEMPORAL_TLS_KEY_PATH)) {
