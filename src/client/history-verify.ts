@@ -5,7 +5,7 @@ import type { MachineIdentity } from '../domain/identity-token';
 import { CONTROL_SCHEMAS, type ControlName } from '../domain/messages';
 import { releaseRequestSchema, releaseWorkflowId } from '../domain/release';
 import { parseOpenSshKey, type Signer } from '../domain/signatures';
-import { START_RUN, type Signable, type Signed } from '../domain/signing-policy';
+import { POLICY_FIRST_PATCH, START_RUN, type Signable, type Signed } from '../domain/signing-policy';
 import { printable, printableLines } from '../domain/text';
 import { describeZodError } from '../domain/zod-errors';
 import { EXPORT_FORMAT } from './history-export';
@@ -256,6 +256,8 @@ interface Run {
   results: Map<string, { index: number; value: Decoded }>;
   /** Indices of workflow tasks that started and completed (a failed one handled nothing). */
   tasks: number[];
+  /** Patches the run recorded (`patched(...)` markers): what the workflow's rules were for this release. */
+  patches: Set<string>;
 }
 
 function readRun(runId: string | undefined, rawEvents: unknown[]): Run | string {
@@ -273,7 +275,13 @@ function readRun(runId: string | undefined, rawEvents: unknown[]): Run | string 
   let failureType: string | undefined;
   let continuedAs: string | undefined;
   let task: number | undefined;
+  const patches = new Set<string>();
   for (const e of events) {
+    if (e.kind === 'markerRecorded' && field(e.attrs, 'markerName') === 'core_patch') {
+      const data = firstPayload(field(field(e.attrs, 'details'), 'patch-data'));
+      const id = data.ok ? asStr(field(data.value, 'id'), 200) : undefined;
+      if (id) patches.add(id);
+    }
     if (e.kind === 'workflowTaskStarted') task = e.index;
     else if (e.kind === 'workflowTaskCompleted' && task !== undefined) tasks.push(task);
     if (e.kind.startsWith('workflowTask') && e.kind !== 'workflowTaskStarted') task = undefined;
@@ -298,6 +306,7 @@ function readRun(runId: string | undefined, rawEvents: unknown[]): Run | string 
     failureType,
     results,
     tasks,
+    patches,
   };
 }
 
@@ -434,6 +443,19 @@ function checkControl(
   if (!parsed.success) return refuse(claimedBy(payload.value), `invalid ${name}: ${describeZodError(parsed.error)}`);
   const { by, signed } = parsed.data;
   const state = inForce(run, policyIndex, e.index, via);
+  // Releases started since signed controls refuse every control but abort until their policy is known.
+  if (run.patches.has(POLICY_FIRST_PATCH) && state === 'no' && name !== 'abort')
+    return record(
+      ctx,
+      {
+        ...base,
+        by,
+        verdict: signed ? 'invalid' : 'unsigned',
+        reason: 'sent before the policy was resolved: the workflow refuses every control but abort then',
+        workflow: accepted ? 'accepted' : 'refused',
+      },
+      accepted ? 'the workflow accepted a control before its policy was resolved' : undefined,
+    );
   if (!signed) {
     const required = policy?.active === true && policy.require.includes(name);
     const reason = required

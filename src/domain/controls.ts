@@ -33,6 +33,11 @@ export interface ControlView {
   fourEyes: boolean;
   approvers: string[] | undefined;
   signing?: SigningView;
+  /**
+   * The policy is still being resolved: who must sign is not known yet, so only abort (which deploys nothing this
+   * early) is accepted.
+   */
+  resolving?: boolean;
 }
 
 /** A signature that verified: who signed, with which key, and the nonce it spent. */
@@ -107,6 +112,8 @@ export function decideControl<N extends ControlName>(name: N, payload: unknown, 
   const input = parsed.data as ControlInput<N>;
   if (view.state === 'done') return { ok: false, reason: `the release has ended; nothing to ${name}` };
   if (view.state === 'rolling-back') return { ok: false, reason: `the release is rolling back; nothing to ${name}` };
+  if (view.resolving && name !== 'abort')
+    return { ok: false, reason: `the release's policy is still being resolved; nothing to ${name} yet` };
   let actor = input.by;
   let proof: Proof | undefined;
   if (view.signing) {

@@ -259,6 +259,9 @@ function verifySshsig(text: string, message: Uint8Array, by: string, keys: Liste
   return { ok: true, identity: own.owner, fingerprint: own.key.fingerprint };
 }
 
+/** How many other people's keys a refused raw signature is tried against, to say whose it was. */
+const MAX_KEYS_NAMED = 20;
+
 /** A bare signature names no key: the signer's own keys are tried, then everyone else's to say whose it was. */
 function verifyRaw(text: string, message: Uint8Array, by: string, keys: ListedKey[]): Verdict {
   const signature = reading('an ed25519: signature', () => ({ ok: true, value: base64Decode(text) }));
@@ -267,6 +270,10 @@ function verifyRaw(text: string, message: Uint8Array, by: string, keys: ListedKe
   const signedBy = (k: ListedKey) => ed25519Verifies(signature.value, message, k.key.key);
   const own = keys.find((k) => sameIdentity(k.owner, by) && signedBy(k));
   if (own) return { ok: true, identity: own.owner, fingerprint: own.key.fingerprint };
-  const other = keys.find((k) => !sameIdentity(k.owner, by) && signedBy(k));
+  // Naming a borrowed key costs a verification per key: bounded, so no forged signal can stall a workflow task.
+  const other = keys
+    .filter((k) => !sameIdentity(k.owner, by))
+    .slice(0, MAX_KEYS_NAMED)
+    .find(signedBy);
   return other ? borrowed(other.owner, by) : refused(`${MISMATCH}, with any key listed for ${by}`);
 }

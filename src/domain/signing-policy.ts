@@ -26,6 +26,12 @@ export const signedSchema = z.strictObject({
 });
 export type Signed = z.infer<typeof signedSchema>;
 
+/**
+ * The workflow's patch after which a release refuses every control but abort until its policy (who must sign what)
+ * is resolved: releases started before it took controls then. The offline verifier reads it from the history.
+ */
+export const POLICY_FIRST_PATCH = 'controls-wait-for-policy';
+
 /** A start is signed before Temporal assigns the run: its statement names this run instead, and the version. */
 export const START_RUN = 'new';
 

@@ -57,6 +57,8 @@ export class Controls {
     private readonly policy: () => ResolvedPolicy | undefined,
     /** Releases started before the hostile-input hardening keep their semantics on replay. */
     private readonly hardened: boolean,
+    /** Releases started before signed controls accepted controls while their policy was being resolved. */
+    private readonly policyFirst: boolean,
     private readonly bound: RunBound,
   ) {}
 
@@ -137,6 +139,7 @@ export class Controls {
       fourEyes: policy?.approvals.fourEyes ?? true,
       approvers: policy?.approvals.approvers,
       ...(signing && { signing }),
+      ...(this.policyFirst && policy === undefined && { resolving: true }),
     };
   }
 

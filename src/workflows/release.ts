@@ -29,7 +29,7 @@ import { formatDuration } from '../domain/duration';
 import { describeMatch, inRollbackWindow } from '../domain/rollback-window';
 import { proofProblem } from '../domain/controls';
 import { claimsProblem } from '../domain/identity-token';
-import { START_RUN } from '../domain/signing-policy';
+import { POLICY_FIRST_PATCH, START_RUN } from '../domain/signing-policy';
 import { failureMessage, quick, smokeChecks } from './activities';
 import { Alerts, freshAlerts, type AlertsState } from './alerts';
 import { Bake, ReleaseFailure } from './bake';
@@ -51,6 +51,8 @@ const HOSTILE_INPUT = 'hostile-input-hardening';
 export interface Carried {
   request: ReleaseRequest;
   hardened: boolean;
+  /** Absent in runs carried before signed controls. */
+  policyFirst?: boolean;
   startedAt: string;
   record: RecordState;
   /** Resolved by the first run; every continued run has it. */
@@ -91,6 +93,7 @@ function begin(input: unknown): Carried {
   const request = parsed.data;
   const info = workflowInfo();
   const hardened = patched(HOSTILE_INPUT);
+  const policyFirst = patched(POLICY_FIRST_PATCH);
   // Temporal runs one execution per workflow ID: with one ID per service, a second release of a service is
   // refused by Temporal itself, on every worker. Refused before anything is deployed.
   if (hardened && info.workflowId !== releaseWorkflowId(request.service)) {
@@ -104,6 +107,7 @@ function begin(input: unknown): Carried {
   return {
     request,
     hardened,
+    policyFirst,
     startedAt,
     record: ReleaseRecord.fresh(request, `${info.workflowId}/${info.firstExecutionRunId}`, startedAt),
     controls: freshControls(),
@@ -149,6 +153,7 @@ class Release {
       carried.controls,
       () => this.carried.policy,
       carried.hardened,
+      carried.policyFirst ?? false,
       this.bound,
     );
     this.compensation = new Compensation(this.record, carried.compensation, this.bound);

@@ -155,3 +155,15 @@ describe('rejectionFor: malformed payloads', () => {
     expect(rejectionFor('resume', {}, view({ state: 'done' }))).toMatch(/^invalid resume: by:/);
   });
 });
+
+describe('rejectionFor: before the policy is resolved', () => {
+  it('refuses every control but abort: who must sign what is not known yet', () => {
+    const resolving = view({ state: 'resolving-policy', baking: false, paused: true, resolving: true });
+    for (const name of ['approve', 'promote', 'pause', 'resume', 'rollback'] as const) {
+      expect(rejectionFor(name, { by: 'bob', reason: 'r' }, resolving)).toBe(
+        `the release's policy is still being resolved; nothing to ${name} yet`,
+      );
+    }
+    expect(rejectionFor('abort', { by: 'bob', reason: 'wrong build' }, resolving)).toBeUndefined();
+  });
+});

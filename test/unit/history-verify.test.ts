@@ -430,7 +430,7 @@ describe('tollgate history --verify', () => {
     expect(renderVerifyReport(report)).toMatch(/NOT PROVEN[\s\S]*problems:\n {2}- approve \(update/);
   });
 
-  it('a resume sent before the policy is resolved is taken unsigned, though the policy requires it signed: unproven', async () => {
+  it('controls sent before the policy is resolved are refused by the workflow (only abort is taken then), and counted so', async () => {
     const policy = checkoutPolicy({
       trafficCycle: { duration: '1h' },
       approvals: { signers, signing: { require: ['resume'] } },
@@ -444,22 +444,18 @@ describe('tollgate history --verify', () => {
       await handle.signal(resumeSignal, { by: 'carol' });
     });
     expect(result.outcome).toBe('promoted');
-    expect(status.audit.filter((a) => a.actor === 'carol').map((a) => [a.action, a.accepted])).toEqual([
-      ['pause', true],
-      ['resume', true],
+    expect(status.audit.filter((a) => a.actor === 'carol').map((a) => [a.action, a.accepted, a.detail])).toEqual([
+      ['pause', false, "the release's policy is still being resolved; nothing to pause yet"],
+      ['resume', false, "the release's policy is still being resolved; nothing to resume yet"],
     ]);
     const report = await verifyHistory(exported);
-    expect(report.summary).toMatchObject({ ok: false, unproven: 1, refused: 0 });
-    const resume = byAction(report, 'resume')[0]!;
-    expect(resume).toMatchObject({
+    expect(report.summary).toMatchObject({ ok: true, unproven: 0, refused: 2 });
+    expect(byAction(report, 'resume')[0]).toMatchObject({
       via: 'signal',
       verdict: 'unsigned',
-      workflow: 'may-have-accepted',
-      reason: 'unsigned, sent before the policy requiring it signed was in force',
+      workflow: 'refused',
+      reason: 'sent before the policy was resolved: the workflow refuses every control but abort then',
     });
-    expect(report.summary.problems).toEqual([
-      expect.stringMatching(/^resume \(signal #\d+ .* is not proven: unsigned, sent before/),
-    ]);
   });
 
   describe('a start proven by a CI pipeline’s OIDC token', () => {
