@@ -160,7 +160,8 @@ describe('rejectionFor: before the policy is resolved', () => {
   it('refuses every control but abort: who must sign what is not known yet', () => {
     const resolving = view({ state: 'resolving-policy', baking: false, paused: true, resolving: true });
     for (const name of ['approve', 'promote', 'pause', 'resume', 'rollback'] as const) {
-      expect(rejectionFor(name, { by: 'bob', reason: 'r' }, resolving)).toBe(
+      const payload = name === 'approve' || name === 'resume' ? { by: 'bob' } : { by: 'bob', reason: 'r' };
+      expect(rejectionFor(name, payload, resolving)).toBe(
         `the release's policy is still being resolved; nothing to ${name} yet`,
       );
     }
