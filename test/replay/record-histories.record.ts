@@ -5,7 +5,9 @@
 // It overwrites test/histories/<scenario>.json. When workflow code changes behind `patched()`, first rename the
 // current files (e.g. `git mv happy-waves-approval.json happy-waves-approval.before-<change>.json`) and keep them:
 // releases started on the old code are still in flight somewhere, and their histories must keep replaying.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { temporal } from '@temporalio/proto';
@@ -20,6 +22,8 @@ import {
   rollbackUpdate,
 } from '../../src/domain/messages';
 import type { ServicePolicyInput } from '../../src/domain/policy';
+import { START_RUN } from '../../src/domain/signing-policy';
+import { signDecision, signerFromKeyFile } from '../../src/client/signer';
 import { execHook, scriptedRunners } from '../helpers/hook-runners';
 import { checkoutPolicy, errorsCheck } from '../helpers/policies';
 import { canaryBaking, waitForStatus, type Drive } from '../helpers/release-handle';
@@ -292,6 +296,47 @@ describe('record releases whose production is watched', () => {
         },
       ],
     });
+    expect(result.outcome).toBe('promoted');
+  });
+  it('signed approvals: a signed start, refusals before the policy and of an unsigned approval, signed approvals', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-record-'));
+    const key = (name: string) => {
+      const path = join(dir, `${name}.pem`);
+      writeFileSync(path, generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }));
+      return signerFromKeyFile(path);
+    };
+    const [alice, bob] = [key('alice'), key('bob')];
+    const signers = [
+      { name: 'alice', keys: [await alice.publicKey()] },
+      { name: 'bob', keys: [await bob.publicKey()] },
+    ];
+    const at = async () => new Date(await server.env.currentTimeMs());
+    const workflowId = 'release-checkout';
+    const start = { workflowId, runId: START_RUN, action: 'start', target: '2.0.0', by: 'alice' };
+    const { result, history } = await runRelease(
+      server.env,
+      {
+        org: { minimums: { productionApproval: true, requireSignedApprovals: true } },
+        policy: policy({
+          approvals: { fourEyes: true, signers, signing: { require: ['start', 'approve', 'promote', 'resume'] } },
+          production: { approval: true, waves: [{ percent: 100, bake: '20m' }] },
+        }),
+        request: { signed: await signDecision(alice, start, await at()) },
+        reason: 'replay fixture: signed-approvals',
+      },
+      async (handle) => {
+        // Before the policy is resolved: refused, whatever it is.
+        await handle.signal(resumeSignal, { by: 'bob' });
+        await waitForStatus(handle, (s) => s.gate?.name === 'production', { env: server.env, step: '10m' });
+        await handle.signal(approveSignal, { by: 'bob', comment: 'unsigned' });
+        const runId = (await handle.describe()).runId;
+        const approve = { workflowId, runId, action: 'approve', target: 'production', by: 'bob' };
+        const signed = await signDecision(bob, approve, await at());
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', comment: 'canary clean', signed }] });
+      },
+    );
+    rmSync(dir, { recursive: true, force: true });
+    write('signed-approvals', history);
     expect(result.outcome).toBe('promoted');
   });
 });

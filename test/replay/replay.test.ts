@@ -60,6 +60,7 @@ describe('replay of recorded release histories', () => {
         'watch-promoted.json',
         'watch-rollback.json',
         'rollback-window-skip.json',
+        'signed-approvals.json',
       ]),
     );
   });

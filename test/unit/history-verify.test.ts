@@ -662,4 +662,20 @@ describe('tollgate history --verify', () => {
       expect(Date.now() - started).toBeLessThan(20_000);
     });
   });
+
+  it('the recorded replay fixture of a signed release proves its start and approval from the file alone', async () => {
+    const events = (
+      JSON.parse(readFileSync(join(__dirname, '..', 'histories', 'signed-approvals.json'), 'utf8')) as {
+        events: unknown[];
+      }
+    ).events;
+    const report = await verifyHistory({ events });
+    expect(report.summary).toMatchObject({ ok: true, proven: 2, unproven: 0 });
+    expect(report.decisions.map((d) => [d.action, d.via, d.verdict, d.workflow])).toEqual([
+      ['start', 'start', 'proven', 'accepted'],
+      ['resume', 'signal', 'unsigned', 'refused'],
+      ['approve', 'signal', 'unsigned', 'refused'],
+      ['approve', 'update', 'proven', 'accepted'],
+    ]);
+  });
 });
