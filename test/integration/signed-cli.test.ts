@@ -164,7 +164,7 @@ describe('signed approvals with the tollgate CLI (dev server)', () => {
     // Offline: nothing listens at this address, and --verify never tries it.
     const offline = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
     const verified = await tollgate(['history', '--verify', exported], offline);
-    expect([verified.code, verified.err]).toEqual([0, ""]);
+    expect([verified.code, verified.err]).toEqual([0, '']);
     expect(verified.out).toMatch(/start\b.*alice.*proven/);
     expect(verified.out).toMatch(/approve\b.*bob.*proven/);
     expect(verified.out).toMatch(/approve\b.*carol.*proven/);
