@@ -117,32 +117,15 @@ describe('signed approvals with the tollgate CLI (dev server)', () => {
       ]);
       // Temporal's own CLI, by signal and by update: refused, and the gate stays shut.
       const input = JSON.stringify({ by: 'bob', comment: 'from the temporal CLI' });
-      const signal = await temporalCli([
-        'workflow',
-        'signal',
-        '--address',
-        server.env.address,
-        '--workflow-id',
-        workflowId,
-        '--name',
-        'approve',
-        '--input',
-        input,
-      ]);
+      const send = (...command: string[]) =>
+        temporalCli([
+          'workflow',
+          ...command,
+          ...['--address', server.env.address, '--workflow-id', workflowId, '--name', 'approve', '--input', input],
+        ]);
+      const signal = await send('signal');
       expect(signal.code).toBe(0); // delivered: the workflow decides, and refuses
-      const update = await temporalCli([
-        'workflow',
-        'update',
-        'execute',
-        '--address',
-        server.env.address,
-        '--workflow-id',
-        workflowId,
-        '--name',
-        'approve',
-        '--input',
-        input,
-      ]);
+      const update = await send('update', 'execute');
       expect(update.code).not.toBe(0);
       expect(update.out).toContain('approve must be signed');
       const held = JSON.parse((await tollgate(['status', service, '--json'], conn)).out) as ReleaseStatus;
