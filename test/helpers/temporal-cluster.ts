@@ -1,5 +1,5 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, makeTelemetryFilterString, Runtime, type LogLevel } from '@temporalio/worker';
+import { quietRuntime } from './temporal-servers';
 import { startCluster as start, type Cluster, type ClusterOptions } from '../../scripts/cluster';
 
 export type { Cluster, ClusterOptions, Component, TemporalService } from '../../scripts/cluster';
@@ -47,17 +47,4 @@ export function clusterForTests(opts: ClusterOptions = {}): {
       return env;
     },
   };
-}
-
-/**
- * Worker and SDK core logs at ERROR (TEST_LOG_LEVEL for more), as on the dev server's helpers: a service killed on
- * purpose makes the worker warn on every poll until it is back. A runtime installed first is kept.
- */
-function quietRuntime(): void {
-  if (Runtime._instance) return;
-  const level = process.env.TEST_LOG_LEVEL?.toUpperCase() as LogLevel | undefined;
-  Runtime.install({
-    logger: new DefaultLogger(level ?? 'ERROR'),
-    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level ?? 'ERROR' }), forward: {} } },
-  });
 }

@@ -58,7 +58,7 @@ export function startDevServer(opts: DevServerOptions = {}): Promise<TestWorkflo
  * activities fail by the hundred, each a WARN with its stack, and a test run's output should be its results. A
  * process that installs its own runtime first (a test file, the bench) keeps it.
  */
-function quietRuntime(): void {
+export function quietRuntime(): void {
   if (Runtime._instance) return;
   const level = process.env.TEST_LOG_LEVEL?.toUpperCase() as LogLevel | undefined;
   Runtime.install({
