@@ -267,7 +267,9 @@ describe('the worker and the CLI reach Temporal through TLS', () => {
       const code = await exitWithin(w, 15_000);
       expect({ why, code }).toEqual({ why, code: 1 });
       expect(w.log()).toContain('"msg":"worker failed"');
-      expect(w.log()).toContain(why);
+      // Without a certificate, TLS 1.3 may close the stream before the client reads the server's alert.
+      if (why === 'CertificateRequired') expect(w.log()).toMatch(/CertificateRequired|broken pipe/);
+      else expect(w.log()).toContain(why);
     }
   });
 
