@@ -1,10 +1,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createConnection, createServer } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { status as GrpcStatus } from '@grpc/grpc-js';
@@ -12,8 +12,8 @@ import { Client, Connection, isGrpcServiceError } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES } from '../src/domain/search-attributes';
-import { markOwner, sweepOrphans } from './orphan-dirs';
-import { isExecutable, MissingBinaryError, PROJECT_ROOT } from './temporal-binaries';
+import { alive, markOwner, sweepOrphans } from './orphan-dirs';
+import { buildScriptBinDir, isExecutable, MissingBinaryError, PROJECT_ROOT } from './temporal-binaries';
 
 /**
  * A real Temporal cluster: PostgreSQL (Debian's) for persistence and visibility, the server's four services as four
@@ -152,7 +152,13 @@ export interface ClusterBinaries {
  * starting a 15-minute build inside a test.
  */
 export function clusterBinaries(env: NodeJS.ProcessEnv = process.env): ClusterBinaries {
-  const bin = env.TOLLGATE_TEMPORAL_CLUSTER_BIN || buildScriptBinDir(env);
+  const bin =
+    env.TOLLGATE_TEMPORAL_CLUSTER_BIN ||
+    buildScriptBinDir(
+      BUILD_SCRIPT,
+      (pin) => `temporal-server-${pin('SERVER_VERSION')}-ui-${pin('UI_SERVER_VERSION')}`,
+      env,
+    );
   const found: ClusterBinaries = {
     server: join(bin, 'temporal-server'),
     sqlTool: join(bin, 'temporal-sql-tool'),
@@ -166,17 +172,6 @@ export function clusterBinaries(env: NodeJS.ProcessEnv = process.env): ClusterBi
       `${missing.join(', ')} not found: run \`bash scripts/build-temporal-cluster.sh\` (≈ 15 min once per machine)`,
     );
   return found;
-}
-
-function buildScriptBinDir(env: NodeJS.ProcessEnv): string {
-  const script = readFileSync(BUILD_SCRIPT, 'utf8');
-  const pin = (name: string): string => {
-    const value = new RegExp(`^${name}=(\\S+)$`, 'm').exec(script)?.[1];
-    if (!value) throw new Error(`${BUILD_SCRIPT} no longer sets ${name}=: update clusterBinaries to match`);
-    return value;
-  };
-  const cache = env.TOLLGATE_CACHE || join(env.HOME || homedir(), '.cache', 'tollgate');
-  return join(cache, `temporal-server-${pin('SERVER_VERSION')}-ui-${pin('UI_SERVER_VERSION')}`, 'bin');
 }
 
 /** TOLLGATE_POSTGRES_BIN, else the newest /usr/lib/postgresql/<major>/bin (Debian's `postgresql`). */
@@ -785,15 +780,6 @@ async function bounded(promise: Promise<unknown>, ms: number): Promise<boolean> 
     ]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

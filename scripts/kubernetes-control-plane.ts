@@ -1,14 +1,14 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { isExecutable, MissingBinaryError, PROJECT_ROOT } from './temporal-binaries';
+import { buildScriptBinDir, isExecutable, MissingBinaryError, PROJECT_ROOT } from './temporal-binaries';
 import { markOwner, sweepOrphans } from './orphan-dirs';
 
 /**
@@ -85,25 +85,19 @@ const TOKEN_SECONDS = 24 * 3600;
  * hint rather than starting a 15-minute build inside a test.
  */
 export function kubernetesBinDir(env: NodeJS.ProcessEnv = process.env): string {
-  const dir = env.TOLLGATE_KUBERNETES_BIN || buildScriptBinDir(env);
+  const dir =
+    env.TOLLGATE_KUBERNETES_BIN ||
+    buildScriptBinDir(
+      BUILD_SCRIPT,
+      (pin) => `kubernetes-${pin('K8S_VERSION')}-etcd-${pin('ETCD_VERSION')}-kwok-${pin('KWOK_VERSION')}`,
+      env,
+    );
   const missing = BINARIES.filter((name) => !isExecutable(join(dir, name)));
   if (missing.length > 0) {
     const source = env.TOLLGATE_KUBERNETES_BIN ? 'TOLLGATE_KUBERNETES_BIN' : BUILD_SCRIPT;
     throw new MissingBinaryError(`${missing.join(', ')} not found in ${dir} (from ${source}): ${PROVISION_HINT}`);
   }
   return dir;
-}
-
-function buildScriptBinDir(env: NodeJS.ProcessEnv): string {
-  const script = readFileSync(BUILD_SCRIPT, 'utf8');
-  const pin = (name: string): string => {
-    const value = new RegExp(`^${name}=(\\S+)$`, 'm').exec(script)?.[1];
-    if (!value) throw new Error(`${BUILD_SCRIPT} no longer sets ${name}=: update kubernetesBinDir to match`);
-    return value;
-  };
-  const cache = env.TOLLGATE_CACHE || join(env.HOME || homedir(), '.cache', 'tollgate');
-  const key = `kubernetes-${pin('K8S_VERSION')}-etcd-${pin('ETCD_VERSION')}-kwok-${pin('KWOK_VERSION')}`;
-  return join(cache, key, 'bin');
 }
 
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {

@@ -20,7 +20,7 @@ export async function sweepOrphans(prefix: string): Promise<void> {
   }
 }
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

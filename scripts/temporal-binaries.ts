@@ -1,4 +1,5 @@
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 
 export const PROJECT_ROOT = resolve(__dirname, __dirname.includes(`${join('dist', 'scripts')}`) ? '../..' : '..');
@@ -62,4 +63,23 @@ export function ephemeralExecutable(
 ): { type: 'existing-path'; path: string } | { type: 'cached-download' } {
   const path = findBinary(spec);
   return path ? { type: 'existing-path', path } : { type: 'cached-download' };
+}
+
+/**
+ * Where a build script (scripts/build-*.sh) puts its binaries: the cache folder keyed by the versions it pins,
+ * read from the script itself so the two never disagree.
+ */
+export function buildScriptBinDir(
+  script: string,
+  key: (pin: (name: string) => string) => string,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  const text = readFileSync(script, 'utf8');
+  const pin = (name: string): string => {
+    const value = new RegExp(`^${name}=(\\S+)$`, 'm').exec(text)?.[1];
+    if (!value) throw new Error(`${script} no longer sets ${name}=: update where it is read to match`);
+    return value;
+  };
+  const cache = env.TOLLGATE_CACHE || join(env.HOME || homedir(), '.cache', 'tollgate');
+  return join(cache, key(pin), 'bin');
 }
