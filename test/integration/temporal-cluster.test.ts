@@ -8,9 +8,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { markOwner } from '../../scripts/orphan-dirs';
 import { TollgateClient } from '../../src/client/tollgate-client';
 import { TollgateService, TollgateStage, TollgateState, TollgateVersion } from '../../src/domain/search-attributes';
-import type { DeployStep } from '../../src/providers/targets/types';
-import { FLEET_ORG, fleetPolicy, writePolicies } from '../helpers/policies';
-import { canaryBaking, waitForStatus } from '../helpers/release-handle';
+import { writePolicies } from '../helpers/policies';
 import { releaseHarness } from '../helpers/release-harness';
 import { clusterEnv, startCluster, type Cluster, type TemporalService } from '../helpers/temporal-cluster';
 import { eventually } from '../helpers/until';
@@ -18,16 +16,12 @@ import { eventually } from '../helpers/until';
 /**
  * Tollgate on a real Temporal cluster: PostgreSQL for persistence and visibility, frontend, history, matching and
  * worker as four processes, the standalone Web UI — what `npm run cluster` runs and docker-compose.yml describes.
- * The tests run in order on one cluster: up from nothing, a release through the project's worker code, a warm
- * restart on the same data, then the history service SIGKILLed while a release bakes on its timer.
+ * The tests run in order on one cluster: up from nothing, a release through the project's worker code, then a warm
+ * restart on the same data. The engine's failures under releases are the reliability suite's
+ * (test/reliability/temporal-cluster.test.ts).
  */
 
 const patience = { timeoutMs: 30_000, everyMs: 200 };
-/** The canary bake of the release that loses its history service: a timer only (no analysis checks). */
-const CYCLE_MS = 12_000;
-const HISTORY_DOWN_MS = 3_000;
-/** Deploys after the bake and scheduling after the restart, on two loaded cores. */
-const SLACK_MS = 10_000;
 
 const figures: Record<string, unknown> = {};
 let stateDir = '';
@@ -163,58 +157,6 @@ test('restarts warm on its data (and survives a PostgreSQL restart): the promote
   figures.postgresRestartToReadySeconds = (Date.now() - pgStarted) / 1000;
   expect((await env.client.workflow.count(`TollgateService="${releasedService}"`)).count).toBe(1);
 }, 150_000);
-
-test('history SIGKILLed while a release bakes on its timer: restarted, the release is promoted, each step applied once', async () => {
-  const { cluster, env } = up();
-  const service = `shop-${randomUUID().slice(0, 8)}`;
-  const policyDir = writePolicies(FLEET_ORG, [fleetPolicy(service, { cycleMs: CYCLE_MS, waveBakeMs: 1_000 })]);
-  const deployAttempts = new Map<string, number>();
-  const { worker, taskQueue, target } = await releaseHarness(env, {
-    policyDir,
-    stable: { [service]: '1.0.0' },
-    deploy: (step: DeployStep, real) => {
-      deployAttempts.set(step.key, (deployAttempts.get(step.key) ?? 0) + 1);
-      return real(step);
-    },
-  });
-  const tollgate = new TollgateClient(env.client, taskQueue);
-  await withLogs(() =>
-    worker.runUntil(async () => {
-      const handle = await tollgate.start({ service, version: '2.0.0', initiator: 'alice' });
-      await waitForStatus(handle, canaryBaking, patience, 'the canary bake');
-      await new Promise((r) => setTimeout(r, 2_000));
-
-      await cluster.kill('history', 'SIGKILL');
-      const killedAt = Date.now();
-      // Really down: a call that needs history gets no answer.
-      await expect(env.client.connection.withDeadline(Date.now() + 3_000, () => handle.describe())).rejects.toThrow();
-      await new Promise((r) => setTimeout(r, Math.max(0, HISTORY_DOWN_MS - (Date.now() - killedAt))));
-      await cluster.restart('history');
-      const restartedAt = Date.now();
-      figures.historyDownSeconds = (restartedAt - killedAt) / 1000;
-      await cluster.ready(60_000);
-      figures.historyRestartToReadySeconds = (Date.now() - restartedAt) / 1000;
-
-      const result = await handle.result();
-      figures.historyRestartToPromotedSeconds = (Date.now() - restartedAt) / 1000;
-      expect(result).toMatchObject({ outcome: 'promoted', stableVersion: '2.0.0' });
-    }),
-  );
-
-  const applied = target.actions.filter((a) => a.action === 'apply').map((a) => a.key.split('/').pop());
-  expect(applied).toEqual(['staging', 'canary', 'wave-1', 'wave-2']);
-  expect(target.actions.filter((a) => a.action === 'undo')).toEqual([]);
-  expect(target.actions.filter((a) => a.action === 'mark-stable')).toHaveLength(1);
-  figures.deployAttemptsPerStep = Object.fromEntries([...deployAttempts].map(([k, n]) => [k.split('/').pop(), n]));
-
-  // The bake timer fired after a full cycle, not lost with the history service and not re-armed from scratch.
-  const at = (step: string) => Date.parse(target.actions.find((a) => a.key.endsWith(`/${step}`))!.at);
-  const bakeMs = at('wave-1') - at('canary');
-  figures.canaryBakeSeconds = bakeMs / 1000;
-  expect(bakeMs).toBeGreaterThanOrEqual(CYCLE_MS);
-  expect(bakeMs).toBeLessThan(CYCLE_MS + SLACK_MS);
-  figures.residentMemoryMiB = await cluster.residentMemoryMiB();
-}, 120_000);
 
 function httpGet(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -78,7 +78,7 @@ test('an alert that fires while Temporal is down is delivered once it is back, a
     ];
     const env = stack.workerEnv(
       `reliability-${name}`,
-      workerFiles(stack.dir, [service!], CYCLE_MS, undefined, { alerts: { rules } }),
+      workerFiles(stack.dir, [service!], { cycleMs: CYCLE_MS }, { alerts: { rules } }),
     );
     worker = await spawnWorker(env, `worker-${name}`);
     const handle = await releaseNext(await stack.server.client(), env.taskQueue, name, 'alert delivery');

@@ -62,7 +62,10 @@ test(
           const hold = services[2]!.name;
           const env = stack.workerEnv(
             `reliability-crash-${id}`,
-            workerFiles(stack.dir, services, CYCLE_MS, (name) => (name === hold ? HOLD_MS : 2_000)),
+            workerFiles(stack.dir, services, (name) => ({
+              cycleMs: CYCLE_MS,
+              waveBakeMs: name === hold ? HOLD_MS : 2_000,
+            })),
           );
           worker = await spawnWorker(env);
           const handles: ReleaseHandle[] = [];

@@ -1,20 +1,24 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { devServerArgs, waitForPort } from '../../scripts/dev-server';
 import { requireBinary, TEMPORAL_CLI } from '../../scripts/temporal-binaries';
 import { abortSignal } from '../../src/domain/messages';
+import { workflowBundlerOptions } from '../../src/worker';
 import { workflowBundle } from '../helpers/bundles';
+import { startCluster, type Cluster } from '../helpers/temporal-cluster';
 import { NEXT, compileDemo, freePort, removeDir, startDemoFleet, tempStateDir, type DemoFleet } from '../helpers/fleet';
-import { FLEET_ORG, fleetPolicy, writePolicies } from '../helpers/policies';
+import { FLEET_ORG, fleetPolicy, writePolicies, type FleetPolicyOptions } from '../helpers/policies';
 import type { ServicePolicyInput } from '../../src/domain/policy';
 import { canaryBaking, startRelease, waitForStatus, type ReleaseHandle } from '../helpers/release-handle';
 
 /**
- * Shared machinery of the reliability suite: a dev server on SQLite that a test can kill and start again, the real
- * worker as child processes, HAProxy fleets of the demo service, and the checks every release must pass. Every
+ * Shared machinery of the reliability suite: a dev server on SQLite that a test can kill and start again (or the real
+ * cluster, whose services it can kill one by one), the real worker as child processes — this tree's build or the one
+ * before its last workflow change — HAProxy fleets of the demo service, and the checks every release must pass. Every
  * process started here is registered and stopped by `stopAll()`, whatever happened.
  */
 
@@ -149,16 +153,56 @@ export async function devServer(dir: string): Promise<DevServer> {
 
 // ---- the real worker, as child processes ----
 
-let workerJs: string | undefined;
+/** A build of the worker: its compiled entry point and the workflow bundle it runs. */
+export interface Build {
+  /** `current`, or the commit it was built from. */
+  name: string;
+  workerJs: string;
+  bundlePath: string;
+}
+
+let current: Build | undefined;
 
 /**
  * The worker's own source (src/worker.ts and everything it imports), compiled by swc into test-results/ — the same
  * code `npm run build` compiles, without touching the shared dist/ that others build — run with the workflow bundle
  * jest's global setup made from src/workflows, and NODE_ENV=production so it refuses to bundle on its own.
  */
-export async function compiledWorker(): Promise<string> {
-  if (!workerJs) workerJs = (await compileDemo(['src/worker.ts'])).js('src/worker.ts');
-  return workerJs;
+export async function currentBuild(): Promise<Build> {
+  current ??= {
+    name: 'current',
+    workerJs: (await compileDemo(['src/worker.ts'])).js('src/worker.ts'),
+    bundlePath: workflowBundle('release').codePath,
+  };
+  return current;
+}
+
+/**
+ * The build before the newest change to the workflow code: src/ at the parent of the last commit that touched
+ * src/workflows, extracted into test-results/ (so node_modules resolves as usual), its worker compiled and its
+ * workflows bundled as the shipped bundle is. What a rolling deploy of this tree replaces, and the histories it
+ * recorded are what this tree's workflow code must replay.
+ */
+export async function previousBuild(): Promise<Build> {
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+  const changed = git('rev-list', '-1', 'HEAD', '--', 'src/workflows');
+  const rev = git('rev-parse', '--short=12', `${changed}^`);
+  const srcDir = join('test-results', 'builds', rev);
+  if (!existsSync(join(ROOT, srcDir, 'src', 'worker.ts'))) {
+    mkdirSync(join(ROOT, srcDir), { recursive: true });
+    execFileSync('sh', ['-c', `git archive ${rev} src | tar -x -C ${srcDir}`], { cwd: ROOT });
+  }
+  const entry = join(srcDir, 'src', 'worker.ts');
+  const workerJs = (await compileDemo([entry])).js(entry);
+  const bundlePath = join(ROOT, srcDir, 'release-bundle.js');
+  if (!existsSync(bundlePath)) {
+    const workflowsPath = join(ROOT, srcDir, 'src', 'workflows', 'index.ts');
+    const noop = () => undefined;
+    const logger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: console.error };
+    const { code } = await bundleWorkflowCode({ workflowsPath, logger, ...workflowBundlerOptions() });
+    writeFileSync(bundlePath, code);
+  }
+  return { name: rev, workerJs, bundlePath };
 }
 
 export interface WorkerEnv {
@@ -170,7 +214,13 @@ export interface WorkerEnv {
 }
 
 /** `extraEnv` goes over the defaults, e.g. real metrics settings in place of TOLLGATE_METRICS=none. */
-export async function spawnWorker(e: WorkerEnv, name = 'worker', extraEnv: NodeJS.ProcessEnv = {}): Promise<Proc> {
+export async function spawnWorker(
+  e: WorkerEnv,
+  name = 'worker',
+  extraEnv: NodeJS.ProcessEnv = {},
+  build?: Build,
+): Promise<Proc> {
+  const { workerJs, bundlePath } = build ?? (await currentBuild());
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -180,13 +230,13 @@ export async function spawnWorker(e: WorkerEnv, name = 'worker', extraEnv: NodeJ
     TOLLGATE_POLICY_DIR: e.policyDir,
     TOLLGATE_METRICS: 'none',
     TOLLGATE_METRICS_ADDRESS: 'off',
-    TOLLGATE_WORKFLOW_BUNDLE: workflowBundle('release').codePath,
+    TOLLGATE_WORKFLOW_BUNDLE: bundlePath,
     TOLLGATE_SHUTDOWN_GRACE: '2s',
     TOLLGATE_LOG_LEVEL: 'info',
     NODE_ENV: 'production',
     ...extraEnv,
   };
-  const proc = launch(process.execPath, [await compiledWorker()], env, join(e.logDir, `${name}.log`));
+  const proc = launch(process.execPath, [workerJs], env, join(e.logDir, `${name}.log`));
   // The worker is ready once it logged "worker started"; bounded wait.
   for (let i = 0; i < 150 && !proc.exited(); i++) {
     const log = readFileSync(join(e.logDir, `${name}.log`), 'utf8');
@@ -239,13 +289,13 @@ export async function stopServices(services: Service[]): Promise<void> {
 export function workerFiles(
   dir: string,
   services: Service[],
-  cycleMs: number,
-  waveBakeMs: (service: string) => number = () => 2_000,
+  pace: FleetPolicyOptions | ((service: string) => FleetPolicyOptions),
   extra: Partial<ServicePolicyInput> = {},
 ): { targetsFile: string; policyDir: string } {
+  const paceOf = typeof pace === 'function' ? pace : () => pace;
   const policyDir = writePolicies(
     FLEET_ORG,
-    services.map((s) => ({ ...fleetPolicy(s.name, { cycleMs, waveBakeMs: waveBakeMs(s.name) }), ...extra })),
+    services.map((s) => ({ ...fleetPolicy(s.name, paceOf(s.name)), ...extra })),
   );
   const targetsFile = join(dir, `targets-${services[0]?.name ?? 'none'}.yaml`);
   const entries = services.map((s) => [s.name, { kind: 'haproxy-fleet', ...s.fleet.target.options }] as const);
@@ -269,22 +319,42 @@ export interface BakingRelease {
 }
 
 /**
- * A demo fleet for `service`, a worker process per name in `workers` on a task queue of the fleet's own, and a
- * release of NEXT on them, once it is in the canary bake (bounded: 30 s). If it fails half-way, `stopAll()` stops
+ * A demo fleet per name in `services`, a worker process of `build` per name in `workers`, all on one task queue of
+ * their own, and a release of NEXT of each service on them, just started. If it fails half-way, `stopAll()` stops
  * what it had started.
  */
+export async function startReleases(
+  stack: ReliabilityStack,
+  services: string[],
+  pace: FleetPolicyOptions,
+  workers: string[],
+  build?: Build,
+): Promise<{ env: WorkerEnv; runs: BakingRelease[] }> {
+  const fleets = await startServices(services);
+  const env = stack.workerEnv(`reliability-${services[0]}`, workerFiles(stack.dir, fleets, pace));
+  const procs = await Promise.all(workers.map((name) => spawnWorker(env, name, {}, build)));
+  const client = await stack.server.client();
+  const runs = await Promise.all(
+    fleets.map(async (service) => ({
+      service,
+      workers: procs,
+      handle: await releaseNext(client, env.taskQueue, service.name),
+    })),
+  );
+  return { env, runs };
+}
+
+/** One service's release, as `startReleases`, once it is in the canary bake (bounded: 30 s). */
 export async function releaseInCanaryBake(
   stack: ReliabilityStack,
   service: string,
   cycleMs: number,
   workers: string[],
 ): Promise<BakingRelease> {
-  const [fleet] = await startServices([service]);
-  const env = stack.workerEnv(`reliability-${service}`, workerFiles(stack.dir, [fleet!], cycleMs));
-  const procs = await Promise.all(workers.map((name) => spawnWorker(env, name)));
-  const handle = await releaseNext(await stack.server.client(), env.taskQueue, service);
-  await waitForStatus(handle, canaryBaking, { timeoutMs: 30_000, everyMs: 100 }, 'the canary bake');
-  return { service: fleet!, workers: procs, handle };
+  const { runs } = await startReleases(stack, [service], { cycleMs }, workers);
+  const run = runs[0]!;
+  await waitForStatus(run.handle, canaryBaking, { timeoutMs: 30_000, everyMs: 100 }, 'the canary bake');
+  return run;
 }
 
 /** Step keys (and mark-stable) the action log shows applied, or undone, more than once. */
@@ -298,9 +368,16 @@ export async function doubleApplications(service: Service): Promise<string[]> {
   return [...counts].filter(([, n]) => n > 1).map(([k, n]) => `${k} ×${n}`);
 }
 
-export interface ReliabilityStack {
+/** What the suite needs of a Temporal server, the dev server or a cluster: where it is, and a client that answers. */
+export interface TemporalEndpoint {
+  readonly address: string;
+  client(): Promise<Client>;
+  close(): Promise<void>;
+}
+
+export interface ReliabilityStack<S extends TemporalEndpoint = TemporalEndpoint> {
   readonly dir: string;
-  readonly server: DevServer;
+  readonly server: S;
   readonly rows: Row[];
   /** A worker's settings on this stack's server, logging into its dir. */
   workerEnv(taskQueue: string, files: { targetsFile: string; policyDir: string }): WorkerEnv;
@@ -310,14 +387,46 @@ export interface ReliabilityStack {
  * Per test file: a state dir, a dev server on its own SQLite file and the compiled worker, set up before the
  * tests; afterwards the file's rows go into RELIABILITY.md and every process it started is stopped.
  */
-export function reliabilityStack(name: string): ReliabilityStack {
+export const reliabilityStack = (name: string): ReliabilityStack<DevServer> => stackOn(name, devServer, 60_000);
+
+/** A real Temporal cluster behind a reliability stack: its services can be killed and restarted one by one. */
+export interface ClusterServer extends TemporalEndpoint {
+  readonly cluster: Cluster;
+}
+
+/** As `reliabilityStack`, on the real cluster of `npm run cluster` (PostgreSQL, four services; no Web UI). */
+export const clusterReliabilityStack = (name: string): ReliabilityStack<ClusterServer> =>
+  stackOn(name, clusterServer, 150_000);
+
+async function clusterServer(dir: string): Promise<ClusterServer> {
+  const cluster = await startCluster({ stateDir: join(dir, 'cluster'), ui: false });
+  const connection = await Connection.connect({ address: cluster.address });
+  return {
+    address: cluster.address,
+    cluster,
+    client: async () => {
+      await cluster.ready(60_000);
+      return new Client({ connection, namespace: cluster.namespace });
+    },
+    close: async () => {
+      await connection.close().catch(() => undefined);
+      await cluster.stop();
+    },
+  };
+}
+
+function stackOn<S extends TemporalEndpoint>(
+  name: string,
+  up: (dir: string) => Promise<S>,
+  upBoundMs: number,
+): ReliabilityStack<S> {
   let dir = '';
-  let server: DevServer | undefined;
+  let server: S | undefined;
   const rows: Row[] = [];
   beforeAll(async () => {
     dir = await tempStateDir(name);
-    [server] = await Promise.all([devServer(dir), compiledWorker()]);
-  }, 60_000);
+    [server] = await Promise.all([up(dir), currentBuild()]);
+  }, upBoundMs);
   afterAll(async () => {
     if (rows.length > 0) recordRows(name, rows);
     await stopAll();
