@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import { TollgateClient } from '../../src/client/tollgate-client';
 import { statusQuery } from '../../src/domain/messages';
 import type { ReleaseStatus } from '../../src/domain/status';
+import type { FleetPolicyOptions } from '../helpers/policies';
 import { waitForStatus, canaryBaking, type ReleaseHandle } from '../helpers/release-handle';
 import {
   FULL,
@@ -17,6 +18,7 @@ import {
   stopServices,
   type BakingRelease,
   type Proc,
+  type WorkerEnv,
   type Service,
 } from './support';
 import { survived, tally, verifyRelease, type Verdict } from './verify';
@@ -108,6 +110,20 @@ async function finish(runs: BakingRelease[]): Promise<void> {
   await stopServices(runs.map((r) => r.service));
 }
 
+/** A release of a fresh service on a worker of its own, `body` run on it; fleet and worker stopped whatever happened. */
+async function withRelease<T>(
+  prefix: string,
+  pace: FleetPolicyOptions,
+  body: (run: BakingRelease, env: WorkerEnv) => Promise<T>,
+): Promise<T> {
+  const { env, runs } = await startReleases(stack, [fresh(prefix)], pace, [`worker-${prefix}`]);
+  try {
+    return await body(runs[0]!, env);
+  } finally {
+    await finish(runs);
+  }
+}
+
 test(
   'history SIGKILLed in the canary bake and restarted: promoted, each step once, the bake timer on time',
   async () => {
@@ -116,11 +132,9 @@ test(
     await scenario({
       scenario: 'cluster: history service SIGKILLed in the canary bake, restarted',
       runs: runsOf(3),
-      run: async () => {
-        const { cluster } = stack.server;
-        const { runs } = await startReleases(stack, [fresh('hist')], { cycleMs: CYCLE_MS }, ['worker-hist']);
-        const run = runs[0]!;
-        try {
+      run: () =>
+        withRelease('hist', { cycleMs: CYCLE_MS }, async (run) => {
+          const { cluster } = stack.server;
           await waitForStatus(run.handle, canaryBaking, { timeoutMs: 30_000, everyMs: 100 }, 'the canary bake');
           const into = random.int(1_000, CYCLE_MS - DOWN_MS - 2_000);
           await sleep(into);
@@ -136,10 +150,7 @@ test(
             problems: bakeProblem('canary bake', bakeMs, CYCLE_MS),
             note: `killed ${(into / 1000).toFixed(1)} s into a ${CYCLE_MS / 1000} s bake, down ${DOWN_MS / 1000} s, bake ${fmt(bakeMs)} s`,
           };
-        } finally {
-          await finish(runs);
-        }
-      },
+        }),
     });
   },
   BOUND_MS(runsOf(3)),
@@ -152,12 +163,9 @@ test(
     await scenario({
       scenario: 'cluster: PostgreSQL restarted in production wave 1',
       runs: runsOf(3),
-      run: async () => {
-        const { cluster } = stack.server;
-        const pace = { cycleMs: 3_000, waveBakeMs: WAVE_BAKE_MS };
-        const { runs } = await startReleases(stack, [fresh('pg')], pace, ['worker-pg']);
-        const run = runs[0]!;
-        try {
+      run: () =>
+        withRelease('pg', { cycleMs: 3_000, waveBakeMs: WAVE_BAKE_MS }, async (run) => {
+          const { cluster } = stack.server;
           const inWave1 = (s: ReleaseStatus) => s.stage === 'production' && s.waves[0]?.state !== 'pending';
           await waitForStatus(run.handle, inWave1, { timeoutMs: 30_000, everyMs: 100 }, 'production wave 1');
           const into = random.int(0, WAVE_BAKE_MS / 2);
@@ -174,10 +182,7 @@ test(
             problems: bakeProblem('wave-1 bake', waveMs, WAVE_BAKE_MS),
             note: `restarted ${(into / 1000).toFixed(1)} s into wave 1 (${(downMs / 1000).toFixed(1)} s), wave 1 → 2 ${fmt(waveMs)} s for an ${WAVE_BAKE_MS / 1000} s bake`,
           };
-        } finally {
-          await finish(runs);
-        }
-      },
+        }),
     });
   },
   BOUND_MS(runsOf(3)),
@@ -211,14 +216,11 @@ test(
     await scenario({
       scenario: 'cluster: frontend killed or restarted while a person approves the canary gate',
       runs: FULL ? 6 : 2,
-      run: async (i) => {
-        const { cluster } = stack.server;
-        const client = await stack.server.client();
-        const pace = { cycleMs: 3_000, canaryApproval: true };
-        const { env, runs } = await startReleases(stack, [fresh('approve')], pace, ['worker-approve']);
-        const run = runs[0]!;
-        const fault = FRONTEND_FAULTS[i % FRONTEND_FAULTS.length]!;
-        try {
+      run: (i) =>
+        withRelease('approve', { cycleMs: 3_000, canaryApproval: true }, async (run, env) => {
+          const { cluster } = stack.server;
+          const client = await stack.server.client();
+          const fault = FRONTEND_FAULTS[i % FRONTEND_FAULTS.length]!;
           await waitForStatus(run.handle, (s) => s.gate?.name === 'canary', { timeoutMs: 30_000 }, 'the canary gate');
           // The person's approve, through the typed client as the CLI sends it.
           const tollgate = new TollgateClient(client, env.taskQueue);
@@ -265,10 +267,7 @@ test(
             problems,
             note: `${fault.name}: ${wasAnswered ? 'answered before the fault' : 'in flight across it'}`,
           };
-        } finally {
-          await finish(runs);
-        }
-      },
+        }),
     });
   },
   BOUND_MS(FULL ? 6 : 2),
