@@ -18,6 +18,7 @@ import { alertsSection } from './alerts-report';
 import { rollbackSection } from './rollback-report';
 import { externalSection } from './external';
 import { kubernetesSection } from './kubernetes';
+import { clusterSection } from './cluster';
 import { medianRange, num, summarize, type Summary } from './stats';
 
 const GOAL_MAX_EVENTS = 4_096;
@@ -695,6 +696,7 @@ export const SECTION_KEYS = [
   'external',
   'alerts',
   'rollback',
+  'cluster',
 ] as const;
 export type SectionKey = (typeof SECTION_KEYS)[number];
 
@@ -720,6 +722,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
     external: () => externalSection(report.external, report, goals, findings),
     alerts: () => alertsSection(report.alerts, report, goals, findings),
     rollback: () => rollbackSection(report.rollback, report, goals, findings),
+    cluster: () => clusterSection(report.cluster, goals, findings),
   }[key];
   const text = render();
   const n = SECTION_KEYS.indexOf(key) + 1;
@@ -731,7 +734,7 @@ function renderSection(report: BenchReport, key: SectionKey): Rendered {
   };
 }
 
-const GOALS_HEADING = '## Goals (issues 7 and 12–16)';
+const GOALS_HEADING = '## Goals (issues 7, 12–16 and 18)';
 const FINDINGS_HEADING = '## Findings';
 const RERUN_PREFIX = 'Re-run alone since, each stamped under its heading: ';
 const goalsBlock = (rows: string[]) =>

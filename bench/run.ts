@@ -6,6 +6,7 @@ import { bundleWorkflowCode, DefaultLogger, makeTelemetryFilterString, Runtime }
 import { PROJECT_ROOT } from '../scripts/temporal-binaries';
 import { workflowBundlerOptions } from '../src/worker';
 import { runAlertsBench, type AlertsResult } from './alerts';
+import { runClusterBench, type ClusterBenchResult } from './cluster';
 import { runConcurrencyBench, type ConcurrencyResult } from './concurrency';
 import { runExternalBench, type ExternalResult } from './external';
 import { runHeartbeatBench, type HeartbeatResult } from './heartbeats';
@@ -21,9 +22,10 @@ import { runStartupBench, type StartupResult } from './startup';
 /**
  * `npm run bench`: every figure in one invocation, each section bounded in wall time, written to BENCHMARKS.md.
  * Knobs (environment): BENCH_QUICK=1 runs a few repetitions of everything (a smoke test of the bench, figures not
- * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_SECTIONS
- * (history,startup,reaction,concurrency,heartbeats,kubernetes,external,alerts,rollback), BENCH_REACTION (abort,approve,breach) and BENCH_OUT (another
- * file) for a partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency
+ * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_CLUSTER_RELEASES
+ * (default 1000) the releases baking on two workers on the Temporal cluster and on the dev server; BENCH_SECTIONS
+ * (history,startup,reaction,concurrency,heartbeats,kubernetes,external,alerts,rollback,cluster), BENCH_REACTION
+ * (abort,approve,breach) and BENCH_OUT (another file) for a partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency
  * worker's workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS naming only some
  * sections (e.g. history, or heartbeats) rewrites only theirs in BENCHMARKS.md — their text, goals and findings — and
  * says so in its header; a quick or failed partial run goes to dist/bench-<sections>.md instead, BENCHMARKS.md
@@ -38,6 +40,9 @@ const concurrencyBoundMs = (releases: number) => (releases >= 1000 ? 240_000 : 1
 // section (its own bound).
 const ALERTS_BOUND_MS = 360_000;
 const ROLLBACK_BOUND_MS = 600_000;
+const clusterReleases = Number(process.env.BENCH_CLUSTER_RELEASES ?? 1000);
+/** Both servers' runs (≈ 2 × 3 min at 1,000 releases) and the cluster's start and stop. */
+const CLUSTER_BOUND_MS = 900_000;
 const BUDGET_MS = Number(
   process.env.BENCH_BUDGET_MS ??
     435_000 +
@@ -45,6 +50,7 @@ const BUDGET_MS = Number(
       180_000 +
       ALERTS_BOUND_MS +
       ROLLBACK_BOUND_MS +
+      CLUSTER_BOUND_MS +
       concurrencyLevels.reduce((sum, n) => sum + concurrencyBoundMs(n), 0),
 );
 const maxCached = process.env.BENCH_MAX_CACHED_WORKFLOWS ? Number(process.env.BENCH_MAX_CACHED_WORKFLOWS) : undefined;
@@ -75,6 +81,7 @@ export interface BenchReport {
   external: SectionOutcome<ExternalResult>;
   alerts: SectionOutcome<AlertsResult>;
   rollback: SectionOutcome<RollbackResult>;
+  cluster: SectionOutcome<ClusterBenchResult>;
   totalMs: number;
 }
 
@@ -105,6 +112,7 @@ async function main(): Promise<void> {
   const knobs = [
     'BENCH_QUICK',
     'BENCH_CONCURRENCY',
+    'BENCH_CLUSTER_RELEASES',
     'BENCH_SECTIONS',
     'BENCH_REACTION',
     'BENCH_BUDGET_MS',
@@ -188,6 +196,18 @@ async function main(): Promise<void> {
       trialsPerMode: quick ? 1 : 5,
       breachTrialsPerMode: quick ? 1 : 3,
       deadline: until(ROLLBACK_BOUND_MS),
+      log,
+    }),
+  );
+
+  // Its own dev server and cluster, one after the other.
+  report.cluster = await section('cluster', () =>
+    runClusterBench({
+      bundlePath,
+      releases: clusterReleases,
+      workers: 2,
+      steadyMs: quick ? 10_000 : 60_000,
+      deadline: until(CLUSTER_BOUND_MS),
       log,
     }),
   );
