@@ -186,7 +186,16 @@ export async function currentBuild(): Promise<Build> {
 export async function previousBuild(): Promise<Build> {
   const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
   const changed = git('rev-list', '-1', 'HEAD', '--', 'src/workflows');
-  const rev = git('rev-parse', '--short=12', `${changed}^`);
+  let rev: string;
+  try {
+    rev = git('rev-parse', '--short=12', `${changed}^`);
+  } catch (err) {
+    throw new Error(
+      `the previous build is src/ at the parent of ${changed.slice(0, 12)}, the last change to src/workflows, ` +
+        'which this clone lacks (a shallow clone?): `git fetch --unshallow`',
+      { cause: err },
+    );
+  }
   const srcDir = join('test-results', 'builds', rev);
   if (!existsSync(join(ROOT, srcDir, 'src', 'worker.ts'))) {
     mkdirSync(join(ROOT, srcDir), { recursive: true });
