@@ -2,12 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { clusterBinaries, postgresBinDir, startCluster, type StartTimings } from '../scripts/cluster';
-import { runConcurrencyBench, type ConcurrencyResult, type HistogramSummary, type Phase } from './concurrency';
+import { runConcurrencyBench, type ConcurrencyResult, type Phase } from './concurrency';
 import { devServerPid, treeUsage } from './proc';
 import type { Goal } from './report';
 import type { SectionOutcome } from './run';
 import { startDevServer } from './servers';
-import { num } from './stats';
+import { latency, le, num } from './stats';
 
 /**
  * The concurrency bench's workload — N releases of as many services started at once, all left baking, served by
@@ -119,11 +119,8 @@ const breakdown = (parts: Record<string, number> | undefined, digits: number, un
         .map(([part, x]) => `${part} ${num(x, digits)}${unit}`)
         .join(', ')})`
     : '';
-const le = (ms: number) => (Number.isFinite(ms) ? `≤ ${num(ms)} ms` : '> 2,000 ms');
-const latency = (h: HistogramSummary | undefined) =>
-  h ? `${le(h.p50LeMs)} / ${le(h.p99LeMs)} (n = ${num(h.count)})` : '—';
-/** Releases one worker carries per GiB of its own peak RSS. */
-const perGiB = (r: ConcurrencyResult) => r.releases / r.perWorker.length / (r.peakRssMiB / r.perWorker.length / 1024);
+/** Releases one worker carries per GiB of its own peak RSS: releases per worker ÷ a worker's peak, i.e. all ÷ all. */
+const perGiB = (r: ConcurrencyResult) => (r.releases / r.peakRssMiB) * 1024;
 /** Tasks (workflow and activity) the workers ran in a phase. */
 const tasks = (p: Phase) => (p.workflowTaskScheduleToStart?.count ?? 0) + (p.activityScheduleToStart?.count ?? 0);
 /** CPU time per task in a phase, in ms: phases that ran different work compare on this, not on CPU share. */
@@ -158,9 +155,9 @@ _The cluster bench did not complete: ${outcome.error ?? 'no result'}_
     ([server, c]) =>
       `| ${server} | ${c.perWorker.map((w) => `${num(w.idleRssMiB)} → ${num(w.peakRssMiB)}`).join(' and ')} MiB | ${num(perRelease(c), 2)} MiB | ${num(perGiB(c))} | ${num(sum(c.serverPssMiB?.idle))} → ${num(sum(c.serverPssMiB?.end))} MiB${breakdown(c.serverPssMiB?.end, 0, '')} | ${c.errors.length === 0 ? '0' : c.errors.join('; ')} |`,
   );
-  const errors = r.devServer.run.errors.length + r.cluster.run.errors.length;
   const c = r.cluster.run;
   const d = r.devServer.run;
+  const errors = c.errors.length + d.errors.length;
   goals.push({
     goal,
     measured:

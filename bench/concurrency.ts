@@ -206,8 +206,8 @@ export async function runConcurrencyBench(opts: ConcurrencyOptions): Promise<Con
     if (workflowTaskFailures > 0) errors.push(`${workflowTaskFailures} workflow task failures`);
     const cpuMs = (u: typeof u0) => u.reduce((n, w) => n + w.cpuUserMs + w.cpuSystemMs, 0);
     const cpu = (a: typeof u0, b: typeof u0, wall: number) => (100 * (cpuMs(b) - cpuMs(a))) / wall;
-    const serverCpu = (a: typeof s0, b: typeof s0, wall: number) =>
-      a && b ? mapValues(b, (u, part) => (100 * (u.cpuMs - (a[part]?.cpuMs ?? 0))) / wall) : undefined;
+    const serverCpu = (a: Record<string, TreeUsage>, b: Record<string, TreeUsage>, wall: number) =>
+      mapValues(b, (u, part) => (100 * (u.cpuMs - (a[part]?.cpuMs ?? 0))) / wall);
     const latency = (name: string, a: string, b: string) => between(buckets(a, name), buckets(b, name));
     const rss = (u: typeof u0, pick: (w: (typeof u0)[number]) => number) => u.reduce((n, w) => n + pick(w), 0);
     type Sample = [typeof u0, string, typeof s0];

@@ -61,7 +61,11 @@ function table(): Map<number, Stat> {
 export function treeUsage(roots: Record<string, number | undefined>): Record<string, TreeUsage> {
   const procs = table();
   const children = new Map<number, number[]>();
-  for (const [pid, s] of procs) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
+  for (const [pid, s] of procs) {
+    const siblings = children.get(s.ppid);
+    if (siblings) siblings.push(pid);
+    else children.set(s.ppid, [pid]);
+  }
   const sum = (pid: number): TreeUsage => {
     const below = (children.get(pid) ?? []).map(sum);
     return {

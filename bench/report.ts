@@ -1,4 +1,4 @@
-import type { ConcurrencyResult, HistogramSummary } from './concurrency';
+import type { ConcurrencyResult } from './concurrency';
 import { EVENTS_HEADROOM, RUN_MAX_BYTES, RUN_MAX_EVENTS } from '../src/workflows/rollover';
 import {
   ANALYSIS_HEARTBEAT_TIMEOUT_MS,
@@ -19,7 +19,7 @@ import { rollbackSection } from './rollback-report';
 import { externalSection } from './external';
 import { kubernetesSection } from './kubernetes';
 import { clusterSection } from './cluster';
-import { medianRange, num, summarize, type Summary } from './stats';
+import { latency, le, medianRange, num, summarize, type Summary } from './stats';
 
 const GOAL_MAX_EVENTS = 4_096;
 const GOAL_EVENT_RATIO = 50;
@@ -36,7 +36,6 @@ export interface Goal {
 
 const verdict = (met: boolean | undefined) => (met === undefined ? 'not measured' : met ? '**met**' : '**not met**');
 const seconds = (ms: number) => `${num(ms / 1000, 0)} s`;
-const le = (ms: number) => (Number.isFinite(ms) ? `≤ ${num(ms)} ms` : '> 2,000 ms');
 const failed = (name: string, s: SectionOutcome<unknown>) =>
   s.error !== undefined ? `_${name} did not complete: ${s.error}_\n` : '';
 
@@ -591,9 +590,6 @@ ${partFailed('The breach bench', r.breach)}${breachPart(r.breach.result, goals)}
 Section wall time: ${seconds(r.wallMs)}.
 `;
 }
-
-const latency = (h: HistogramSummary | undefined) =>
-  h ? `${le(h.p50LeMs)} / ${le(h.p99LeMs)} (n = ${num(h.count)})` : '—';
 
 const maxCachedNote = (report: BenchReport) =>
   report.command.includes('BENCH_MAX_CACHED_WORKFLOWS')

@@ -25,8 +25,9 @@ import { runStartupBench, type StartupResult } from './startup';
  * for keeping); BENCH_CONCURRENCY (default 100,1000) the numbers of releases baking at once; BENCH_CLUSTER_RELEASES
  * (default 1000) the releases baking on two workers on the Temporal cluster and on the dev server; BENCH_SECTIONS
  * (history,startup,reaction,concurrency,heartbeats,kubernetes,external,alerts,rollback,cluster), BENCH_REACTION
- * (abort,approve,breach) and BENCH_OUT (another file) for a partial run; BENCH_BUDGET_MS bounds the whole run; BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency
- * worker's workflow cache (else the product's TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS naming only some
+ * (abort,approve,breach) and BENCH_OUT (another file) for a partial run; BENCH_BUDGET_MS bounds the whole run;
+ * BENCH_MAX_CACHED_WORKFLOWS overrides the concurrency worker's workflow cache (else the product's
+ * TOLLGATE_MAX_CACHED_WORKFLOWS). BENCH_SECTIONS naming only some
  * sections (e.g. history, or heartbeats) rewrites only theirs in BENCHMARKS.md — their text, goals and findings — and
  * says so in its header; a quick or failed partial run goes to dist/bench-<sections>.md instead, BENCHMARKS.md
  * untouched.

@@ -1,3 +1,5 @@
+import type { HistogramSummary } from './concurrency';
+
 /** Summaries of repeated measurements: the median and the spread, never a lone mean. */
 export interface Summary {
   n: number;
@@ -41,6 +43,13 @@ export const num = (value: number, digits = 0): string =>
   Number.isFinite(value)
     ? value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
     : 'n/a';
+
+/** A latency bucket's upper bound; past the last bucket (2,000 ms: LATENCY_BUCKETS_MS) only that it was more. */
+export const le = (ms: number): string => (Number.isFinite(ms) ? `≤ ${num(ms)} ms` : '> 2,000 ms');
+
+/** "≤ 15 ms / ≤ 50 ms (n = 200)": the buckets holding p50 and p99 of a latency histogram, and its count. */
+export const latency = (h: HistogramSummary | undefined): string =>
+  h ? `${le(h.p50LeMs)} / ${le(h.p99LeMs)} (n = ${num(h.count)})` : '—';
 
 /** "1,214 (1,210–1,220)": the median and the min–max of the runs. */
 export function medianRange(s: Summary, digits = 0, unit = ''): string {
