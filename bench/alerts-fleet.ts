@@ -24,13 +24,13 @@ import { PROJECT_ROOT } from '../scripts/temporal-binaries';
 import {
   FLEET_SIZE,
   STABLE,
-  freePort,
   nextBasePort,
   quietLogger,
   removeDir,
   serviceCommand,
   tempStateDir,
 } from '../test/helpers/fleet';
+import { freePort } from '../scripts/ports';
 import { FLEET_ORG, fleetPolicy, writePolicies } from '../test/helpers/policies';
 import { Arrivals, sleepMs } from './fixtures';
 

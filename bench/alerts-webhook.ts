@@ -9,7 +9,7 @@ import { ALERT_NAMES } from '../src/domain/alert-rules';
 import { releaseWorkflowId, type ReleaseResult } from '../src/domain/release';
 import { StepWorker } from './breach-worker-handle';
 import { Arrivals, bakingInCanary, benchServices, servicePolicy, sleepMs, writePolicies } from './fixtures';
-import { freePort } from './worker-handle';
+import { freePort } from '../scripts/ports';
 
 /**
  * §8 part 2: Alertmanager's webhook → the first undo, on the dev server. Releases bake in canary on a dry-run target

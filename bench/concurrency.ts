@@ -4,7 +4,8 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { releaseWorkflowId } from '../src/domain/release';
 import { benchServices, servicePolicy, writePolicies } from './fixtures';
 import type { ServerProbe, TreeUsage } from './proc';
-import { freePort, WorkerProcess } from './worker-handle';
+import { WorkerProcess } from './worker-handle';
+import { freePort } from '../scripts/ports';
 
 export interface Phase {
   wallMs: number;

@@ -19,7 +19,7 @@ import { chainHistories, type RunCost } from './history';
 import { startDevServer, startTimeSkipping } from './servers';
 import type { StretchesInput, StretchesResult } from './heartbeat-workflow';
 import { summarize, type Summary } from './stats';
-import { freePort } from './worker-handle';
+import { freePort } from '../scripts/ports';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 const T = temporal.api.enums.v1.EventType;

@@ -1,6 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { WorkerMessage, WorkerProcessConfig, WorkerSettings } from './worker-process';
 
@@ -94,14 +93,4 @@ export class WorkerProcess extends ForkedProcess<WorkerMessage> {
     this.child.send({ type: 'usage' });
     return answer;
   }
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (!address || typeof address === 'string') throw new Error('no free port');
-  return address.port;
 }

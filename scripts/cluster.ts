@@ -1,9 +1,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,6 +13,7 @@ import { msToTs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES } from '../src/domain/search-attributes';
 import { alive, markOwner, sweepOrphans } from './orphan-dirs';
+import { freePortBlock } from './ports';
 import { buildScriptBinDir, isExecutable, MissingBinaryError, PROJECT_ROOT } from './temporal-binaries';
 
 /**
@@ -218,7 +219,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const ownsDir = options.stateDir === undefined;
   const stateDir = options.stateDir ? resolve(options.stateDir) : await mkdtemp(join(tmpdir(), DIR_PREFIX));
   if (options.fresh && !ownsDir) await wipe(stateDir);
-  const ports = clusterPorts(options.portBase ?? (await freePortBase()));
+  const ports = clusterPorts(options.portBase ?? (await freePortBlock(PORT_SPAN)));
   const cluster = new ClusterProcesses(binaries, pgBin, stateDir, ownsDir, ports, options);
   try {
     await cluster.start(started, options.timeoutMs ?? START_TIMEOUT_MS);
@@ -812,28 +813,6 @@ function isListening(port: number): Promise<boolean> {
     });
     socket.on('error', () => resolve(false));
   });
-}
-
-/** Whether 127.0.0.1:port can be bound right now. */
-function canBind(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/**
- * A block of PORT_SPAN free ports below 32768, at a random place: the kernel hands out ephemeral ports from 32768
- * up, so below that only explicit listeners compete, and two test files picking at once rarely pick the same block.
- */
-export async function freePortBase(attempts = 50): Promise<number> {
-  for (let attempt = 0; attempt < attempts; attempt++) {
-    const base = randomInt(10_000, MAX_PORT - PORT_SPAN);
-    const free = await Promise.all(Array.from({ length: PORT_SPAN }, (_, i) => canBind(base + i)));
-    if (free.every(Boolean)) return base;
-  }
-  throw new Error(`no block of ${PORT_SPAN} free loopback ports below ${MAX_PORT + 1} after ${attempts} tries`);
 }
 
 interface CliArgs {

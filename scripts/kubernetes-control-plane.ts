@@ -3,13 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { buildScriptBinDir, isExecutable, MissingBinaryError, PROJECT_ROOT } from './temporal-binaries';
 import { markOwner, sweepOrphans } from './orphan-dirs';
+import { freePorts } from './ports';
 
 /**
  * A real Kubernetes control plane for tests, the bench and the demo: etcd, kube-apiserver (RBAC enforced),
@@ -168,7 +168,7 @@ class Cluster {
     // Unhandled until awaited below; a rejection must not crash the process before then.
     gatewayCrds?.catch(() => undefined);
 
-    const [etcdClient, etcdPeer, apiPort] = await freePorts();
+    const [etcdClient, etcdPeer, apiPort] = (await freePorts(3)) as [number, number, number];
     await writePki(this.pki);
     this.adminCredentials = {
       ca: await readFile(join(this.pki, 'ca.crt')),
@@ -658,25 +658,6 @@ async function gatewayApiCrdDir(cwd: string): Promise<string> {
   if (!moduleDir)
     throw new Error(`go mod download sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}: ${failure ?? stdout}`);
   return join(moduleDir, 'config', 'crd', 'standard');
-}
-
-/** etcd's client and peer ports and the API server's. */
-async function freePorts(): Promise<[number, number, number]> {
-  // Held open together, so the kernel cannot hand out the same port twice.
-  const servers = await Promise.all(
-    [0, 1, 2].map(async () => {
-      const server = createServer();
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', resolve);
-      });
-      return server;
-    }),
-  );
-  const [a, b, c] = servers.map((server) => (server.address() as AddressInfo).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  if (a === undefined || b === undefined || c === undefined) throw new Error('no free loopback ports');
-  return [a, b, c];
 }
 
 if (require.main === module) {

@@ -11,7 +11,7 @@ import { signerFromKeyFile } from '../../src/client/signer';
 import { TollgateClient } from '../../src/client/tollgate-client';
 import { parseOpenSshKey } from '../../src/domain/signatures';
 import { TollgateService } from '../../src/domain/search-attributes';
-import { freePort } from '../helpers/fleet';
+import { freePort } from '../../scripts/ports';
 import { errorsCheck, writePolicies } from '../helpers/policies';
 import { waitForStatus } from '../helpers/release-handle';
 import { releaseHarness } from '../helpers/release-harness';

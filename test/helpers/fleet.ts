@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { transform } from '@swc/core';
 import pino from 'pino';
 import { commandLineOf } from '../../src/providers/targets/fleet-process';
 import { startFleet, type Fleet } from '../../src/providers/targets/haproxy-fleet-bootstrap';
 import { HaproxyRuntime } from '../../src/providers/targets/haproxy-runtime';
+import { freePort } from '../../scripts/ports';
 
 const ROOT = resolve(__dirname, '..', '..');
 export const HAPROXY_BIN = '/usr/sbin/haproxy';
@@ -72,20 +72,6 @@ export function serviceCommand(serviceJs: string, catalogue = CATALOGUE): string
     '--log-level',
     'warn',
   ];
-}
-
-/** A port the kernel just handed out, so no two test files collide on a fixed number. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 let portBlock = Math.floor(Math.random() * 60);

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { markOwner, sweepOrphans } from '../../scripts/orphan-dirs';
+import { freePort } from '../../scripts/ports';
 
 /** Debian's package (`scripts/provision.sh` installs it). */
 export const PROMETHEUS_BINARY = process.env.TOLLGATE_PROMETHEUS_BIN ?? '/usr/bin/prometheus';
@@ -198,15 +199,4 @@ async function kill(child: ChildProcess): Promise<void> {
     await exited;
     clearTimeout(timer);
   }
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { waitForPort } from '../../scripts/dev-server';
 import { stopProcess } from '../../src/providers/targets/fleet-process';
-import { HAPROXY_BIN, freePort } from './fleet';
+import { HAPROXY_BIN } from './fleet';
+import { freePort } from '../../scripts/ports';
 
 const run = promisify(execFile);
 

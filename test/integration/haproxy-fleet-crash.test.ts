@@ -9,7 +9,6 @@ import {
   NEXT,
   STABLE,
   compileDemo,
-  freePort,
   quietLogger,
   removeDir,
   serversUp,
@@ -18,6 +17,7 @@ import {
   versionsServing,
   type DemoFleet,
 } from '../helpers/fleet';
+import { freePort } from '../../scripts/ports';
 
 /**
  * A worker SIGKILLed in the middle of a replacement — the new instance serving, the one it replaces not yet retired —

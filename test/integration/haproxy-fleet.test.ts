@@ -15,7 +15,6 @@ import {
   NEXT,
   STABLE,
   compileDemo,
-  freePort,
   nextBasePort,
   quietLogger,
   removeDir,
@@ -26,6 +25,7 @@ import {
   versionsServing,
   type DemoFleet,
 } from '../helpers/fleet';
+import { freePort } from '../../scripts/ports';
 
 // Real HAProxy 2.6 (Debian package) and real demo-service processes, compiled once with swc.
 jest.setTimeout(30_000);

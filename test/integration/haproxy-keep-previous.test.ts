@@ -14,7 +14,6 @@ import {
   STABLE,
   compileDemo,
   fleetProblems,
-  freePort,
   nextBasePort,
   quietLogger,
   removeDir,
@@ -25,6 +24,7 @@ import {
   versionsServing,
   type DemoFleet,
 } from '../helpers/fleet';
+import { freePort } from '../../scripts/ports';
 
 /**
  * `keepPrevious` on real HAProxy 2.6 and demo-service processes: the previous version's instances a release replaces

@@ -4,7 +4,8 @@ import pino from 'pino';
 import { loadReceiverConfig } from '../../src/config/receiver-config';
 import { startReceiver, type RunningReceiver } from '../../src/receiver/main';
 import { startAlertmanager, type RunningAlertmanager } from '../helpers/alertmanager';
-import { NEXT, STABLE, fleetProblems, freePort } from '../helpers/fleet';
+import { NEXT, STABLE, fleetProblems } from '../helpers/fleet';
+import { freePort } from '../../scripts/ports';
 import { canaryBaking, resultWithin, waitForStatus } from '../helpers/release-handle';
 import {
   doubleApplications,

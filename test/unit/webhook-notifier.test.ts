@@ -18,6 +18,7 @@ import {
   worstCaseDeliveryMs,
   type WebhookNotifierOptions,
 } from '../../src/providers/notify/webhook';
+import { freePort } from '../../scripts/ports';
 
 /** A webhook receiver on a random local port; each test sets how it answers. */
 interface Delivery {
@@ -97,14 +98,6 @@ const header = (d: Delivery | undefined, name: string): string | undefined => {
   const value = d?.headers[name];
   return Array.isArray(value) ? value[0] : value;
 };
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 describe('json format', () => {
   it('posts the notification with source and canary flag', async () => {
