@@ -107,8 +107,18 @@ export function createDemoService(args: ServiceArgs, catalogue: Catalogue, logge
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
+  // Series that exist from the first scrape: a 5xx series born with the first failure would need a second scrape
+  // before rate() sees it, and a young canary's first round would then read its error ratio as 0.
+  for (const code of ['200', '500']) requests.inc({ code }, 0);
 
   let closing = false;
+  // Failures are spread evenly, not drawn at random: every window of n requests holds errorRate·n of them (±1), so a
+  // round judged on a canary's first few dozen requests sees the version's real rate, and tests can count exactly.
+  let pageRequests = 0;
+  const injectFailure = (): boolean => {
+    const n = pageRequests++;
+    return Math.floor((n + 1) * behaviour.errorRate) > Math.floor(n * behaviour.errorRate);
+  };
   const serve = (req: IncomingMessage, res: ServerResponse): void => {
     // Version and instance on every answer, so a caller can tell which fleet member served it.
     res.setHeader('x-version', args.version);
@@ -145,9 +155,10 @@ export function createDemoService(args: ServiceArgs, catalogue: Catalogue, logge
     };
     // Jitter of ±20% so latency histograms look like a real service, not a single spike.
     const delay = behaviour.latencyMs * (0.8 + Math.random() * 0.4);
+    const fails = path === '/' && injectFailure();
     setTimeout(() => {
       if (path !== '/') finish(404, { error: 'not found', ...identity });
-      else if (Math.random() < behaviour.errorRate) finish(500, { error: 'injected failure', ...identity });
+      else if (fails) finish(500, { error: 'injected failure', ...identity });
       else finish(200, { message: 'hello', ...identity });
     }, delay);
   };

@@ -115,11 +115,11 @@ test('a good version (1.1.0) is promoted through canary and both waves, without 
   } = await s.release('1.1.0', async (handle) => {
     // Mid-bake, what Prometheus holds for the fleet: the labels the instances report themselves (honor_labels).
     await waitForStatus(handle, canaryBaking, { timeoutMs: 30_000 }, 'canary bake');
-    // Bounded: until Prometheus has scraped both populations. It applies discovery changes on a 5 s tick, so a fleet
-    // bootstrapped and canaried within one tick is discovered at once, and either may be scraped first.
+    // Bounded: until Prometheus has scraped every population. It applies discovery changes on a 5 s tick, so a fleet
+    // bootstrapped, staged and canaried within one tick is discovered at once, and any may be scraped first.
     let labels = await seriesLabels(service);
     const seen = (track: string) => labels.some((l) => l.track === track);
-    for (let i = 0; i < 60 && !(seen('canary') && seen('stable')); i++) {
+    for (let i = 0; i < 60 && !['stable', 'staging', 'canary'].every(seen); i++) {
       await new Promise((r) => setTimeout(r, (SCRAPE_SECONDS * 1000) / 2));
       labels = await seriesLabels(service);
     }
@@ -133,10 +133,11 @@ test('a good version (1.1.0) is promoted through canary and both waves, without 
   expect(await s.fleet.target.stableVersion(service)).toBe('1.1.0');
   await expectFleetOn(s, '1.1.0');
 
-  // Prometheus saw the stable fleet and the canary under their own labels, with no exported_* duplicates.
+  // Prometheus saw the stable fleet, the staging instance and the canary under their own labels, with no exported_*
+  // duplicates. Staging takes no load, yet its series exist: the demo service starts its counters at 0.
   expect(labels.every((l) => Object.keys(l).every((k) => !k.startsWith('exported_')))).toBe(true);
   const populations = new Set(labels.map((l) => `${l.version} ${l.track}`));
-  expect(populations).toEqual(new Set([`${STABLE} stable`, '1.1.0 canary']));
+  expect(populations).toEqual(new Set([`${STABLE} stable`, '1.1.0 staging', '1.1.0 canary']));
   for (const l of labels) expect(l.instance).toMatch(new RegExp(`^${service}-\\d+$`));
 
   const report = await s.stopLoad();
