@@ -315,6 +315,8 @@ class Cluster {
           else resolve(stdout);
         },
       );
+      // kubectl that exits without reading its input closes the pipe: its exit status, not EPIPE, is the answer.
+      child.stdin?.on('error', () => {});
       child.stdin?.end(input);
     });
   }

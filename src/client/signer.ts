@@ -30,7 +30,11 @@ function run(command: string, args: string[], input?: string): Promise<string> {
         reject(new TollgateError(`${command} ${args.join(' ')} failed: ${why}`, 'invalid-input'));
       } else resolve(stdout);
     });
-    child.stdin?.end(input ?? '');
+    // A child that exits without reading its input (a key it cannot load, or `-y`, which reads none) closes the pipe
+    // under us: EPIPE here says nothing the exit status and stderr above do not say better.
+    child.stdin?.on('error', () => {});
+    if (input === undefined) child.stdin?.end();
+    else child.stdin?.end(input);
   });
 }
 
